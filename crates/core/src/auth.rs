@@ -1,0 +1,289 @@
+//! Authentication primitives: argon2 passwords, HS256 access tokens (algorithm pinned),
+//! opaque refresh tokens and API keys stored as SHA-256 digests, and the `Principal`
+//! extractor every protected handler takes.
+
+use crate::access::{self, Permission, Role};
+use crate::db::DbConn;
+use crate::error::ApiError;
+use crate::schema::{api_keys, users};
+use crate::state::AppState;
+use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
+use argon2::password_hash::{phc::PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use diesel::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const API_KEY_PREFIX: &str = "crm_";
+pub const REFRESH_TOKEN_PREFIX: &str = "crt_";
+
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(ApiError::internal)
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Verify against a fixed hash so that an unknown email costs as much as a wrong password.
+pub fn burn_password_check(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| hash_password("timing-equaliser").unwrap_or_default());
+    let _ = verify_password(password, hash);
+}
+
+/// `n` random bytes, URL-safe base64 without padding.
+pub fn random_token(n: usize) -> Result<String, ApiError> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(ApiError::internal)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+/// Digest of a high-entropy secret (API key, refresh token). A fast hash is right here:
+/// the secrets are 256-bit random, so there is nothing to brute-force.
+pub fn secret_digest(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub role: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub typ: String,
+}
+
+pub fn issue_access_token(
+    keys: &JwtKeys,
+    user_id: &str,
+    role: Role,
+    ttl_secs: i64,
+) -> Result<String, ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = AccessClaims {
+        sub: user_id.to_string(),
+        role: role.as_str().to_string(),
+        iat: now,
+        exp: now + ttl_secs,
+        jti: crate::ids::new_id(),
+        typ: "access".into(),
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
+        .map_err(ApiError::internal)
+}
+
+/// Decode an access token. Only HS256 is accepted: `alg: none` and other algorithms fail.
+pub fn decode_access_token(keys: &JwtKeys, token: &str) -> Result<AccessClaims, ApiError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let data =
+        jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Unauthorized(
+                    "the access token has expired; refresh it or log in".into(),
+                ),
+                _ => ApiError::Unauthorized("the access token is not valid".into()),
+            }
+        })?;
+    if data.claims.typ != "access" {
+        return Err(ApiError::Unauthorized("not an access token".into()));
+    }
+    Ok(data.claims)
+}
+
+/// Who is calling: resolved from a JWT or an API key on every request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Principal {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub team_id: Option<String>,
+    /// Set when the caller authenticated with an API key.
+    pub api_key_id: Option<String>,
+}
+
+impl Principal {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        access::require(self.role, permission)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+type UserRow = (String, String, String, String, Option<String>);
+
+fn active_user(conn: &mut DbConn, user_id: &str) -> Result<Option<UserRow>, ApiError> {
+    Ok(users::table
+        .filter(users::id.eq(user_id))
+        .filter(users::active.eq(true))
+        .filter(users::archived_at.is_null())
+        .select((
+            users::id,
+            users::email,
+            users::name,
+            users::role,
+            users::team_id,
+        ))
+        .first::<UserRow>(conn)
+        .optional()?)
+}
+
+fn principal_from(row: UserRow, api_key_id: Option<String>) -> Result<Principal, ApiError> {
+    let role = Role::parse(&row.3).ok_or_else(|| ApiError::internal("unknown role stored"))?;
+    Ok(Principal {
+        user_id: row.0,
+        email: row.1,
+        name: row.2,
+        role,
+        team_id: row.4,
+        api_key_id,
+    })
+}
+
+/// Resolve a bearer credential to a principal: API keys by digest, anything else as a JWT.
+pub fn authenticate(conn: &mut DbConn, keys: &JwtKeys, token: &str) -> Result<Principal, ApiError> {
+    if token.starts_with(API_KEY_PREFIX) {
+        return authenticate_api_key(conn, token);
+    }
+    let claims = decode_access_token(keys, token)?;
+    let row = active_user(conn, &claims.sub)?
+        .ok_or_else(|| ApiError::Unauthorized("the user is no longer active".into()))?;
+    principal_from(row, None)
+}
+
+fn authenticate_api_key(conn: &mut DbConn, token: &str) -> Result<Principal, ApiError> {
+    let rejected = || ApiError::Unauthorized("the API key is not valid or was revoked".into());
+    let (key_id, user_id, expires_at, last_used_at) = api_keys::table
+        .filter(api_keys::key_hash.eq(secret_digest(token)))
+        .filter(api_keys::revoked_at.is_null())
+        .select((
+            api_keys::id,
+            api_keys::user_id,
+            api_keys::expires_at,
+            api_keys::last_used_at,
+        ))
+        .first::<(String, String, Option<String>, Option<String>)>(conn)
+        .optional()?
+        .ok_or_else(rejected)?;
+    let now = crate::ids::now();
+    if expires_at.is_some_and(|e| e <= now) {
+        return Err(ApiError::Unauthorized("the API key has expired".into()));
+    }
+    let row = active_user(conn, &user_id)?.ok_or_else(rejected)?;
+    // Record use at most once a minute, so reads do not turn into writes on every call.
+    let stale = crate::ids::now_plus(chrono::Duration::seconds(-60));
+    if last_used_at.is_none_or(|t| t < stale) {
+        diesel::update(api_keys::table.find(&key_id))
+            .set(api_keys::last_used_at.eq(&now))
+            .execute(conn)?;
+    }
+    principal_from(row, Some(key_id))
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("send Authorization: Bearer <token>".into()))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not text".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("use Authorization: Bearer <token>".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "use Authorization: Bearer <token>".into(),
+        ));
+    }
+    Ok(token.trim().to_string())
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(p) = req.extensions().get::<Principal>() {
+            let p = p.clone();
+            return Box::pin(async move { Ok(p) });
+        }
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        let req = req.clone();
+        Box::pin(async move {
+            let token = token?;
+            let state = state.ok_or_else(|| ApiError::internal("app state missing"))?;
+            let keys = state.jwt.clone();
+            let principal = state
+                .db(move |conn| authenticate(conn, &keys, &token))
+                .await?;
+            req.extensions_mut().insert(principal.clone());
+            Ok(principal)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_when_right() {
+        let h = hash_password("correct horse").unwrap_or_default();
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+
+    #[test]
+    fn tokens_from_another_secret_or_alg_none_are_rejected() {
+        let keys = JwtKeys::new(b"one");
+        let token = issue_access_token(&keys, "u1", Role::Agent, 60).unwrap_or_default();
+        assert!(decode_access_token(&keys, &token).is_ok());
+        assert!(decode_access_token(&JwtKeys::new(b"two"), &token).is_err());
+        let parts: Vec<&str> = token.split('.').collect();
+        let none = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let forged = format!("{none}.{}.", parts[1]);
+        assert!(decode_access_token(&keys, &forged).is_err());
+    }
+}
+
+/// Whether the principal's role holds a permission (for visibility decisions in queries).
+pub fn role_may(p: &Principal, permission: Permission) -> bool {
+    access::role_allows(p.role, permission)
+}

@@ -1,0 +1,82 @@
+//! Configuration from the environment. Every variable is listed in the README.
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `sqlite://PATH`, a plain file path, or `postgres://…`.
+    pub database_url: String,
+    pub listen: String,
+    /// HMAC secret for access tokens; generated and kept beside the SQLite file when unset.
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub cors_origins: Vec<String>,
+    pub body_limit_bytes: usize,
+    pub db_pool_size: u32,
+    pub job_workers: usize,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    pub log_format_json: bool,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name} must be a number, got {v:?}")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        Ok(Config {
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/crm.db".into()),
+            listen: var("CRM_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            jwt_secret: var("CRM_JWT_SECRET"),
+            access_token_ttl: Duration::from_secs(number("CRM_ACCESS_TOKEN_TTL_SECS", 900)?),
+            refresh_token_ttl: Duration::from_secs(number(
+                "CRM_REFRESH_TOKEN_TTL_SECS",
+                30 * 24 * 3600,
+            )?),
+            cors_origins: var("CRM_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            body_limit_bytes: number("CRM_BODY_LIMIT_BYTES", 1024 * 1024)?,
+            db_pool_size: number("CRM_DB_POOL_SIZE", 10)?,
+            job_workers: number("CRM_JOB_WORKERS", 2)?,
+            admin_email: var("CRM_ADMIN_EMAIL"),
+            admin_password: var("CRM_ADMIN_PASSWORD"),
+            log_format_json: var("CRM_LOG_FORMAT").as_deref() == Some("json"),
+        })
+    }
+
+    /// A configuration for a given database with defaults, used by tests and the CLI.
+    pub fn for_database(database_url: &str) -> Self {
+        Config {
+            database_url: database_url.to_string(),
+            listen: "127.0.0.1:0".into(),
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            cors_origins: vec![],
+            body_limit_bytes: 1024 * 1024,
+            db_pool_size: 8,
+            job_workers: 2,
+            admin_email: None,
+            admin_password: None,
+            log_format_json: false,
+        }
+    }
+}

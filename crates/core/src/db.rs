@@ -1,0 +1,167 @@
+//! One database layer for both backends. `DbConn` is diesel's multi-connection over
+//! PostgreSQL and SQLite, so queries are written once; the URL scheme picks the backend.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Postgres,
+    Sqlite,
+}
+
+/// Which backend a `DATABASE_URL` names, and the connection string to hand to it.
+pub fn classify_url(url: &str) -> (BackendKind, String) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (BackendKind::Postgres, url.to_string())
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let path = path.strip_prefix("sqlite:").unwrap_or(path);
+        (BackendKind::Sqlite, path.to_string())
+    }
+}
+
+/// r2d2 manager that opens the backend named by the URL scheme (never by trial) and
+/// applies SQLite's pragmas to every new connection.
+#[derive(Debug)]
+pub struct Manager {
+    kind: BackendKind,
+    target: String,
+}
+
+impl Manager {
+    pub fn new(url: &str) -> Self {
+        let (kind, target) = classify_url(url);
+        Manager { kind, target }
+    }
+}
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+     PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        match self.kind {
+            BackendKind::Postgres => diesel::PgConnection::establish(&self.target)
+                .map(DbConn::Pg)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+            BackendKind::Sqlite => {
+                let mut c = diesel::SqliteConnection::establish(&self.target)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot create the database folder {0}: {1}")]
+    Folder(String, std::io::Error),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("migrations failed: {0}")]
+    Migrate(String),
+}
+
+/// Create the SQLite folder if needed, run pending migrations, and build the pool.
+pub fn connect_and_migrate(url: &str, pool_size: u32) -> Result<DbPool, DbSetupError> {
+    let manager = Manager::new(url);
+    if manager.kind == BackendKind::Sqlite {
+        if let Some(dir) = std::path::Path::new(&manager.target).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| DbSetupError::Folder(dir.display().to_string(), e))?;
+            }
+        }
+    }
+    let mut conn = r2d2::ManageConnection::connect(&manager)
+        .map_err(|e| DbSetupError::Connect(e.to_string()))?;
+    run_migrations(&mut conn)?;
+    r2d2::Pool::builder()
+        .max_size(pool_size)
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| DbSetupError::Connect(e.to_string()))
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbSetupError> {
+    let applied = match conn {
+        DbConn::Pg(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    };
+    applied.map_err(|e| DbSetupError::Migrate(e.to_string()))
+}
+
+pub fn backend_of(conn: &DbConn) -> BackendKind {
+    match conn {
+        DbConn::Pg(_) => BackendKind::Postgres,
+        DbConn::Sqlite(_) => BackendKind::Sqlite,
+    }
+}
+
+/// Run `f` in a write transaction. On SQLite the write lock is taken first: a deferred
+/// transaction that reads and then writes fails with SQLITE_BUSY when another writer
+/// committed in between, and the busy timeout cannot help it. Touching the lock table
+/// with a no-op write makes SQLite take the write lock (waiting up to the busy timeout).
+pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(|c| {
+        if backend_of(c) == BackendKind::Sqlite {
+            c.batch_execute("UPDATE write_lock SET n = n WHERE n < 0")?;
+        }
+        f(c)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_scheme_picks_the_backend() {
+        assert_eq!(classify_url("postgres://u@h/db").0, BackendKind::Postgres);
+        assert_eq!(classify_url("postgresql://u@h/db").0, BackendKind::Postgres);
+        assert_eq!(
+            classify_url("sqlite://data/crm.db"),
+            (BackendKind::Sqlite, "data/crm.db".into())
+        );
+        assert_eq!(
+            classify_url("/tmp/x.db"),
+            (BackendKind::Sqlite, "/tmp/x.db".into())
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Extractor configuration: actix's JSON, query and path failures become problem+json.
+
+use crate::error::{ApiError, FieldError};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpRequest};
+
+/// JSON bodies: size-limited; any content type is parsed as JSON so `curl -d` works.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(false)
+        .content_type(|_| true)
+        .error_handler(|err, _req| json_error(err).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| query_error(err).into())
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| path_error(err).into())
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::UnsupportedMediaType("send the body as application/json".into())
+        }
+        JsonPayloadError::Deserialize(e) => serde_error(&e),
+        JsonPayloadError::Serialize(e) => ApiError::internal(e),
+        other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
+    }
+}
+
+/// Syntax errors are malformed JSON (400); well-formed JSON of the wrong shape is a
+/// validation problem (422) naming the field where serde says which one.
+pub fn serde_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::BadRequest(format!("malformed JSON: {e}"))
+        }
+        Category::Data => {
+            let message = e.to_string();
+            let field = backticked(&message).unwrap_or_default();
+            let code = if message.starts_with("missing field") {
+                "required"
+            } else if message.starts_with("unknown field") {
+                "unknown_field"
+            } else {
+                "invalid_type"
+            };
+            ApiError::validation(vec![FieldError::new(&field, code, message)])
+        }
+    }
+}
+
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+fn query_error(err: QueryPayloadError) -> ApiError {
+    ApiError::BadRequest(format!("invalid query string: {err}"))
+}
+
+fn path_error(err: PathError) -> ApiError {
+    ApiError::BadRequest(format!("invalid path parameter: {err}"))
+}
+
+/// A path id that must be a UUID; a malformed one is a 400 that says so.
+pub fn path_id(raw: &str) -> Result<String, ApiError> {
+    crate::ids::parse_id(raw)
+        .ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a valid id (a UUID)")))
+}
+
+/// The version named by `If-Match`, if the client sent one. `*` matches any version.
+pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
+    let Some(raw) = req.headers().get(actix_web::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match is not valid text".into()))?
+        .trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    crate::etag::parse(raw)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest(format!("If-Match {raw:?} is not an ETag of this API")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_types_are_422_with_field_and_syntax_is_400() {
+        let e = serde_json::from_str::<std::collections::HashMap<String, i32>>("{\"a\": ")
+            .err()
+            .map(|e| serde_error(&e));
+        assert!(matches!(e, Some(ApiError::BadRequest(_))));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            email: String,
+        }
+        let e = serde_json::from_str::<T>("{}")
+            .err()
+            .map(|e| serde_error(&e));
+        match e {
+            Some(ApiError::Validation { errors, .. }) => {
+                assert_eq!(errors[0].field, "email");
+                assert_eq!(errors[0].code, "required");
+            }
+            other => panic!("expected validation, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `Idempotency-Key` on POST: the first successful response is stored with a digest of
+//! the request; a repeat with the same key replays it, and the same key with a different
+//! request is a 422. Keys are scoped to the credential that sent them and kept 24 hours.
+
+use crate::auth::secret_digest;
+use crate::db::{self, DbConn};
+use crate::error::ApiError;
+use crate::ids;
+use crate::schema::idempotency_keys as ik;
+use crate::state::AppState;
+use actix_web::body::{self, BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
+use diesel::prelude::*;
+
+pub const HEADER: &str = "Idempotency-Key";
+const REPLAYED: &str = "Idempotent-Replayed";
+const KEPT_HOURS: i64 = 24;
+/// Response headers worth replaying along with the body.
+const KEPT_HEADERS: [&str; 3] = ["location", "etag", "content-type"];
+
+type Stored = (String, Option<i32>, Option<String>, Option<String>);
+
+enum Claim {
+    Replay(Stored),
+    Proceed(String),
+}
+
+fn problem(req: ServiceRequest, e: ApiError) -> ServiceResponse<BoxBody> {
+    req.into_response(e.error_response())
+}
+
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let key = req
+        .headers()
+        .get(HEADER)
+        .map(|v| v.to_str().unwrap_or("").trim().to_string());
+    let credential = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(secret_digest);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let (Some(key), Some(scope), Some(state), true) =
+        (key, credential, state, req.method() == Method::POST)
+    else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    if key.is_empty() || key.len() > 255 {
+        let e = ApiError::BadRequest("Idempotency-Key must be 1 to 255 characters".into());
+        return Ok(problem(req, e));
+    }
+    let body = match req.extract::<web::Bytes>().await {
+        Ok(b) => b,
+        Err(e) => return Ok(req.error_response(e)),
+    };
+    let request_hash = secret_digest(&format!(
+        "{} {}?{}\n{}",
+        req.method(),
+        req.path(),
+        req.query_string(),
+        String::from_utf8_lossy(&body)
+    ));
+    req.set_payload(Payload::from(body));
+
+    let claim = {
+        let (scope, key, hash) = (scope.clone(), key.clone(), request_hash.clone());
+        state.db(move |c| claim_key(c, &scope, &key, &hash)).await
+    };
+    let row_id = match claim {
+        Err(e) => return Ok(problem(req, e)),
+        Ok(Claim::Replay(stored)) => {
+            return Ok(match replay(stored, &request_hash) {
+                Ok(res) => req.into_response(res),
+                Err(e) => problem(req, e),
+            })
+        }
+        Ok(Claim::Proceed(id)) => id,
+    };
+
+    let res = next.call(req).await?;
+    let (http_req, res) = res.into_parts();
+    let status = res.status();
+    let headers: Vec<(String, String)> = KEPT_HEADERS
+        .iter()
+        .filter_map(|h| {
+            res.headers()
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (h.to_string(), v.to_string()))
+        })
+        .collect();
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in res.headers() {
+        builder.append_header((name.clone(), value.clone()));
+    }
+    let bytes = body::to_bytes(res.into_body())
+        .await
+        .map_err(|_| ApiError::internal("cannot buffer response body"))?;
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let outcome = state
+        .db(move |c| store_outcome(c, &row_id, status, &headers, &text))
+        .await;
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "could not store idempotent response");
+    }
+    Ok(ServiceResponse::new(http_req, builder.body(bytes)))
+}
+
+fn claim_key(conn: &mut DbConn, scope: &str, key: &str, hash: &str) -> Result<Claim, ApiError> {
+    db::write_tx(conn, |c| {
+        let cutoff = ids::now_plus(chrono::Duration::hours(-KEPT_HOURS));
+        diesel::delete(
+            ik::table
+                .filter(ik::scope.eq(scope))
+                .filter(ik::idem_key.eq(key))
+                .filter(ik::created_at.lt(&cutoff)),
+        )
+        .execute(c)?;
+        let existing: Option<(String, Stored)> = ik::table
+            .filter(ik::scope.eq(scope))
+            .filter(ik::idem_key.eq(key))
+            .select((
+                ik::id,
+                (
+                    ik::request_hash,
+                    ik::status_code,
+                    ik::response_body,
+                    ik::response_headers,
+                ),
+            ))
+            .first(c)
+            .optional()?;
+        match existing {
+            Some((_, stored)) => Ok(Claim::Replay(stored)),
+            None => {
+                let id = ids::new_id();
+                diesel::insert_into(ik::table)
+                    .values((
+                        ik::id.eq(&id),
+                        ik::scope.eq(scope),
+                        ik::idem_key.eq(key),
+                        ik::request_hash.eq(hash),
+                        ik::created_at.eq(ids::now()),
+                    ))
+                    .execute(c)?;
+                Ok(Claim::Proceed(id))
+            }
+        }
+    })
+}
+
+fn replay(stored: Stored, hash: &str) -> Result<HttpResponse, ApiError> {
+    let (stored_hash, status, body, headers) = stored;
+    if stored_hash != hash {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            "Idempotency-Key",
+            "reused",
+            "this Idempotency-Key was used for a different request; use a new key",
+        )]));
+    }
+    let Some(status) = status else {
+        return Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+        ));
+    };
+    let status = StatusCode::from_u16(status as u16).map_err(ApiError::internal)?;
+    let mut res = HttpResponse::build(status);
+    let headers: Vec<(String, String)> = headers
+        .and_then(|h| serde_json::from_str(&h).ok())
+        .unwrap_or_default();
+    for (name, value) in headers {
+        res.insert_header((name, value));
+    }
+    res.insert_header((REPLAYED, "true"));
+    Ok(res.body(body.unwrap_or_default()))
+}
+
+/// Keep successful responses; forget failed ones so the client may retry with the same key.
+fn store_outcome(
+    conn: &mut DbConn,
+    row_id: &str,
+    status: StatusCode,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<(), ApiError> {
+    let row = ik::table.find(row_id);
+    if status.is_success() {
+        let headers = serde_json::to_string(headers).map_err(ApiError::internal)?;
+        diesel::update(row)
+            .set((
+                ik::status_code.eq(status.as_u16() as i32),
+                ik::response_body.eq(body),
+                ik::response_headers.eq(headers),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::delete(row).execute(conn)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Identity and access: sessions, API keys, users and teams, plus the admin views of
+//! the platform (jobs, audit log). Mounted under `/api/v1` by the gateway.
+
+pub mod admin;
+pub mod api_keys;
+pub mod sessions;
+pub mod teams;
+pub mod users;
+
+use actix_web::web::ServiceConfig;
+use serde::{Deserialize, Deserializer};
+
+/// For PATCH bodies: absent → `None`, `null` → `Some(None)`, value → `Some(Some(v))`.
+pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// Routes, relative to `/api/v1`. Literal paths come before `{id}` paths.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(sessions::login)
+        .service(sessions::refresh)
+        .service(sessions::logout)
+        .service(api_keys::create)
+        .service(api_keys::list_keys)
+        .service(api_keys::revoke)
+        .service(users::list_users)
+        .service(users::get_me)
+        .service(users::create)
+        .service(users::get_one)
+        .service(users::update)
+        .service(users::archive_one)
+        .service(users::restore_one)
+        .service(teams::list_teams)
+        .service(teams::create)
+        .service(teams::get_one)
+        .service(teams::update)
+        .service(teams::archive_one)
+        .service(teams::restore_one)
+        .service(admin::list_jobs)
+        .service(admin::get_job)
+        .service(admin::retry_job)
+        .service(admin::list_audit);
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        sessions::login, sessions::refresh, sessions::logout,
+        api_keys::create, api_keys::list_keys, api_keys::revoke,
+        users::list_users, users::get_me, users::create, users::get_one, users::update, users::archive_one, users::restore_one,
+        teams::list_teams, teams::create, teams::get_one, teams::update, teams::archive_one, teams::restore_one,
+        admin::list_jobs, admin::get_job, admin::retry_job, admin::list_audit,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    tags(
+        (name = "auth", description = "Log in, refresh and log out"),
+        (name = "api-keys", description = "Keys for scripts and integrations"),
+        (name = "users", description = "Users, their roles and teams (admins manage)"),
+        (name = "teams", description = "Teams of users"),
+        (name = "jobs", description = "The background job queue (admins)"),
+        (name = "audit", description = "Who changed what, when (admins)"),
+    )
+)]
+pub struct IdentityApi;

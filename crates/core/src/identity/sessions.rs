@@ -1,0 +1,217 @@
+//! Log in, refresh, log out. Access tokens are short-lived JWTs; refresh tokens are
+//! opaque, rotated on every use, and a reused (already rotated) refresh token revokes
+//! its whole family, since only a thief would present it.
+
+use crate::access::Role;
+use crate::auth::{self, issue_access_token, secret_digest, verify_password, REFRESH_TOKEN_PREFIX};
+use crate::db::{self, DbConn};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::ids;
+use crate::schema::{refresh_tokens as rt, users};
+use crate::state::AppState;
+use actix_web::{post, web, HttpResponse};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[validate(length(min = 1, max = 320, message = "is required"))]
+    pub email: String,
+    #[validate(length(min = 1, max = 1024, message = "is required"))]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[validate(length(min = 1, max = 200, message = "is required"))]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+fn issue_pair(
+    state: &AppState,
+    conn: &mut DbConn,
+    user_id: &str,
+    role: Role,
+    family: &str,
+) -> ApiResult<TokenResponse> {
+    let ttl = state.config.access_token_ttl.as_secs() as i64;
+    let access_token = issue_access_token(&state.jwt, user_id, role, ttl)?;
+    let refresh_token = format!("{REFRESH_TOKEN_PREFIX}{}", auth::random_token(32)?);
+    let expires = ids::now_plus(chrono::Duration::seconds(
+        state.config.refresh_token_ttl.as_secs() as i64,
+    ));
+    diesel::insert_into(rt::table)
+        .values((
+            rt::id.eq(ids::new_id()),
+            rt::user_id.eq(user_id),
+            rt::family_id.eq(family),
+            rt::token_hash.eq(secret_digest(&refresh_token)),
+            rt::expires_at.eq(expires),
+            rt::created_at.eq(ids::now()),
+        ))
+        .execute(conn)?;
+    Ok(TokenResponse {
+        access_token,
+        refresh_token,
+        token_type: "Bearer".into(),
+        expires_in: ttl,
+    })
+}
+
+fn bad_login() -> ApiError {
+    ApiError::Unauthorized("wrong email or password".into())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, security(()),
+    responses(
+        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    body.validate()?;
+    let st = state.clone();
+    let tokens = state
+        .db(move |c| {
+            let email = body.email.trim().to_lowercase();
+            let row: Option<(String, String, Option<String>)> = users::table
+                .filter(users::email.eq(&email))
+                .filter(users::active.eq(true))
+                .filter(users::archived_at.is_null())
+                .select((users::id, users::role, users::password_hash))
+                .first(c)
+                .optional()?;
+            let Some((id, role, Some(hash))) = row else {
+                auth::burn_password_check(&body.password);
+                return Err(bad_login());
+            };
+            if !verify_password(&body.password, &hash) {
+                return Err(bad_login());
+            }
+            let role = Role::parse(&role).ok_or_else(|| ApiError::internal("bad role"))?;
+            issue_pair(&st, c, &id, role, &ids::new_id())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
+    responses(
+        (status = 200, description = "A new token pair; the old refresh token stops working", body = TokenResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/auth/refresh")]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> ApiResult<HttpResponse> {
+    body.validate()?;
+    let st = state.clone();
+    let digest = secret_digest(body.refresh_token.trim());
+    let outcome = state
+        .db(move |c| {
+            db::write_tx(c, |c| {
+                let row: Option<(String, String, String, Option<String>)> = rt::table
+                    .filter(rt::token_hash.eq(&digest))
+                    .select((rt::id, rt::user_id, rt::family_id, rt::revoked_at))
+                    .first(c)
+                    .optional()?;
+                let Some((id, user_id, family, revoked)) = row else {
+                    return Ok(Err("the refresh token is not valid"));
+                };
+                let now = ids::now();
+                if revoked.is_some() {
+                    // Reuse of a rotated token: revoke every token of the family.
+                    diesel::update(
+                        rt::table
+                            .filter(rt::family_id.eq(&family))
+                            .filter(rt::revoked_at.is_null()),
+                    )
+                    .set(rt::revoked_at.eq(&now))
+                    .execute(c)?;
+                    return Ok(Err("the refresh token was already used; log in again"));
+                }
+                let live: Option<String> = rt::table
+                    .find(&id)
+                    .filter(rt::expires_at.gt(&now))
+                    .select(rt::id)
+                    .first(c)
+                    .optional()?;
+                let user: Option<String> = users::table
+                    .filter(users::id.eq(&user_id))
+                    .filter(users::active.eq(true))
+                    .filter(users::archived_at.is_null())
+                    .select(users::role)
+                    .first(c)
+                    .optional()?;
+                let (Some(_), Some(role)) = (live, user) else {
+                    return Ok(Err("the refresh token has expired or the user is inactive"));
+                };
+                diesel::update(rt::table.find(&id))
+                    .set(rt::revoked_at.eq(&now))
+                    .execute(c)?;
+                let role = Role::parse(&role).ok_or_else(|| ApiError::internal("bad role"))?;
+                issue_pair(&st, c, &user_id, role, &family).map(Ok)
+            })
+        })
+        .await?;
+    // The family revocation must commit, so the 401 is returned outside the transaction.
+    let tokens = outcome.map_err(|m| ApiError::Unauthorized(m.into()))?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest, security(()),
+    responses(
+        (status = 204, description = "The refresh token (and its rotations) no longer work"),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> ApiResult<HttpResponse> {
+    body.validate()?;
+    let digest = secret_digest(body.refresh_token.trim());
+    state
+        .db(move |c| {
+            let family: Option<String> = rt::table
+                .filter(rt::token_hash.eq(&digest))
+                .select(rt::family_id)
+                .first(c)
+                .optional()?;
+            if let Some(family) = family {
+                diesel::update(
+                    rt::table
+                        .filter(rt::family_id.eq(&family))
+                        .filter(rt::revoked_at.is_null()),
+                )
+                .set(rt::revoked_at.eq(ids::now()))
+                .execute(c)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

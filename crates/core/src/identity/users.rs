@@ -1,0 +1,498 @@
+//! Users: the people (and integrations) who call the API, with a role and a team.
+
+use crate::access::{Permission, Role};
+use crate::audit::{self, Actor, Change};
+use crate::auth::{hash_password, Principal};
+use crate::db::{self, DbConn, MultiBackend};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::{if_match, path_id};
+use crate::list::{self, ListSpec, Page};
+use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crate::schema::{teams, users};
+use crate::state::AppState;
+use crate::{etag, ids};
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+#[derive(Queryable, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub team_id: Option<String>,
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// A user of the API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub team_id: Option<String>,
+    /// Inactive users cannot log in or use their API keys.
+    pub active: bool,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            role: Role::parse(&r.role).unwrap_or(Role::Agent),
+            id: r.id,
+            email: r.email,
+            name: r.name,
+            team_id: r.team_id,
+            active: r.active,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            archived_at: r.archived_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    #[validate(email(message = "must be a valid email address"))]
+    pub email: String,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub name: String,
+    pub role: Role,
+    pub team_id: Option<String>,
+    /// At least 12 characters. Without a password the user can only use API keys
+    /// an admin creates for them.
+    #[validate(length(min = 12, max = 1024, message = "must be at least 12 characters"))]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[validate(email(message = "must be a valid email address"))]
+    pub email: Option<String>,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    /// A team id, or null to take the user out of their team.
+    #[serde(default, deserialize_with = "crate::identity::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub team_id: Option<Option<String>>,
+    #[validate(length(min = 12, max = 1024, message = "must be at least 12 characters"))]
+    pub password: Option<String>,
+    pub active: Option<bool>,
+}
+
+pub const LIST: ListSpec = ListSpec {
+    sort_fields: &["created_at", "updated_at", "email", "name"],
+    default_sort: "created_at",
+    filters: &[
+        "role",
+        "team_id",
+        "active",
+        "email",
+        "created_after",
+        "created_before",
+    ],
+    searchable: true,
+};
+
+crate::sortable!(users::table, users::BoxedQuery<'static, MultiBackend>, {
+    "created_at" => users::created_at,
+    "updated_at" => users::updated_at,
+    "email" => users::email,
+    "name" => users::name,
+    "id" => users::id,
+});
+
+fn to_json(u: &User) -> serde_json::Value {
+    serde_json::to_value(u).unwrap_or_default()
+}
+
+fn check_team(conn: &mut DbConn, team_id: &Option<String>) -> ApiResult<Option<String>> {
+    let Some(raw) = team_id else { return Ok(None) };
+    let invalid = || ApiError::field("team_id", "reference", "no such team");
+    let id = ids::parse_id(raw).ok_or_else(invalid)?;
+    let exists: i64 = teams::table
+        .filter(teams::id.eq(&id))
+        .filter(teams::archived_at.is_null())
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        return Err(invalid());
+    }
+    Ok(Some(id))
+}
+
+fn email_taken(conn: &mut DbConn, email: &str, except: &str) -> ApiResult<()> {
+    let n: i64 = users::table
+        .filter(users::email.eq(email))
+        .filter(users::id.ne(except))
+        .count()
+        .get_result(conn)?;
+    if n > 0 {
+        return Err(ApiError::Conflict(format!(
+            "a user with email {email} already exists"
+        )));
+    }
+    Ok(())
+}
+
+/// Create a user (used by the API, the CLI and the first-start bootstrap).
+pub fn create_user(conn: &mut DbConn, input: &CreateUser, actor: &Actor) -> ApiResult<User> {
+    input.validate()?;
+    let email = input.email.trim().to_lowercase();
+    let hash = input.password.as_deref().map(hash_password).transpose()?;
+    db::write_tx(conn, |c| {
+        email_taken(c, &email, "")?;
+        let team_id = check_team(c, &input.team_id)?;
+        let now = ids::now();
+        let id = ids::new_id();
+        diesel::insert_into(users::table)
+            .values((
+                users::id.eq(&id),
+                users::email.eq(&email),
+                users::name.eq(input.name.trim()),
+                users::role.eq(input.role.as_str()),
+                users::team_id.eq(&team_id),
+                users::password_hash.eq(&hash),
+                users::active.eq(true),
+                users::version.eq(1),
+                users::created_at.eq(&now),
+                users::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        let user: User = users::table.find(&id).first::<UserRow>(c)?.into();
+        audit::record(
+            c,
+            Change {
+                actor,
+                action: "created",
+                entity_type: "user",
+                entity_id: &id,
+                changes: to_json(&user),
+                record: to_json(&user),
+            },
+        )?;
+        Ok(user)
+    })
+}
+
+fn find(conn: &mut DbConn, id: &str) -> ApiResult<UserRow> {
+    users::table
+        .find(id)
+        .first::<UserRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+fn load_users(conn: &mut DbConn, p: &list::ListParams) -> ApiResult<Page<User>> {
+    let mut q = users::table.into_boxed::<MultiBackend>();
+    if !p.include_archived {
+        q = q.filter(users::archived_at.is_null());
+    }
+    if let Some(role) = p.filter("role") {
+        let role = Role::parse(role)
+            .ok_or_else(|| ApiError::BadRequest(format!("unknown role {role:?}")))?;
+        q = q.filter(users::role.eq(role.as_str()));
+    }
+    if let Some(team) = p.filter("team_id") {
+        q = q.filter(users::team_id.eq(team.to_string()));
+    }
+    if let Some(active) = p.bool_filter("active")? {
+        q = q.filter(users::active.eq(active));
+    }
+    if let Some(email) = p.filter("email") {
+        q = q.filter(users::email.eq(email.trim().to_lowercase()));
+    }
+    if let Some(t) = p.time_filter("created_after")? {
+        q = q.filter(users::created_at.gt(t));
+    }
+    if let Some(t) = p.time_filter("created_before")? {
+        q = q.filter(users::created_at.lt(t));
+    }
+    if let Some(text) = &p.q {
+        // Prefix search on the unique email index and on the name.
+        let prefix = format!("{}%", text.to_lowercase().replace(['%', '_'], ""));
+        q = q.filter(
+            users::email
+                .like(prefix.clone())
+                .or(users::name.like(prefix)),
+        );
+    }
+    let rows: Vec<UserRow> = apply_sort(q, p)?.load(conn)?;
+    list::page(rows.into_iter().map(User::from).collect(), p)
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, description = "Comma-separated fields, `-` for descending: created_at, updated_at, email, name"),
+        ("include_archived" = Option<bool>, Query, description = "Include archived users"),
+        ("q" = Option<String>, Query, description = "Prefix of the email or name"),
+        ("role" = Option<Role>, Query, description = "Only users with this role"),
+        ("team_id" = Option<String>, Query, description = "Only members of this team"),
+        ("active" = Option<bool>, Query, description = "Only active (or inactive) users"),
+        ("email" = Option<String>, Query, description = "Exact email"),
+        ("created_after" = Option<String>, Query, description = "RFC 3339 timestamp"),
+        ("created_before" = Option<String>, Query, description = "RFC 3339 timestamp"),
+    ),
+    responses((status = 200, description = "A page of users", body = Page<User>), ListProblems))]
+#[get("/users")]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    me: Principal,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::UsersRead)?;
+    let params = list::parse(query.into_inner(), &LIST)?;
+    let page = state.db(move |c| load_users(c, &params)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+    responses((status = 200, description = "The calling user", body = User), ReadProblems))]
+#[get("/users/me")]
+pub async fn get_me(state: web::Data<AppState>, me: Principal) -> ApiResult<HttpResponse> {
+    let row = state.db(move |c| find(c, &me.user_id)).await?;
+    Ok(respond::with_etag(row.version, &User::from(row)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "The user", body = User,
+        headers(("ETag" = String, description = "Version, for If-Match"))), ReadProblems))]
+#[get("/users/{id}")]
+pub async fn get_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::UsersRead)?;
+    let id = path_id(&id)?;
+    let row = state.db(move |c| find(c, &id)).await?;
+    Ok(respond::with_etag(row.version, &User::from(row)))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    responses((status = 201, description = "Created", body = User,
+        headers(("Location" = String), ("ETag" = String))), WriteProblems))]
+#[post("/users")]
+pub async fn create(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: web::Json<CreateUser>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::UsersManage)?;
+    let actor = Actor::from(&me);
+    let user = state
+        .db(move |c| create_user(c, &body.into_inner(), &actor))
+        .await?;
+    Ok(respond::created(
+        format!("/api/v1/users/{}", user.id),
+        user.version,
+        &user,
+    ))
+}
+
+fn update_user(
+    conn: &mut DbConn,
+    id: &str,
+    expected: Option<i32>,
+    input: UpdateUser,
+    me: &Principal,
+) -> ApiResult<User> {
+    input.validate()?;
+    let hash = input.password.as_deref().map(hash_password).transpose()?;
+    db::write_tx(conn, |c| {
+        let row = find(c, id)?;
+        etag::check(expected, row.version)?;
+        if row.id == me.user_id
+            && (input.role.is_some_and(|r| r != Role::Admin) || input.active == Some(false))
+        {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "role",
+                "self_lockout",
+                "admins cannot demote or deactivate themselves",
+            )]));
+        }
+        let email = input.email.as_ref().map(|e| e.trim().to_lowercase());
+        if let Some(e) = &email {
+            email_taken(c, e, id)?;
+        }
+        let team_id = match &input.team_id {
+            None => row.team_id.clone(),
+            Some(t) => check_team(c, t)?,
+        };
+        let before: User = row.clone().into();
+        let now = ids::now();
+        let updated = diesel::update(users::table.find(id).filter(users::version.eq(row.version)))
+            .set((
+                users::email.eq(email.unwrap_or(row.email.clone())),
+                users::name.eq(input.name.as_deref().map(str::trim).unwrap_or(&row.name)),
+                users::role.eq(input.role.map(Role::as_str).unwrap_or(&row.role)),
+                users::team_id.eq(&team_id),
+                users::password_hash.eq(hash.or(row.password_hash.clone())),
+                users::active.eq(input.active.unwrap_or(row.active)),
+                users::version.eq(row.version + 1),
+                users::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        if updated == 0 {
+            return Err(ApiError::PreconditionFailed(
+                "the user changed concurrently; retry".into(),
+            ));
+        }
+        let after: User = find(c, id)?.into();
+        let mut changes = audit::diff(&to_json(&before), &to_json(&after), &[]);
+        if input.password.is_some() {
+            changes["password"] = serde_json::json!({"changed": true});
+        }
+        audit::record(
+            c,
+            Change {
+                actor: &Actor::from(me),
+                action: "updated",
+                entity_type: "user",
+                entity_id: id,
+                changes,
+                record: to_json(&after),
+            },
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UpdateUser,
+    params(("id" = String, Path, description = "User id"),
+        ("If-Match" = Option<String>, Header, description = "ETag from a read; a stale one is a 412")),
+    responses((status = 200, description = "Updated", body = User), WriteProblems))]
+#[patch("/users/{id}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: web::Json<UpdateUser>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::UsersManage)?;
+    let id = path_id(&id)?;
+    let expected = if_match(&req)?;
+    let user = state
+        .db(move |c| update_user(c, &id, expected, body.into_inner(), &me))
+        .await?;
+    Ok(respond::with_etag(user.version, &user))
+}
+
+/// Archive (`archive = true`) or restore a user.
+fn set_archived(conn: &mut DbConn, id: &str, archiving: bool, me: &Principal) -> ApiResult<User> {
+    if archiving && id == me.user_id {
+        return Err(ApiError::field(
+            "id",
+            "self_lockout",
+            "you cannot archive yourself",
+        ));
+    }
+    db::write_tx(conn, |c| {
+        let row = find(c, id)?;
+        let stamp = if archiving { Some(ids::now()) } else { None };
+        diesel::update(users::table.find(id))
+            .set((
+                users::archived_at.eq(&stamp),
+                users::version.eq(row.version + 1),
+                users::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after: User = find(c, id)?.into();
+        audit::record(
+            c,
+            Change {
+                actor: &Actor::from(me),
+                action: if archiving { "archived" } else { "restored" },
+                entity_type: "user",
+                entity_id: id,
+                changes: serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}}),
+                record: to_json(&after),
+            },
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Archived; the user can no longer sign in"), WriteProblems))]
+#[delete("/users/{id}")]
+pub async fn archive_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::UsersManage)?;
+    let id = path_id(&id)?;
+    state.db(move |c| set_archived(c, &id, true, &me)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{id}/restore", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Restored", body = User), WriteProblems))]
+#[post("/users/{id}/restore")]
+pub async fn restore_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::UsersManage)?;
+    let id = path_id(&id)?;
+    let user = state.db(move |c| set_archived(c, &id, false, &me)).await?;
+    Ok(respond::with_etag(user.version, &user))
+}
+
+/// On an empty database, create the first admin. Returns the generated password when
+/// none was configured, so the caller can print it once.
+pub fn bootstrap_admin(
+    conn: &mut DbConn,
+    email: Option<&str>,
+    password: Option<&str>,
+) -> ApiResult<Option<(String, Option<String>)>> {
+    let count: i64 = users::table.count().get_result(conn)?;
+    if count > 0 {
+        return Ok(None);
+    }
+    let email = email.unwrap_or("admin@example.com").to_string();
+    let generated = match password {
+        Some(_) => None,
+        None => Some(crate::auth::random_token(18)?),
+    };
+    let input = CreateUser {
+        email: email.clone(),
+        name: "Administrator".into(),
+        role: Role::Admin,
+        team_id: None,
+        password: Some(
+            password
+                .map(str::to_string)
+                .or(generated.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    create_user(conn, &input, &Actor::system())?;
+    Ok(Some((email, generated)))
+}

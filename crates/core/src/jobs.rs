@@ -1,0 +1,297 @@
+//! The job queue: rows in `jobs`, a pool of worker threads inside the server that lease
+//! them (expiring leases, so a crashed worker's job runs again), retries with exponential
+//! backoff, and dead jobs kept for inspection. Domain crates register job kinds.
+
+use crate::db::{self, DbConn, DbPool};
+use crate::error::ApiError;
+use crate::ids;
+use crate::schema::jobs;
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+pub type JobResult = Result<(), String>;
+pub type JobHandler = Arc<dyn Fn(&mut DbConn, &Value) -> JobResult + Send + Sync>;
+
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+pub const SUCCEEDED: &str = "succeeded";
+pub const DEAD: &str = "dead";
+
+/// Job kinds and how the workers run them.
+pub struct JobRegistry {
+    handlers: HashMap<String, JobHandler>,
+    /// First retry delay; doubles with each attempt (capped at an hour).
+    pub backoff_base: Duration,
+    /// How long a claimed job is reserved for its worker before another may take it.
+    pub lease: Duration,
+    pub poll_interval: Duration,
+}
+
+impl Default for JobRegistry {
+    fn default() -> Self {
+        JobRegistry {
+            handlers: HashMap::new(),
+            backoff_base: Duration::from_secs(2),
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+impl JobRegistry {
+    pub fn register<F>(&mut self, kind: &str, handler: F)
+    where
+        F: Fn(&mut DbConn, &Value) -> JobResult + Send + Sync + 'static,
+    {
+        self.handlers.insert(kind.to_string(), Arc::new(handler));
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.handlers.keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32 - 1);
+        (self.backoff_base * factor).min(Duration::from_secs(3600))
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, ToSchema)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    #[serde(serialize_with = "as_json")]
+    pub payload: String,
+    /// `queued`, `running`, `succeeded` or `dead`.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: String,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+fn as_json<S: serde::Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
+    let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+    v.serialize(s)
+}
+
+pub type JobColumns = diesel::dsl::AsSelect<Job, crate::db::MultiBackend>;
+
+/// Put a job on the queue (in the caller's transaction, so it exists only if the change does).
+pub fn enqueue(
+    conn: &mut DbConn,
+    kind: &str,
+    payload: &Value,
+    max_attempts: i32,
+) -> Result<String, ApiError> {
+    let id = ids::new_id();
+    let now = ids::now();
+    diesel::insert_into(jobs::table)
+        .values((
+            jobs::id.eq(&id),
+            jobs::kind.eq(kind),
+            jobs::payload.eq(payload.to_string()),
+            jobs::status.eq(QUEUED),
+            jobs::attempts.eq(0),
+            jobs::max_attempts.eq(max_attempts.max(1)),
+            jobs::run_at.eq(&now),
+            jobs::created_at.eq(&now),
+            jobs::updated_at.eq(&now),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Take the next ready job: queued and due, or running with an expired lease.
+pub fn claim(conn: &mut DbConn, worker: &str, lease: Duration) -> Result<Option<Job>, ApiError> {
+    let now = ids::now();
+    let until = ids::now_plus(chrono::Duration::milliseconds(lease.as_millis() as i64));
+    db::write_tx(conn, |c| {
+        let ready = jobs::status
+            .eq(QUEUED)
+            .and(jobs::run_at.le(now.clone()))
+            .or(jobs::status
+                .eq(RUNNING)
+                .and(jobs::locked_until.lt(now.clone())));
+        // Several replicas may poll one PostgreSQL: skip rows another worker holds.
+        let candidate: Option<String> = if let DbConn::Pg(pg) = &mut *c {
+            jobs::table
+                .filter(ready.clone())
+                .order(jobs::run_at.asc())
+                .select(jobs::id)
+                .for_update()
+                .skip_locked()
+                .first(pg)
+                .optional()?
+        } else {
+            jobs::table
+                .filter(ready.clone())
+                .order(jobs::run_at.asc())
+                .select(jobs::id)
+                .first(c)
+                .optional()?
+        };
+        let Some(id) = candidate else {
+            return Ok(None);
+        };
+        let taken = diesel::update(jobs::table.find(&id).filter(ready))
+            .set((
+                jobs::status.eq(RUNNING),
+                jobs::attempts.eq(jobs::attempts + 1),
+                jobs::locked_by.eq(worker),
+                jobs::locked_until.eq(&until),
+                jobs::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        if taken == 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            jobs::table.find(&id).select(Job::as_select()).first(c)?,
+        ))
+    })
+}
+
+fn finish(
+    conn: &mut DbConn,
+    job: &Job,
+    outcome: JobResult,
+    registry: &JobRegistry,
+) -> Result<(), ApiError> {
+    let now = ids::now();
+    let mine = jobs::table
+        .find(&job.id)
+        .filter(jobs::locked_by.eq(&job.locked_by));
+    match outcome {
+        Ok(()) => diesel::update(mine)
+            .set((
+                jobs::status.eq(SUCCEEDED),
+                jobs::locked_by.eq(None::<String>),
+                jobs::locked_until.eq(None::<String>),
+                jobs::last_error.eq(None::<String>),
+                jobs::updated_at.eq(&now),
+                jobs::finished_at.eq(&now),
+            ))
+            .execute(conn)?,
+        Err(error) if job.attempts >= job.max_attempts => diesel::update(mine)
+            .set((
+                jobs::status.eq(DEAD),
+                jobs::locked_by.eq(None::<String>),
+                jobs::locked_until.eq(None::<String>),
+                jobs::last_error.eq(&error),
+                jobs::updated_at.eq(&now),
+                jobs::finished_at.eq(&now),
+            ))
+            .execute(conn)?,
+        Err(error) => {
+            let delay = registry.backoff(job.attempts);
+            let run_at = ids::now_plus(chrono::Duration::milliseconds(delay.as_millis() as i64));
+            diesel::update(mine)
+                .set((
+                    jobs::status.eq(QUEUED),
+                    jobs::locked_by.eq(None::<String>),
+                    jobs::locked_until.eq(None::<String>),
+                    jobs::last_error.eq(&error),
+                    jobs::run_at.eq(&run_at),
+                    jobs::updated_at.eq(&now),
+                ))
+                .execute(conn)?
+        }
+    };
+    Ok(())
+}
+
+fn run_one(conn: &mut DbConn, job: &Job, registry: &JobRegistry) -> JobResult {
+    let Some(handler) = registry.handlers.get(&job.kind).cloned() else {
+        return Err(format!(
+            "no handler is registered for job kind {:?}",
+            job.kind
+        ));
+    };
+    let payload: Value = serde_json::from_str(&job.payload).unwrap_or(Value::Null);
+    // A panicking handler must not take the worker thread down with it.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(conn, &payload)))
+        .unwrap_or_else(|_| Err("the job handler panicked".into()))
+}
+
+/// Claim and run one job if one is ready. Returns whether a job ran.
+pub fn work_once(pool: &DbPool, registry: &JobRegistry, worker: &str) -> Result<bool, ApiError> {
+    let mut conn = pool.get()?;
+    let Some(job) = claim(&mut conn, worker, registry.lease)? else {
+        return Ok(false);
+    };
+    let outcome = run_one(&mut conn, &job, registry);
+    if let Err(e) = &outcome {
+        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed");
+    }
+    finish(&mut conn, &job, outcome, registry)?;
+    Ok(true)
+}
+
+/// Worker threads polling the queue until stopped.
+pub struct WorkerPool {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    pub fn start(pool: DbPool, registry: Arc<JobRegistry>, workers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..workers)
+            .map(|n| {
+                let (pool, registry, stop) = (pool.clone(), registry.clone(), stop.clone());
+                let name = format!("worker-{n}-{}", ids::new_id());
+                std::thread::spawn(move || worker_loop(&pool, &registry, &stop, &name))
+            })
+            .collect();
+        WorkerPool { stop, threads }
+    }
+
+    /// Ask the workers to stop after their current job, and wait for them.
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker_loop(pool: &DbPool, registry: &JobRegistry, stop: &AtomicBool, name: &str) {
+    while !stop.load(Ordering::SeqCst) {
+        match work_once(pool, registry, name) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::error!(worker = name, error = %e, "job worker error"),
+        }
+        std::thread::sleep(registry.poll_interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let r = JobRegistry::default();
+        assert_eq!(r.backoff(1), Duration::from_secs(2));
+        assert_eq!(r.backoff(3), Duration::from_secs(8));
+        assert_eq!(r.backoff(30), Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,29 @@
+//! Shared platform of the CRM API. Every domain crate builds on these conventions:
+//! one database layer for SQLite and PostgreSQL, RFC 9457 errors, keyset pagination,
+//! ETags, soft delete, idempotency, audit + events in the write transaction, and jobs.
+
+pub mod access;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod etag;
+pub mod extract;
+pub mod idempotency;
+pub mod identity;
+pub mod ids;
+pub mod jobs;
+pub mod list;
+pub mod respond;
+pub mod schema;
+pub mod state;
+
+pub use error::{ApiError, ApiResult};
+pub use state::AppState;
+
+/// Re-exports used by this crate's macros.
+pub mod reexport {
+    pub use diesel;
+    pub use serde_json;
+}

@@ -1,0 +1,387 @@
+//! List conventions: keyset pagination with opaque cursors, `sort=field,-other`, and
+//! filters checked against what each resource documents (unknown ones are a 400).
+
+use crate::error::ApiError;
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+const RESERVED: [&str; 5] = ["limit", "cursor", "sort", "include_archived", "q"];
+
+/// What a list endpoint accepts.
+pub struct ListSpec {
+    pub sort_fields: &'static [&'static str],
+    pub default_sort: &'static str,
+    pub filters: &'static [&'static str],
+    pub searchable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub field: String,
+    pub desc: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListParams {
+    pub limit: i64,
+    /// Sort keys as requested; `id` is always appended as the tie-breaker.
+    pub sort: Vec<SortKey>,
+    /// Sort values of the last row of the previous page, one per sort key.
+    pub after: Option<Vec<Value>>,
+    pub include_archived: bool,
+    pub filters: BTreeMap<String, String>,
+    pub q: Option<String>,
+}
+
+impl ListParams {
+    pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filters.get(name).map(String::as_str)
+    }
+
+    /// A boolean filter (`true`/`false`), 400 on anything else.
+    pub fn bool_filter(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.filter(name).map(|v| parse_bool(name, v)).transpose()
+    }
+
+    /// A timestamp filter, normalised to the stored format.
+    pub fn time_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
+        self.filter(name)
+            .map(|v| {
+                crate::ids::normalise_ts(v).ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name} must be an RFC 3339 timestamp"))
+                })
+            })
+            .transpose()
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be true or false"
+        ))),
+    }
+}
+
+fn sort_text(keys: &[SortKey]) -> String {
+    keys.iter()
+        .map(|k| format!("{}{}", if k.desc { "-" } else { "" }, k.field))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_sort(raw: &str, spec: &ListSpec) -> Result<Vec<SortKey>, ApiError> {
+    let mut keys: Vec<SortKey> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (desc, field) = match part.strip_prefix('-') {
+            Some(f) => (true, f),
+            None => (false, part.strip_prefix('+').unwrap_or(part)),
+        };
+        if !spec.sort_fields.contains(&field) {
+            return Err(ApiError::BadRequest(format!(
+                "cannot sort by {field:?}; sortable fields: {}",
+                spec.sort_fields.join(", ")
+            )));
+        }
+        if keys.iter().any(|k| k.field == field) {
+            return Err(ApiError::BadRequest(format!(
+                "{field:?} appears twice in sort"
+            )));
+        }
+        keys.push(SortKey {
+            field: field.to_string(),
+            desc,
+        });
+    }
+    if keys.is_empty() {
+        return parse_sort(spec.default_sort, spec);
+    }
+    Ok(keys)
+}
+
+fn encode_cursor(sort: &[SortKey], values: &[Value]) -> String {
+    let body = serde_json::json!({"s": sort_text(sort), "v": values});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body.to_string())
+}
+
+fn decode_cursor(raw: &str, sort: &[SortKey]) -> Result<Vec<Value>, ApiError> {
+    let bad = || ApiError::BadRequest("the cursor is not valid; start again without it".into());
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| bad())?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if body.get("s").and_then(Value::as_str) != Some(sort_text(sort).as_str()) {
+        return Err(ApiError::BadRequest(
+            "the cursor belongs to a different sort order; keep sort unchanged while paging".into(),
+        ));
+    }
+    let values = body.get("v").and_then(Value::as_array).ok_or_else(bad)?;
+    if values.len() != sort.len() + 1 {
+        return Err(bad());
+    }
+    Ok(values.clone())
+}
+
+/// Parse a list query string against the resource's spec.
+pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams, ApiError> {
+    let mut raw: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in pairs {
+        if raw.insert(k.clone(), v).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {k:?} given twice"
+            )));
+        }
+    }
+    let limit = match raw.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                )))
+            }
+        },
+    };
+    let sort = parse_sort(raw.get("sort").map(String::as_str).unwrap_or(""), spec)?;
+    let after = raw
+        .get("cursor")
+        .map(|c| decode_cursor(c, &sort))
+        .transpose()?;
+    let include_archived = raw
+        .get("include_archived")
+        .map(|v| parse_bool("include_archived", v))
+        .transpose()?
+        .unwrap_or(false);
+    let q = raw
+        .get("q")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if q.is_some() && !spec.searchable {
+        return Err(ApiError::BadRequest("this list does not support q=".into()));
+    }
+    let mut filters = BTreeMap::new();
+    for (k, v) in raw {
+        if RESERVED.contains(&k.as_str()) {
+            continue;
+        }
+        if !spec.filters.contains(&k.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "unknown filter {k:?}; filters here: {}",
+                if spec.filters.is_empty() {
+                    "none".to_string()
+                } else {
+                    spec.filters.join(", ")
+                }
+            )));
+        }
+        filters.insert(k, v);
+    }
+    Ok(ListParams {
+        limit,
+        sort,
+        after,
+        include_archived,
+        filters,
+        q,
+    })
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Build a page from up to `limit + 1` rows fetched in sort order.
+pub fn page<T: Serialize>(mut rows: Vec<T>, params: &ListParams) -> Result<Page<T>, ApiError> {
+    let more = rows.len() as i64 > params.limit;
+    rows.truncate(params.limit as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => {
+            let json = serde_json::to_value(last).map_err(ApiError::internal)?;
+            let mut values: Vec<Value> = params
+                .sort
+                .iter()
+                .map(|k| json.get(&k.field).cloned().unwrap_or(Value::Null))
+                .collect();
+            values.push(json.get("id").cloned().unwrap_or(Value::Null));
+            Some(encode_cursor(&params.sort, &values))
+        }
+        _ => None,
+    };
+    Ok(Page {
+        data: rows,
+        next_cursor,
+    })
+}
+
+/// Comparison used by keyset predicates.
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Eq,
+    Gt,
+    Lt,
+}
+
+pub type BoxedBool<T> = Box<
+    dyn diesel::BoxableExpression<T, crate::db::MultiBackend, SqlType = diesel::sql_types::Bool>,
+>;
+
+/// Rust value a cursor holds for a column of this SQL type.
+pub trait CursorSql {
+    type Value;
+    fn from_json(v: &Value) -> Option<Self::Value>;
+}
+
+impl CursorSql for diesel::sql_types::Text {
+    type Value = String;
+    fn from_json(v: &Value) -> Option<String> {
+        v.as_str().map(str::to_string)
+    }
+}
+
+impl CursorSql for diesel::sql_types::Integer {
+    type Value = i32;
+    fn from_json(v: &Value) -> Option<i32> {
+        v.as_i64().and_then(|n| i32::try_from(n).ok())
+    }
+}
+
+impl CursorSql for diesel::sql_types::BigInt {
+    type Value = i64;
+    fn from_json(v: &Value) -> Option<i64> {
+        v.as_i64()
+    }
+}
+
+pub fn bad_cursor() -> ApiError {
+    ApiError::BadRequest("the cursor is not valid; start again without it".into())
+}
+
+/// Rows strictly after the cursor in the sort order: for keys k1..kn (then id),
+/// `k1 > v1 OR (k1 = v1 AND k2 > v2) OR …`, with `<` for descending keys.
+pub fn keyset_predicate<T, F>(
+    sort: &[SortKey],
+    values: &[Value],
+    compare: F,
+) -> Result<BoxedBool<T>, ApiError>
+where
+    T: 'static,
+    F: Fn(&str, Op, &Value) -> Result<BoxedBool<T>, ApiError>,
+{
+    use diesel::BoolExpressionMethods;
+    let mut keys: Vec<(&str, bool)> = sort.iter().map(|k| (k.field.as_str(), k.desc)).collect();
+    keys.push(("id", false));
+    let mut any: Option<BoxedBool<T>> = None;
+    for i in 0..keys.len() {
+        let (field, desc) = keys[i];
+        let op = if desc { Op::Lt } else { Op::Gt };
+        let mut term: BoxedBool<T> = compare(field, op, &values[i])?;
+        for j in (0..i).rev() {
+            let eq = compare(keys[j].0, Op::Eq, &values[j])?;
+            term = Box::new(eq.and(term));
+        }
+        any = Some(match any {
+            None => term,
+            Some(prev) => Box::new(prev.or(term)),
+        });
+    }
+    any.ok_or_else(bad_cursor)
+}
+
+/// Declare a resource's sortable columns. Generates `apply_sort(query, &params)` which
+/// orders the boxed query by the requested keys plus id and skips to the cursor.
+#[macro_export]
+macro_rules! sortable {
+    ($table:path, $query:ty, { $($field:literal => $col:path),+ $(,)? }) => {
+        fn sort_compare(
+            field: &str,
+            op: $crate::list::Op,
+            value: &$crate::reexport::serde_json::Value,
+        ) -> Result<$crate::list::BoxedBool<$table>, $crate::ApiError> {
+            use $crate::reexport::diesel::ExpressionMethods;
+            match field {
+                $($field => {
+                    let v = <<$col as $crate::reexport::diesel::Expression>::SqlType
+                        as $crate::list::CursorSql>::from_json(value)
+                        .ok_or_else($crate::list::bad_cursor)?;
+                    Ok(match op {
+                        $crate::list::Op::Eq => Box::new($col.eq(v)),
+                        $crate::list::Op::Gt => Box::new($col.gt(v)),
+                        $crate::list::Op::Lt => Box::new($col.lt(v)),
+                    })
+                })+
+                _ => Err($crate::list::bad_cursor()),
+            }
+        }
+
+        pub(crate) fn apply_sort(
+            mut query: $query,
+            params: &$crate::list::ListParams,
+        ) -> Result<$query, $crate::ApiError> {
+            use $crate::reexport::diesel::{ExpressionMethods, QueryDsl};
+            for key in params.sort.iter().map(|k| (k.field.as_str(), k.desc)).chain([("id", false)]) {
+                query = match key {
+                    $(($field, false) => query.then_order_by($col.asc()),
+                      ($field, true) => query.then_order_by($col.desc()),)+
+                    _ => return Err($crate::list::bad_cursor()),
+                };
+            }
+            if let Some(values) = &params.after {
+                query = query.filter($crate::list::keyset_predicate(&params.sort, values, sort_compare)?);
+            }
+            Ok(query.limit(params.limit + 1))
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: ListSpec = ListSpec {
+        sort_fields: &["created_at", "name"],
+        default_sort: "created_at",
+        filters: &["role"],
+        searchable: false,
+    };
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_sort_and_filter_are_rejected() {
+        assert!(parse(pairs(&[("sort", "password")]), &SPEC).is_err());
+        assert!(parse(pairs(&[("colour", "red")]), &SPEC).is_err());
+        assert!(parse(pairs(&[("limit", "201")]), &SPEC).is_err());
+        let p = parse(
+            pairs(&[("sort", "-name,created_at"), ("role", "admin")]),
+            &SPEC,
+        );
+        let p = p.ok().map(|p| (p.sort.len(), p.sort[0].desc, p.limit));
+        assert_eq!(p, Some((2, true, DEFAULT_LIMIT)));
+    }
+
+    #[test]
+    fn cursor_round_trips_and_is_bound_to_its_sort() {
+        let sort = parse_sort("-name", &SPEC).unwrap_or_default();
+        let c = encode_cursor(&sort, &[Value::from("b"), Value::from("id1")]);
+        assert_eq!(decode_cursor(&c, &sort).ok().map(|v| v.len()), Some(2));
+        let other = parse_sort("name", &SPEC).unwrap_or_default();
+        assert!(decode_cursor(&c, &other).is_err());
+        assert!(decode_cursor("garbage!", &sort).is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! Application state shared by every handler.
+
+use crate::auth::JwtKeys;
+use crate::config::Config;
+use crate::db::{DbPool, PooledConn};
+use crate::error::ApiError;
+use crate::jobs::JobRegistry;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub config: Arc<Config>,
+    pub jwt: Arc<JwtKeys>,
+    pub jobs: Arc<JobRegistry>,
+}
+
+impl AppState {
+    /// Run blocking database work on actix's thread pool with a pooled connection.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PooledConn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}

@@ -1,0 +1,101 @@
+//! The gateway: one actix-web app that mounts every domain crate under `/api/v1`,
+//! wraps it in the platform middleware, and serves the merged OpenAPI document.
+
+pub mod middleware;
+pub mod observability;
+pub mod openapi;
+pub mod setup;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use crm_core::error::ApiError;
+use crm_core::extract;
+use crm_core::AppState;
+use std::net::TcpListener;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use setup::{build_state, Bootstrap};
+
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers(vec![
+            "etag",
+            "location",
+            "x-request-id",
+            "idempotent-replayed",
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
+
+/// Every route of the API, relative to `/api/v1`.
+pub fn configure_api(cfg: &mut web::ServiceConfig) {
+    crm_core::identity::configure(cfg);
+    crm_customers::configure(cfg);
+    crm_sales::configure(cfg);
+    crm_marketing::configure(cfg);
+    crm_service::configure(cfg);
+    crm_partners::configure(cfg);
+    crm_analytics::configure(cfg);
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route {} {}; see /openapi.json",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Start the HTTP server on an already bound listener.
+pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let spec = openapi::document();
+    let limit = state.config.body_limit_bytes;
+    let origins = state.config.cors_origins.clone();
+    let metrics = web::Data::new(observability::Metrics::new());
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(metrics.clone())
+            .app_data(extract::json_config(limit))
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(extract::query_config())
+            .app_data(extract::path_config())
+            .service(
+                web::scope("/api/v1")
+                    .wrap(actix_web::middleware::from_fn(
+                        crm_core::idempotency::middleware,
+                    ))
+                    .configure(configure_api),
+            )
+            .configure(observability::configure)
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("Location", "/docs/"))
+                        .finish()
+                }),
+            )
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
+            .default_service(web::to(not_found))
+            .wrap(actix_web::middleware::from_fn(middleware::problem_bodies))
+            .wrap(cors(&origins))
+            .wrap(actix_web::middleware::from_fn(middleware::request_context))
+    })
+    .shutdown_timeout(20)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

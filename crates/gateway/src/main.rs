@@ -1,0 +1,180 @@
+//! `crm`: the CRM API server and its command line.
+
+use clap::{Parser, Subcommand};
+use crm_core::access::Role;
+use crm_core::audit::Actor;
+use crm_core::config::Config;
+use crm_core::identity::users::{create_user, CreateUser};
+use crm_core::jobs::{JobRegistry, WorkerPool};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "crm", version, about = "Headless operational CRM API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Manage users from the shell.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password comes from CRM_USER_PASSWORD or is generated and printed.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown role; one of {}", all.join(", "))
+    })
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !matches!(cli.command, Some(Command::Openapi)) {
+        init_tracing(config.log_format_json);
+    }
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Migrate => migrate(&config),
+        Command::Openapi => {
+            print!("{}", crm_gateway::openapi::document_json());
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Create { email, name, role },
+        } => user_create(&config, email, name, role),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(config: &Config) -> Result<(), String> {
+    let manager = crm_core::db::Manager::new(&config.database_url);
+    crm_core::db::connect_and_migrate(&config.database_url, 1).map_err(|e| e.to_string())?;
+    println!("migrations applied ({manager:?})");
+    Ok(())
+}
+
+fn user_create(config: &Config, email: String, name: String, role: Role) -> Result<(), String> {
+    let pool =
+        crm_core::db::connect_and_migrate(&config.database_url, 1).map_err(|e| e.to_string())?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let (password, generated) = match std::env::var("CRM_USER_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (
+            crm_core::auth::random_token(18).map_err(|e| e.to_string())?,
+            true,
+        ),
+    };
+    let input = CreateUser {
+        email,
+        name,
+        role,
+        team_id: None,
+        password: Some(password.clone()),
+    };
+    let user = create_user(&mut conn, &input, &Actor::system()).map_err(|e| match e {
+        crm_core::ApiError::Validation { errors, .. } => errors
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    })?;
+    println!(
+        "created user {} ({}) with role {}",
+        user.email,
+        user.id,
+        user.role.as_str()
+    );
+    if generated {
+        println!("password (shown once): {password}");
+    }
+    Ok(())
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let listen = config.listen.clone();
+    let workers = config.job_workers;
+    let (state, boot) = crm_gateway::build_state(config, JobRegistry::default())?;
+    let listener = std::net::TcpListener::bind(&listen)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let pool = WorkerPool::start(state.pool.clone(), state.jobs.clone(), workers);
+    print_banner(&addr.to_string(), &boot);
+    let result = actix_web::rt::System::new()
+        .block_on(async move { crm_gateway::serve(state, listener)?.await });
+    pool.shutdown();
+    result.map_err(|e| e.to_string())
+}
+
+fn print_banner(addr: &str, boot: &crm_gateway::Bootstrap) {
+    let base = format!("http://{addr}");
+    println!("CRM API listening on {base}");
+    println!("  API:     {base}/api/v1");
+    println!("  Docs:    {base}/docs/");
+    println!("  OpenAPI: {base}/openapi.json");
+    match &boot.admin {
+        Some((email, Some(password))) => {
+            println!("Created the first admin {email} with password (shown once): {password}");
+            println!("Get a token:");
+            println!("  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'");
+        }
+        Some((email, None)) => {
+            println!("Created the first admin {email} with the password from CRM_ADMIN_PASSWORD.");
+            println!("Get a token:");
+            println!("  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"email\":\"{email}\",\"password\":\"$CRM_ADMIN_PASSWORD\"}}'");
+        }
+        None => {
+            println!("Get a token:");
+            println!("  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"email\":\"you@example.com\",\"password\":\"…\"}}'");
+        }
+    }
+}

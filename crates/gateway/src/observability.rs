@@ -1,0 +1,139 @@
+//! Health checks and Prometheus metrics.
+
+use actix_web::{get, web, HttpResponse};
+use crm_core::error::{ApiError, ApiResult, Problem};
+use crm_core::schema::jobs;
+use crm_core::AppState;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    jobs: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "crm_http_requests_total",
+                "HTTP requests by method, route and status",
+            ),
+            &["method", "route", "status"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let latency = HistogramVec::new(
+            HistogramOpts::new("crm_http_request_duration_seconds", "HTTP request latency"),
+            &["method", "route"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let jobs = IntGaugeVec::new(
+            Opts::new("crm_jobs", "Jobs in the queue by status"),
+            &["status"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(jobs.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            jobs,
+        }
+    }
+
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`
+    pub status: String,
+}
+
+#[utoipa::path(get, path = "/health/live", tag = "health", security(()),
+    responses((status = 200, description = "The process is up", body = Health)))]
+#[get("/health/live")]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
+    responses(
+        (status = 200, description = "The database answers", body = Health),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/health/ready")]
+pub async fn ready(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    state
+        .db(|c| {
+            c.batch_execute("SELECT 1")
+                .map_err(|e| ApiError::Unavailable(format!("database check failed: {e}")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    }))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "health", security(()),
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>, m: web::Data<Metrics>) -> ApiResult<HttpResponse> {
+    let counts: Vec<(String, i64)> = state
+        .db(|c| {
+            Ok(jobs::table
+                .group_by(jobs::status)
+                .select((jobs::status, diesel::dsl::count_star()))
+                .load(c)?)
+        })
+        .await?;
+    m.jobs.reset();
+    for (status, n) in counts {
+        m.jobs.with_label_values(&[&status]).set(n);
+    }
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&m.registry.gather(), &mut buf)
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(buf))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(live).service(ready).service(metrics);
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(live, ready, metrics))]
+pub struct HealthApi;

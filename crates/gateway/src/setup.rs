@@ -1,0 +1,73 @@
+//! Start-up: database and migrations, the JWT secret, the first admin, the job registry.
+
+use crm_core::auth::{random_token, JwtKeys};
+use crm_core::config::Config;
+use crm_core::db::{self, BackendKind};
+use crm_core::jobs::JobRegistry;
+use crm_core::AppState;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What start-up did that the operator should hear about.
+pub struct Bootstrap {
+    /// The first admin's email and, when it was generated, the password (shown once).
+    pub admin: Option<(String, Option<String>)>,
+}
+
+/// Where the development JWT secret lives: beside the SQLite file, or under ./data.
+fn secret_file(config: &Config) -> PathBuf {
+    let (kind, target) = db::classify_url(&config.database_url);
+    let dir = match kind {
+        BackendKind::Sqlite => PathBuf::from(target)
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+        BackendKind::Postgres => PathBuf::from("data"),
+    };
+    dir.join("jwt_secret")
+}
+
+fn jwt_secret(config: &Config) -> Result<String, String> {
+    if let Some(s) = &config.jwt_secret {
+        if s.len() < 32 {
+            return Err("CRM_JWT_SECRET must be at least 32 characters".into());
+        }
+        return Ok(s.clone());
+    }
+    let path = secret_file(config);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        if s.trim().len() >= 32 {
+            return Ok(s.trim().to_string());
+        }
+    }
+    let secret = random_token(48).map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, &secret).map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::warn!(path = %path.display(), "CRM_JWT_SECRET is unset: generated a development secret; set it in production (and on every replica)");
+    Ok(secret)
+}
+
+/// Connect, migrate, and prepare everything the server needs.
+pub fn build_state(config: Config, registry: JobRegistry) -> Result<(AppState, Bootstrap), String> {
+    let pool = db::connect_and_migrate(&config.database_url, config.db_pool_size)
+        .map_err(|e| e.to_string())?;
+    let secret = jwt_secret(&config)?;
+    let admin = {
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        crm_core::identity::users::bootstrap_admin(
+            &mut conn,
+            config.admin_email.as_deref(),
+            config.admin_password.as_deref(),
+        )
+        .map_err(|e| format!("creating the first admin: {e}"))?
+    };
+    let state = AppState {
+        pool,
+        config: Arc::new(config),
+        jwt: Arc::new(JwtKeys::new(secret.as_bytes())),
+        jobs: Arc::new(registry),
+    };
+    Ok((state, Bootstrap { admin }))
+}

@@ -1,0 +1,14 @@
+//! The service domain: tickets, queues, routing, SLAs, knowledge base, call lookup, CSAT, work orders.
+//!
+//! Its resources land here one module each; the gateway mounts `configure` under
+//! `/api/v1` and merges `Api` into the served OpenAPI document.
+
+use actix_web::web::ServiceConfig;
+
+/// Routes of this domain, relative to `/api/v1`.
+pub fn configure(_cfg: &mut ServiceConfig) {}
+
+/// This domain's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi()]
+pub struct Api;

@@ -1,0 +1,9 @@
+DROP TABLE jobs;
+DROP TABLE events;
+DROP TABLE audit_log;
+DROP TABLE idempotency_keys;
+DROP TABLE api_keys;
+DROP TABLE refresh_tokens;
+DROP TABLE users;
+DROP TABLE teams;
+DROP TABLE write_lock;
