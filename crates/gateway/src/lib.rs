@@ -77,6 +77,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                     .wrap(actix_web::middleware::from_fn(
                         crm_core::idempotency::middleware,
                     ))
+                    .wrap(actix_web::middleware::from_fn(crm_core::auth::middleware))
                     .configure(configure_api),
             )
             .configure(observability::configure)

@@ -1,0 +1,34 @@
+# The two commands every user needs: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nextest run" || echo "test")
+
+.PHONY: run build test test-sqlite test-postgres openapi lint bench
+
+run:
+	$(CARGO) run --bin crm -- serve
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## The whole suite on SQLite, then on a throwaway PostgreSQL cluster.
+test: test-sqlite test-postgres
+
+test-sqlite:
+	@echo "== tests on SQLite =="
+	env -u TEST_DATABASE_URL $(CARGO) $(NEXTEST) --workspace
+
+test-postgres:
+	@echo "== tests on PostgreSQL =="
+	tests/with-postgres.sh $(CARGO) $(NEXTEST) --workspace
+
+## Regenerate the committed OpenAPI document from the code.
+openapi:
+	$(CARGO) run -q --bin crm -- openapi > openapi/openapi.json
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	@echo "no benchmarks yet: they arrive with the first domain resources"

@@ -1,0 +1,17 @@
+//! Black-box tests of the whole gateway over HTTP. One binary (faster to link);
+//! each test starts its own server on a fresh database.
+
+#[path = "api/access.rs"]
+mod access;
+#[path = "api/api_keys.rs"]
+mod api_keys;
+#[path = "api/auth.rs"]
+mod auth;
+#[path = "api/conventions.rs"]
+mod conventions;
+#[path = "api/jobs.rs"]
+mod jobs;
+#[path = "api/platform.rs"]
+mod platform;
+#[path = "api/readme.rs"]
+mod readme;

@@ -1,0 +1,99 @@
+use crm_tests::TestApp;
+
+fn committed_spec() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json");
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let code = crm_gateway::openapi::document_json();
+    assert!(
+        committed_spec() == code,
+        "openapi/openapi.json is out of date: run `make openapi` and commit the result"
+    );
+}
+
+#[test]
+fn the_served_spec_is_the_committed_one_with_bearer_security() {
+    let app = TestApp::start();
+    let served = app.send("GET", "/openapi.json", None, &[], None).json();
+    let committed: serde_json::Value = serde_json::from_str(&committed_spec()).unwrap_or_default();
+    assert_eq!(served, committed);
+    assert_eq!(
+        served["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let docs = app.send("GET", "/docs/", None, &[], None);
+    assert_eq!(docs.status, 200);
+    assert!(docs.text.to_lowercase().contains("swagger"));
+}
+
+#[test]
+fn health_metrics_and_request_ids() {
+    let app = TestApp::start();
+    assert_eq!(
+        app.send("GET", "/health/live", None, &[], None).json()["status"],
+        "ok"
+    );
+    assert_eq!(
+        app.send("GET", "/health/ready", None, &[], None).json()["status"],
+        "ok"
+    );
+    let res = app.send(
+        "GET",
+        "/api/v1/users/me",
+        Some(&app.admin_token),
+        &[("X-Request-Id", "trace-abc-123")],
+        None,
+    );
+    assert_eq!(res.header("x-request-id"), Some("trace-abc-123"));
+    let generated = app.send("GET", "/health/live", None, &[], None);
+    assert_eq!(generated.header("x-request-id").map(str::len), Some(36));
+    let metrics = app.send("GET", "/metrics", None, &[], None);
+    assert!(
+        metrics.text.contains(
+            "crm_http_requests_total{method=\"GET\",route=\"/api/v1/users/me\",status=\"200\"} 1"
+        ),
+        "{}",
+        metrics.text
+    );
+    app.send("GET", "/no/such/route", None, &[], None)
+        .problem(404);
+}
+
+#[test]
+fn cors_allows_only_configured_origins() {
+    let app = TestApp::start_with(Default::default(), |c| {
+        c.cors_origins = vec!["https://app.example.com".into()]
+    });
+    let ok = app.send(
+        "OPTIONS",
+        "/api/v1/users",
+        None,
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        None,
+    );
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let bad = app.send(
+        "OPTIONS",
+        "/api/v1/users",
+        None,
+        &[
+            ("Origin", "https://evil.example.com"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        None,
+    );
+    assert_ne!(
+        bad.header("access-control-allow-origin"),
+        Some("https://evil.example.com")
+    );
+    assert!(bad.status >= 400);
+}
