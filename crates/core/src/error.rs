@@ -56,6 +56,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("this route does not accept that method; it accepts {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -105,6 +107,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PreconditionRequired(_) => "precondition-required",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -147,6 +150,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -166,6 +170,9 @@ impl ResponseError for ApiError {
         res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
         if let ApiError::Unauthorized(_) = self {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            res.insert_header((header::ALLOW, allow.as_str()));
         }
         if let ApiError::TooManyRequests { retry_after, .. } = self {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));

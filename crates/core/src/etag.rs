@@ -15,8 +15,9 @@ pub fn parse(raw: &str) -> Option<i32> {
 pub fn check(expected: Option<i32>, current: i32) -> Result<(), ApiError> {
     match expected {
         Some(v) if v != current => Err(ApiError::PreconditionFailed(format!(
-            "the record changed since you read it (your version {v}, current {current}); \
-             fetch it again and reapply your change"
+            "If-Match does not match the current ETag {}: the record changed since you \
+             read it; fetch it again and reapply your change",
+            format(current)
         ))),
         _ => Ok(()),
     }

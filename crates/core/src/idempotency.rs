@@ -39,7 +39,7 @@ pub async fn middleware(
     let key = req
         .headers()
         .get(HEADER)
-        .map(|v| v.to_str().unwrap_or("").trim().to_string());
+        .map(|v| v.to_str().unwrap_or("").to_string());
     let credential = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -51,8 +51,10 @@ pub async fn middleware(
     else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    if key.is_empty() || key.len() > 255 {
-        let e = ApiError::BadRequest("Idempotency-Key must be 1 to 255 characters".into());
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        let e = ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        );
         return Ok(problem(req, e));
     }
     let body = match req.extract::<web::Bytes>().await {

@@ -48,6 +48,16 @@ impl ListParams {
         self.filter(name).map(|v| parse_bool(name, v)).transpose()
     }
 
+    /// A filter holding a record id; a malformed id is a 400.
+    pub fn id_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
+        self.filter(name)
+            .map(|v| {
+                crate::ids::parse_id(v)
+                    .ok_or_else(|| ApiError::BadRequest(format!("{name} must be a UUID")))
+            })
+            .transpose()
+    }
+
     /// A timestamp filter, normalised to the stored format.
     pub fn time_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
         self.filter(name)
@@ -90,10 +100,9 @@ fn parse_sort(raw: &str, spec: &ListSpec) -> Result<Vec<SortKey>, ApiError> {
                 spec.sort_fields.join(", ")
             )));
         }
+        // A field named again adds nothing: the first mention decides.
         if keys.iter().any(|k| k.field == field) {
-            return Err(ApiError::BadRequest(format!(
-                "{field:?} appears twice in sort"
-            )));
+            continue;
         }
         keys.push(SortKey {
             field: field.to_string(),
@@ -133,6 +142,9 @@ fn decode_cursor(raw: &str, sort: &[SortKey]) -> Result<Vec<Value>, ApiError> {
 pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams, ApiError> {
     let mut raw: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in pairs {
+        if v.is_empty() {
+            return Err(ApiError::BadRequest(format!("query parameter {k:?} is empty")));
+        }
         if raw.insert(k.clone(), v).is_some() {
             return Err(ApiError::BadRequest(format!(
                 "query parameter {k:?} given twice"

@@ -4,12 +4,12 @@
 pub mod middleware;
 pub mod observability;
 pub mod openapi;
+pub mod routes;
 pub mod setup;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use crm_core::error::ApiError;
 use crm_core::extract;
 use crm_core::AppState;
 use std::net::TcpListener;
@@ -49,25 +49,19 @@ pub fn configure_api(cfg: &mut web::ServiceConfig) {
     crm_analytics::configure(cfg);
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route {} {}; see /openapi.json",
-        req.method(),
-        req.path()
-    )))
-}
-
 /// Start the HTTP server on an already bound listener.
 pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
     let spec = openapi::document();
     let limit = state.config.body_limit_bytes;
     let origins = state.config.cors_origins.clone();
     let metrics = web::Data::new(observability::Metrics::new());
+    let routes = web::Data::new(routes::RouteTable::from_document(&spec));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(metrics.clone())
+            .app_data(routes.clone())
             .app_data(extract::json_config(limit))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(extract::query_config())
@@ -90,7 +84,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                 }),
             )
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
-            .default_service(web::to(not_found))
+            .default_service(web::to(routes::fallback))
             .wrap(actix_web::middleware::from_fn(middleware::problem_bodies))
             .wrap(cors(&origins))
             .wrap(actix_web::middleware::from_fn(middleware::request_context))

@@ -84,9 +84,9 @@ fn admins_cannot_lock_themselves_out() {
         &app.admin_token,
         &json!({"role": "agent"}),
     )
-    .problem(422);
+    .problem(409);
     app.delete(&format!("/api/v1/users/{id}"), &app.admin_token)
-        .problem(422);
+        .problem(409);
     assert_eq!(
         app.get("/api/v1/users/me", &app.admin_token).json()["role"],
         "admin"

@@ -35,11 +35,11 @@ mod job_sort {
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, description = "created_at, run_at, updated_at; `-` for descending (default -created_at)"),
-        ("status" = Option<String>, Query, description = "queued, running, succeeded or dead"),
-        ("kind" = Option<String>, Query, description = "Job kind"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|run_at|updated_at)(,-?(created_at|run_at|updated_at))*$", description = "created_at, run_at, updated_at; `-` for descending (default -created_at)"),
+        ("status" = Option<String>, Query, nullable = false, min_length = 1, description = "queued, running, succeeded or dead"),
+        ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Job kind"),
     ),
     responses((status = 200, description = "A page of jobs", body = Page<Job>), ListProblems))]
 #[get("/jobs")]
@@ -67,7 +67,7 @@ pub async fn list_jobs(
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, format = "uuid", description = "Job id")),
     responses((status = 200, description = "The job, with its last error", body = Job), ReadProblems))]
 #[get("/jobs/{id}")]
 pub async fn get_job(
@@ -90,7 +90,7 @@ pub async fn get_job(
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, format = "uuid", description = "Job id")),
     responses((status = 200, description = "The dead job is queued again with fresh attempts", body = Job), WriteProblems))]
 #[post("/jobs/{id}/retry")]
 pub async fn retry_job(
@@ -170,13 +170,13 @@ mod audit_sort {
 
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, description = "occurred_at or -occurred_at (default)"),
-        ("entity_type" = Option<String>, Query, description = "user, team, api_key, …"),
-        ("entity_id" = Option<String>, Query, description = "Changes to one record"),
-        ("actor_id" = Option<String>, Query, description = "Changes made by one user"),
-        ("action" = Option<String>, Query, description = "created, updated, archived, restored, …"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(occurred_at)(,-?(occurred_at))*$", description = "occurred_at or -occurred_at (default)"),
+        ("entity_type" = Option<String>, Query, nullable = false, min_length = 1, description = "user, team, api_key, …"),
+        ("entity_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Changes to one record"),
+        ("actor_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Changes made by one user"),
+        ("action" = Option<String>, Query, nullable = false, min_length = 1, description = "created, updated, archived, restored, …"),
     ),
     responses((status = 200, description = "A page of audit entries", body = Page<AuditEntry>), ListProblems))]
 #[get("/audit-log")]
@@ -190,6 +190,8 @@ pub async fn list_audit(
     let page = state
         .db(move |c| {
             let mut q = audit_log::table.into_boxed::<MultiBackend>();
+            p.id_filter("entity_id")?;
+            p.id_filter("actor_id")?;
             for (name, col) in [
                 ("entity_type", 0),
                 ("entity_id", 1),

@@ -46,8 +46,10 @@ pub struct CreatedApiKey {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// Optional RFC 3339 expiry time in the future.
+    /// Optional RFC 3339 expiry time; one in the past is a 422.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -94,7 +96,7 @@ fn find(c: &mut DbConn, id: &str) -> ApiResult<ApiKey> {
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
     responses((status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey,
         headers(("Location" = String))), WriteProblems))]
 #[post("/api-keys")]
@@ -162,11 +164,11 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, description = "created_at or name; `-` for descending"),
-        ("user_id" = Option<String>, Query, description = "Admins: keys of this user (default: all users)"),
-        ("revoked" = Option<bool>, Query, description = "Only revoked (or only live) keys"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|name)(,-?(created_at|name))*$", description = "created_at or name; `-` for descending"),
+        ("user_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Admins: keys of this user (default: all users)"),
+        ("revoked" = Option<bool>, Query, nullable = false, description = "Only revoked (or only live) keys"),
     ),
     responses((status = 200, description = "Your keys (admins: everyone's); secrets are never listed", body = Page<ApiKey>), ListProblems))]
 #[get("/api-keys")]
@@ -183,8 +185,8 @@ pub async fn list_keys(
             // Visibility is part of the query: non-admins only ever load their own keys.
             if !auth::role_may(&me, Permission::ApiKeysAll) {
                 q = q.filter(ak::user_id.eq(me.user_id.clone()));
-            } else if let Some(user) = p.filter("user_id") {
-                q = q.filter(ak::user_id.eq(user.to_string()));
+            } else if let Some(user) = p.id_filter("user_id")? {
+                q = q.filter(ak::user_id.eq(user));
             }
             match p.bool_filter("revoked")? {
                 Some(true) => q = q.filter(ak::revoked_at.is_not_null()),
@@ -199,7 +201,7 @@ pub async fn list_keys(
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path, description = "API key id")),
+    params(("id" = String, Path, format = "uuid", description = "API key id")),
     responses((status = 204, description = "Revoked; the key stops working at once"), WriteProblems))]
 #[delete("/api-keys/{id}")]
 pub async fn revoke(

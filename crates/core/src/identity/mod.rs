@@ -7,7 +7,9 @@ pub mod sessions;
 pub mod teams;
 pub mod users;
 
-use actix_web::web::ServiceConfig;
+use crate::error::ApiError;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::HttpResponse;
 use serde::{Deserialize, Deserializer};
 
 /// For PATCH bodies: absent → `None`, `null` → `Some(None)`, value → `Some(Some(v))`.
@@ -28,7 +30,17 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api_keys::list_keys)
         .service(api_keys::revoke)
         .service(users::list_users)
-        .service(users::get_me)
+        // A resource without a method guard, so that other methods on `/users/me` get a
+        // 405 here instead of falling through to `/users/{id}`.
+        .service(
+            web::resource("/users/me")
+                .route(web::get().to(users::get_me))
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+                        allow: "GET".into(),
+                    })
+                })),
+        )
         .service(users::create)
         .service(users::get_one)
         .service(users::update)

@@ -19,8 +19,10 @@ use validator::Validate;
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[validate(length(min = 1, max = 320, message = "is required"))]
+    #[schema(min_length = 1, max_length = 320)]
     pub email: String,
     #[validate(length(min = 1, max = 1024, message = "is required"))]
+    #[schema(format = Password, min_length = 1, max_length = 1024)]
     pub password: String,
 }
 
@@ -28,6 +30,7 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[validate(length(min = 1, max = 200, message = "is required"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub refresh_token: String,
 }
 

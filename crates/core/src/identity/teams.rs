@@ -32,8 +32,10 @@ pub struct Team {
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -41,10 +43,12 @@ pub struct CreateTeam {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeam {
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// New description, or null to clear it.
+    #[validate(length(max = 2000, message = "must be at most 2000 characters"))]
     #[serde(default, deserialize_with = "crate::identity::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
 }
 
@@ -111,11 +115,11 @@ fn record(
 
 #[utoipa::path(get, path = "/api/v1/teams", tag = "teams",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, description = "created_at, updated_at, name; `-` for descending"),
-        ("include_archived" = Option<bool>, Query, description = "Include archived teams"),
-        ("q" = Option<String>, Query, description = "Name prefix"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|updated_at|name)(,-?(created_at|updated_at|name))*$", description = "created_at, updated_at, name; `-` for descending"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived teams"),
+        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Name prefix"),
     ),
     responses((status = 200, description = "A page of teams", body = Page<Team>), ListProblems))]
 #[get("/teams")]
@@ -143,7 +147,7 @@ pub async fn list_teams(
 }
 
 #[utoipa::path(get, path = "/api/v1/teams/{id}", tag = "teams",
-    params(("id" = String, Path, description = "Team id")),
+    params(("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 200, description = "The team", body = Team), ReadProblems))]
 #[get("/teams/{id}")]
 pub async fn get_one(
@@ -158,7 +162,7 @@ pub async fn get_one(
 }
 
 #[utoipa::path(post, path = "/api/v1/teams", tag = "teams", request_body = CreateTeam,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
     responses((status = 201, description = "Created", body = Team,
         headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/teams")]
@@ -200,8 +204,8 @@ pub async fn create(
 }
 
 #[utoipa::path(patch, path = "/api/v1/teams/{id}", tag = "teams", request_body = UpdateTeam,
-    params(("id" = String, Path, description = "Team id"),
-        ("If-Match" = Option<String>, Header, description = "ETag from a read; a stale one is a 412")),
+    params(("id" = String, Path, format = "uuid", description = "Team id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
     responses((status = 200, description = "Updated", body = Team), WriteProblems))]
 #[patch("/teams/{id}")]
 pub async fn update(
@@ -294,7 +298,7 @@ fn set_archived(c: &mut DbConn, id: &str, archiving: bool, me: &Principal) -> Ap
 }
 
 #[utoipa::path(delete, path = "/api/v1/teams/{id}", tag = "teams",
-    params(("id" = String, Path, description = "Team id")),
+    params(("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/teams/{id}")]
 pub async fn archive_one(
@@ -309,7 +313,7 @@ pub async fn archive_one(
 }
 
 #[utoipa::path(post, path = "/api/v1/teams/{id}/restore", tag = "teams",
-    params(("id" = String, Path, description = "Team id")),
+    params(("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 200, description = "Restored", body = Team), WriteProblems))]
 #[post("/teams/{id}/restore")]
 pub async fn restore_one(

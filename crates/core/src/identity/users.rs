@@ -4,7 +4,7 @@ use crate::access::{Permission, Role};
 use crate::audit::{self, Actor, Change};
 use crate::auth::{hash_password, Principal};
 use crate::db::{self, DbConn, MultiBackend};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{if_match, path_id};
 use crate::list::{self, ListSpec, Page};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
@@ -68,31 +68,45 @@ impl From<UserRow> for User {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[validate(email(message = "must be a valid email address"))]
+    #[validate(
+        email(message = "must be a valid email address"),
+        length(max = 254, message = "must be at most 254 characters")
+    )]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     pub role: Role,
+    /// A team id; an unknown team is a 422.
+    #[schema(format = "uuid")]
     pub team_id: Option<String>,
     /// At least 12 characters. Without a password the user can only use API keys
     /// an admin creates for them.
     #[validate(length(min = 12, max = 1024, message = "must be at least 12 characters"))]
+    #[schema(format = Password, min_length = 12, max_length = 1024)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    #[validate(email(message = "must be a valid email address"))]
+    #[validate(
+        email(message = "must be a valid email address"),
+        length(max = 254, message = "must be at most 254 characters")
+    )]
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
     #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub role: Option<Role>,
     /// A team id, or null to take the user out of their team.
     #[serde(default, deserialize_with = "crate::identity::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub team_id: Option<Option<String>>,
     #[validate(length(min = 12, max = 1024, message = "must be at least 12 characters"))]
+    #[schema(format = Password, min_length = 12, max_length = 1024)]
     pub password: Option<String>,
     pub active: Option<bool>,
 }
@@ -210,8 +224,8 @@ fn load_users(conn: &mut DbConn, p: &list::ListParams) -> ApiResult<Page<User>> 
             .ok_or_else(|| ApiError::BadRequest(format!("unknown role {role:?}")))?;
         q = q.filter(users::role.eq(role.as_str()));
     }
-    if let Some(team) = p.filter("team_id") {
-        q = q.filter(users::team_id.eq(team.to_string()));
+    if let Some(team) = p.id_filter("team_id")? {
+        q = q.filter(users::team_id.eq(team));
     }
     if let Some(active) = p.bool_filter("active")? {
         q = q.filter(users::active.eq(active));
@@ -240,17 +254,17 @@ fn load_users(conn: &mut DbConn, p: &list::ListParams) -> ApiResult<Page<User>> 
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, description = "Comma-separated fields, `-` for descending: created_at, updated_at, email, name"),
-        ("include_archived" = Option<bool>, Query, description = "Include archived users"),
-        ("q" = Option<String>, Query, description = "Prefix of the email or name"),
-        ("role" = Option<Role>, Query, description = "Only users with this role"),
-        ("team_id" = Option<String>, Query, description = "Only members of this team"),
-        ("active" = Option<bool>, Query, description = "Only active (or inactive) users"),
-        ("email" = Option<String>, Query, description = "Exact email"),
-        ("created_after" = Option<String>, Query, description = "RFC 3339 timestamp"),
-        ("created_before" = Option<String>, Query, description = "RFC 3339 timestamp"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|updated_at|email|name)(,-?(created_at|updated_at|email|name))*$", description = "Comma-separated fields, `-` for descending: created_at, updated_at, email, name"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived users"),
+        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Prefix of the email or name"),
+        ("role" = Option<Role>, Query, nullable = false, description = "Only users with this role"),
+        ("team_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Only members of this team"),
+        ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) users"),
+        ("email" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact email"),
+        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
+        ("created_before" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
     ),
     responses((status = 200, description = "A page of users", body = Page<User>), ListProblems))]
 #[get("/users")]
@@ -267,14 +281,13 @@ pub async fn list_users(
 
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
     responses((status = 200, description = "The calling user", body = User), ReadProblems))]
-#[get("/users/me")]
 pub async fn get_me(state: web::Data<AppState>, me: Principal) -> ApiResult<HttpResponse> {
     let row = state.db(move |c| find(c, &me.user_id)).await?;
     Ok(respond::with_etag(row.version, &User::from(row)))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 200, description = "The user", body = User,
         headers(("ETag" = String, description = "Version, for If-Match"))), ReadProblems))]
 #[get("/users/{id}")]
@@ -290,7 +303,7 @@ pub async fn get_one(
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replay protection")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
     responses((status = 201, description = "Created", body = User,
         headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/users")]
@@ -326,11 +339,9 @@ fn update_user(
         if row.id == me.user_id
             && (input.role.is_some_and(|r| r != Role::Admin) || input.active == Some(false))
         {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "role",
-                "self_lockout",
-                "admins cannot demote or deactivate themselves",
-            )]));
+            return Err(ApiError::Conflict(
+                "admins cannot demote or deactivate themselves; ask another admin".into(),
+            ));
         }
         let email = input.email.as_ref().map(|e| e.trim().to_lowercase());
         if let Some(e) = &email {
@@ -380,8 +391,8 @@ fn update_user(
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UpdateUser,
-    params(("id" = String, Path, description = "User id"),
-        ("If-Match" = Option<String>, Header, description = "ETag from a read; a stale one is a 412")),
+    params(("id" = String, Path, format = "uuid", description = "User id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
     responses((status = 200, description = "Updated", body = User), WriteProblems))]
 #[patch("/users/{id}")]
 pub async fn update(
@@ -403,10 +414,8 @@ pub async fn update(
 /// Archive (`archive = true`) or restore a user.
 fn set_archived(conn: &mut DbConn, id: &str, archiving: bool, me: &Principal) -> ApiResult<User> {
     if archiving && id == me.user_id {
-        return Err(ApiError::field(
-            "id",
-            "self_lockout",
-            "you cannot archive yourself",
+        return Err(ApiError::Conflict(
+            "you cannot archive yourself; ask another admin".into(),
         ));
     }
     db::write_tx(conn, |c| {
@@ -436,7 +445,7 @@ fn set_archived(conn: &mut DbConn, id: &str, archiving: bool, me: &Principal) ->
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 204, description = "Archived; the user can no longer sign in"), WriteProblems))]
 #[delete("/users/{id}")]
 pub async fn archive_one(
@@ -451,7 +460,7 @@ pub async fn archive_one(
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/restore", tag = "users",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 200, description = "Restored", body = User), WriteProblems))]
 #[post("/users/{id}/restore")]
 pub async fn restore_one(
