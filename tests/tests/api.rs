@@ -7,10 +7,14 @@ mod access;
 mod api_keys;
 #[path = "api/auth.rs"]
 mod auth;
+#[path = "api/contract.rs"]
+mod contract;
 #[path = "api/conventions.rs"]
 mod conventions;
 #[path = "api/jobs.rs"]
 mod jobs;
+#[path = "api/matrix.rs"]
+mod matrix;
 #[path = "api/platform.rs"]
 mod platform;
 #[path = "api/readme.rs"]

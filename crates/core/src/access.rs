@@ -103,3 +103,127 @@ mod tests {
         }
     }
 }
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credentials needed.
+    Public,
+    /// Any valid credential, whatever the role.
+    Authenticated,
+    /// Roles holding this permission (see `role_allows`).
+    Needs(Permission),
+}
+
+/// Whether an operation on one record also depends on who owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Role alone decides.
+    None,
+    /// Only the owner may see the record (others get 404) unless their role holds the
+    /// given permission (for example admins with `ApiKeysAll`).
+    OwnerOnly(Permission),
+    /// Everyone allowed may read; only the owner or the owner's team may change it
+    /// (others 403) unless their role holds the given permission (managers, admins).
+    OwnerOrTeamEdits(Permission),
+    /// Partner users see only records shared with their organisation (others 404).
+    PartnerOrganisation,
+}
+
+/// One row of the permission table: an operation of the API and who may call it.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    pub method: &'static str,
+    /// The OpenAPI path template, `/api/v1/users/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+    pub ownership: Ownership,
+}
+
+impl Operation {
+    pub const fn new(method: &'static str, path: &'static str, access: Access) -> Self {
+        Operation {
+            method,
+            path,
+            access,
+            ownership: Ownership::None,
+        }
+    }
+
+    pub const fn owned(self, ownership: Ownership) -> Self {
+        Operation { ownership, ..self }
+    }
+
+    /// Whether a role may call this operation at all (before any ownership rule).
+    pub fn allows(&self, role: Role) -> bool {
+        match self.access {
+            Access::Public | Access::Authenticated => true,
+            Access::Needs(p) => role_allows(role, p),
+        }
+    }
+}
+
+/// The permission table of the identity and platform routes. Domain crates publish theirs;
+/// the gateway joins them into one `AccessTable`, which the auth middleware enforces on
+/// every request before any handler runs, and which the authorization-matrix test checks
+/// against the served OpenAPI document.
+pub const IDENTITY_OPERATIONS: &[Operation] = {
+    use Access::*;
+    use Permission::*;
+    &[
+        Operation::new("POST", "/api/v1/auth/login", Public),
+        Operation::new("POST", "/api/v1/auth/refresh", Public),
+        Operation::new("POST", "/api/v1/auth/logout", Public),
+        Operation::new("POST", "/api/v1/api-keys", Needs(ApiKeysOwn)),
+        Operation::new("GET", "/api/v1/api-keys", Needs(ApiKeysOwn)),
+        Operation::new("DELETE", "/api/v1/api-keys/{id}", Needs(ApiKeysOwn))
+            .owned(Ownership::OwnerOnly(ApiKeysAll)),
+        Operation::new("GET", "/api/v1/users", Needs(UsersRead)),
+        Operation::new("GET", "/api/v1/users/me", Authenticated),
+        Operation::new("POST", "/api/v1/users", Needs(UsersManage)),
+        Operation::new("GET", "/api/v1/users/{id}", Needs(UsersRead)),
+        Operation::new("PATCH", "/api/v1/users/{id}", Needs(UsersManage)),
+        Operation::new("DELETE", "/api/v1/users/{id}", Needs(UsersManage)),
+        Operation::new("POST", "/api/v1/users/{id}/restore", Needs(UsersManage)),
+        Operation::new("GET", "/api/v1/teams", Needs(TeamsRead)),
+        Operation::new("POST", "/api/v1/teams", Needs(TeamsManage)),
+        Operation::new("GET", "/api/v1/teams/{id}", Needs(TeamsRead)),
+        Operation::new("PATCH", "/api/v1/teams/{id}", Needs(TeamsManage)),
+        Operation::new("DELETE", "/api/v1/teams/{id}", Needs(TeamsManage)),
+        Operation::new("POST", "/api/v1/teams/{id}/restore", Needs(TeamsManage)),
+        Operation::new("GET", "/api/v1/jobs", Needs(JobsManage)),
+        Operation::new("GET", "/api/v1/jobs/{id}", Needs(JobsManage)),
+        Operation::new("POST", "/api/v1/jobs/{id}/retry", Needs(JobsManage)),
+        Operation::new("GET", "/api/v1/audit-log", Needs(AuditRead)),
+    ]
+};
+
+/// The joined permission table, matched against request paths.
+pub struct AccessTable {
+    entries: Vec<(actix_web::dev::ResourceDef, Operation)>,
+}
+
+impl AccessTable {
+    pub fn new(parts: &[&[Operation]]) -> Self {
+        let mut entries: Vec<(actix_web::dev::ResourceDef, Operation)> = parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|op| (actix_web::dev::ResourceDef::new(op.path), *op))
+            .collect();
+        // Literal paths (`/users/me`) win over templates (`/users/{id}`).
+        entries.sort_by_key(|(_, op)| op.path.contains('{'));
+        AccessTable { entries }
+    }
+
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.entries.iter().map(|(_, op)| op)
+    }
+
+    /// The operation a request addresses, if any.
+    pub fn find(&self, method: &str, path: &str) -> Option<&Operation> {
+        self.entries
+            .iter()
+            .find(|(def, op)| op.method == method && def.is_match(path))
+            .map(|(_, op)| op)
+    }
+}

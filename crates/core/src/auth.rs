@@ -262,29 +262,31 @@ pub fn role_may(p: &Principal, permission: Permission) -> bool {
     access::role_allows(p.role, permission)
 }
 
-/// Paths under `/api/v1` that need no credentials.
-pub const PUBLIC_PATHS: [&str; 3] = [
-    "/api/v1/auth/login",
-    "/api/v1/auth/refresh",
-    "/api/v1/auth/logout",
-];
-
-/// Authenticate every non-public request before any handler extracts its body, so a
-/// caller without valid credentials always gets a 401 (never a 422 that leaks the
-/// shape of the endpoint). The principal is left in the request for the extractor.
+/// Enforce the permission table on every request before any handler extracts its
+/// body: a caller without valid credentials always gets a 401 and a role without the
+/// permission a 403 (never a 422 that leaks the shape of the endpoint). The principal is
+/// left in the request for the handler's extractor.
 pub async fn middleware(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     use actix_web::ResponseError;
-    if PUBLIC_PATHS.contains(&req.path()) || req.method() == actix_web::http::Method::OPTIONS {
+    let operation = req
+        .app_data::<web::Data<access::AccessTable>>()
+        .and_then(|t| t.find(req.method().as_str(), req.path()).copied());
+    let access = operation.map(|op| op.access);
+    if access == Some(access::Access::Public) || req.method() == actix_web::http::Method::OPTIONS {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let (http_req, mut payload) = req.into_parts();
     let principal = Principal::from_request(&http_req, &mut payload).await;
     let req = actix_web::dev::ServiceRequest::from_parts(http_req, payload);
-    match principal {
-        Ok(_) => Ok(next.call(req).await?.map_into_boxed_body()),
+    let allowed = principal.and_then(|p| match access {
+        Some(access::Access::Needs(permission)) => p.require(permission),
+        _ => Ok(()),
+    });
+    match allowed {
+        Ok(()) => Ok(next.call(req).await?.map_into_boxed_body()),
         Err(e) => Ok(req.into_response(e.error_response())),
     }
 }

@@ -119,3 +119,45 @@ mod tests {
         }
     }
 }
+
+/// A JSON body. Unlike `web::Json`, it checks the syntax of the whole body before its
+/// shape, so malformed JSON is always a 400 (even when an unknown field comes first) and
+/// well-formed JSON of the wrong shape a 422 naming the field.
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        // Bytes honours the app's PayloadConfig limit.
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|e| {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
+                    ApiError::PayloadTooLarge("the request body is larger than the limit".into())
+                } else {
+                    ApiError::BadRequest(format!("cannot read the request body: {e}"))
+                }
+            })?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+            T::deserialize(value).map(Json).map_err(|e| serde_error(&e))
+        })
+    }
+}

@@ -143,7 +143,9 @@ pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams
     let mut raw: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in pairs {
         if v.is_empty() {
-            return Err(ApiError::BadRequest(format!("query parameter {k:?} is empty")));
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {k:?} is empty"
+            )));
         }
         if raw.insert(k.clone(), v).is_some() {
             return Err(ApiError::BadRequest(format!(

@@ -8,6 +8,9 @@ use actix_web::web::ServiceConfig;
 /// Routes of this domain, relative to `/api/v1`.
 pub fn configure(_cfg: &mut ServiceConfig) {}
 
+/// This domain's rows of the permission table (see `crm_core::access`).
+pub const OPERATIONS: &[crm_core::access::Operation] = &[];
+
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi()]

@@ -10,6 +10,7 @@ pub mod setup;
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use crm_core::access::AccessTable;
 use crm_core::extract;
 use crm_core::AppState;
 use std::net::TcpListener;
@@ -38,6 +39,20 @@ fn cors(origins: &[String]) -> Cors {
     cors
 }
 
+/// The whole permission table: identity, platform and every domain crate.
+pub fn access_table() -> AccessTable {
+    AccessTable::new(&[
+        crm_core::access::IDENTITY_OPERATIONS,
+        observability::OPERATIONS,
+        crm_customers::OPERATIONS,
+        crm_sales::OPERATIONS,
+        crm_marketing::OPERATIONS,
+        crm_service::OPERATIONS,
+        crm_partners::OPERATIONS,
+        crm_analytics::OPERATIONS,
+    ])
+}
+
 /// Every route of the API, relative to `/api/v1`.
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     crm_core::identity::configure(cfg);
@@ -55,6 +70,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
     let limit = state.config.body_limit_bytes;
     let origins = state.config.cors_origins.clone();
     let metrics = web::Data::new(observability::Metrics::new());
+    let table = web::Data::new(access_table());
     let routes = web::Data::new(routes::RouteTable::from_document(&spec));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -62,6 +78,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
             .app_data(data.clone())
             .app_data(metrics.clone())
             .app_data(routes.clone())
+            .app_data(table.clone())
             .app_data(extract::json_config(limit))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(extract::query_config())

@@ -1,6 +1,7 @@
 //! Health checks and Prometheus metrics.
 
 use actix_web::{get, web, HttpResponse};
+use crm_core::access::{Access, Operation};
 use crm_core::error::{ApiError, ApiResult, Problem};
 use crm_core::schema::jobs;
 use crm_core::AppState;
@@ -129,6 +130,13 @@ pub async fn metrics(state: web::Data<AppState>, m: web::Data<Metrics>) -> ApiRe
         .content_type("text/plain; version=0.0.4")
         .body(buf))
 }
+
+/// Health and metrics need no credentials (metrics carry no customer data).
+pub const OPERATIONS: &[Operation] = &[
+    Operation::new("GET", "/health/live", Access::Public),
+    Operation::new("GET", "/health/ready", Access::Public),
+    Operation::new("GET", "/metrics", Access::Public),
+];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(live).service(ready).service(metrics);

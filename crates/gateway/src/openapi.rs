@@ -4,16 +4,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{InfoBuilder, OpenApi as Document};
 use utoipa::OpenApi;
 
-/// Routes that need no credentials; everything else requires a bearer token.
-pub const PUBLIC_OPERATIONS: [&str; 6] = [
-    "POST /api/v1/auth/login",
-    "POST /api/v1/auth/refresh",
-    "POST /api/v1/auth/logout",
-    "GET /health/live",
-    "GET /health/ready",
-    "GET /metrics",
-];
-
 pub fn document() -> Document {
     let mut doc = crm_core::identity::IdentityApi::openapi();
     for part in [

@@ -21,8 +21,10 @@ impl RouteTable {
                     .flatten()
                     .map(|(m, _)| m.to_uppercase())
                     .filter(|m| {
-                        ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
-                            .contains(&m.as_str())
+                        [
+                            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE",
+                        ]
+                        .contains(&m.as_str())
                     })
                     .collect();
                 (ResourceDef::new(path.as_str()), methods)
@@ -49,9 +51,14 @@ impl RouteTable {
 }
 
 /// The default service: 405 for a known path with another method, else 404.
-pub async fn fallback(req: HttpRequest, table: web::Data<RouteTable>) -> Result<actix_web::HttpResponse, ApiError> {
+pub async fn fallback(
+    req: HttpRequest,
+    table: web::Data<RouteTable>,
+) -> Result<actix_web::HttpResponse, ApiError> {
     if let Some(methods) = table.allowed(req.path()) {
-        return Err(ApiError::MethodNotAllowed { allow: methods.join(", ") });
+        return Err(ApiError::MethodNotAllowed {
+            allow: methods.join(", "),
+        });
     }
     Err(ApiError::NotFound(format!(
         "no route {} {}; see /openapi.json",

@@ -6,7 +6,7 @@ use crate::audit::{self, Actor, Change};
 use crate::auth::{self, Principal, API_KEY_PREFIX};
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::path_id;
+use crate::extract::{path_id, Json};
 use crate::ids;
 use crate::list::{self, ListSpec, Page};
 use crate::respond::{ListProblems, WriteProblems};
@@ -103,7 +103,7 @@ fn find(c: &mut DbConn, id: &str) -> ApiResult<ApiKey> {
 pub async fn create(
     state: web::Data<AppState>,
     me: Principal,
-    body: web::Json<CreateApiKey>,
+    body: Json<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::ApiKeysOwn)?;
     body.validate()?;

@@ -6,6 +6,7 @@ use crate::access::Role;
 use crate::auth::{self, issue_access_token, secret_digest, verify_password, REFRESH_TOKEN_PREFIX};
 use crate::db::{self, DbConn};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Json;
 use crate::ids;
 use crate::schema::{refresh_tokens as rt, users};
 use crate::state::AppState;
@@ -84,12 +85,13 @@ fn bad_login() -> ApiError {
         (status = 200, description = "Tokens", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/auth/login")]
 pub async fn login(
     state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     body.validate()?;
     let st = state.clone();
@@ -122,12 +124,13 @@ pub async fn login(
         (status = 200, description = "A new token pair; the old refresh token stops working", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
     body.validate()?;
     let st = state.clone();
@@ -188,12 +191,13 @@ pub async fn refresh(
     responses(
         (status = 204, description = "The refresh token (and its rotations) no longer work"),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing fields", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
     body.validate()?;
     let digest = secret_digest(body.refresh_token.trim());

@@ -5,7 +5,7 @@ use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{if_match, path_id};
+use crate::extract::{if_match, path_id, Json};
 use crate::list::{self, ListSpec, Page};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
@@ -169,7 +169,7 @@ pub async fn get_one(
 pub async fn create(
     state: web::Data<AppState>,
     me: Principal,
-    body: web::Json<CreateTeam>,
+    body: Json<CreateTeam>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::TeamsManage)?;
     body.validate()?;
@@ -213,7 +213,7 @@ pub async fn update(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
-    body: web::Json<UpdateTeam>,
+    body: Json<UpdateTeam>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::TeamsManage)?;
     body.validate()?;

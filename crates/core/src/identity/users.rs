@@ -5,7 +5,7 @@ use crate::audit::{self, Actor, Change};
 use crate::auth::{hash_password, Principal};
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{if_match, path_id};
+use crate::extract::{if_match, path_id, Json};
 use crate::list::{self, ListSpec, Page};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
@@ -310,7 +310,7 @@ pub async fn get_one(
 pub async fn create(
     state: web::Data<AppState>,
     me: Principal,
-    body: web::Json<CreateUser>,
+    body: Json<CreateUser>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::UsersManage)?;
     let actor = Actor::from(&me);
@@ -400,7 +400,7 @@ pub async fn update(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
-    body: web::Json<UpdateUser>,
+    body: Json<UpdateUser>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::UsersManage)?;
     let id = path_id(&id)?;

@@ -1,0 +1,191 @@
+//! The error contract: every documented error is a problem document, and every kind of
+//! bad input the platform handles gets problem+json with the right, documented status.
+
+use super::matrix::spec;
+use crm_tests::TestApp;
+use serde_json::Value;
+
+const RANDOM_ID: &str = "01900000-0000-7000-8000-0000000000bb";
+
+#[test]
+fn every_documented_error_uses_the_problem_schema() {
+    let app = TestApp::start();
+    let spec = spec(&app);
+    let mut count = 0;
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            for (status, response) in op["responses"].as_object().into_iter().flatten() {
+                if status.parse::<u16>().unwrap_or(0) < 400 {
+                    continue;
+                }
+                let schema = &response["content"]["application/problem+json"]["schema"]["$ref"];
+                assert_eq!(
+                    schema, "#/components/schemas/Problem",
+                    "{method} {path} documents {status} without the problem schema"
+                );
+                count += 1;
+            }
+        }
+    }
+    println!("{count} documented error responses use the problem schema");
+    assert!(count > 50);
+}
+
+struct Probe<'a> {
+    method: String,
+    path: &'a str,
+    op: &'a Value,
+}
+
+impl Probe<'_> {
+    fn documents(&self, status: u16) -> bool {
+        self.op["responses"].get(status.to_string()).is_some()
+    }
+
+    fn has_query(&self, name: &str) -> bool {
+        self.op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["in"] == "query" && p["name"] == name)
+    }
+}
+
+fn check(
+    app: &TestApp,
+    probe: &Probe,
+    what: &str,
+    url: &str,
+    body: Option<&str>,
+    expected: u16,
+    failures: &mut Vec<String>,
+) {
+    let res = app.send(&probe.method, url, Some(&app.admin_token), &[], body);
+    let is_problem = res.header("content-type") == Some("application/problem+json");
+    if res.status != expected || !is_problem || !probe.documents(expected) {
+        failures.push(format!(
+            "{} {} with {what}: got {} ({}), expected documented {expected} problem",
+            probe.method,
+            probe.path,
+            res.status,
+            res.header("content-type").unwrap_or("-")
+        ));
+    }
+}
+
+#[test]
+fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
+    let app = TestApp::start();
+    let spec = spec(&app);
+    let oversize = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(app.state.config.body_limit_bytes + 10)
+    );
+    let mut failures = vec![];
+    let mut probes = 0;
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let probe = Probe {
+                method: method.to_uppercase(),
+                path,
+                op,
+            };
+            let url = path.replace("{id}", RANDOM_ID);
+            if op.get("requestBody").is_some() {
+                check(
+                    &app,
+                    &probe,
+                    "malformed JSON",
+                    &url,
+                    Some("{\"name\": "),
+                    400,
+                    &mut failures,
+                );
+                check(
+                    &app,
+                    &probe,
+                    "a body of the wrong type",
+                    &url,
+                    Some("[1, 2]"),
+                    422,
+                    &mut failures,
+                );
+                check(
+                    &app,
+                    &probe,
+                    "an unknown field",
+                    &url,
+                    Some("{\"zz_unknown_field\": 1}"),
+                    422,
+                    &mut failures,
+                );
+                check(
+                    &app,
+                    &probe,
+                    "an oversize body",
+                    &url,
+                    Some(&oversize),
+                    413,
+                    &mut failures,
+                );
+                probes += 4;
+            }
+            if path.contains("{id}") {
+                let bad = path.replace("{id}", "not-a-uuid");
+                let body = op.get("requestBody").map(|_| "{}");
+                check(
+                    &app,
+                    &probe,
+                    "a malformed id",
+                    &bad,
+                    body,
+                    400,
+                    &mut failures,
+                );
+                probes += 1;
+            }
+            if probe.has_query("sort") {
+                check(
+                    &app,
+                    &probe,
+                    "an unknown sort field",
+                    &format!("{url}?sort=zz_unknown"),
+                    None,
+                    400,
+                    &mut failures,
+                );
+                probes += 1;
+            }
+            if probe.has_query("limit") {
+                check(
+                    &app,
+                    &probe,
+                    "an unknown filter",
+                    &format!("{url}?zz_unknown=1"),
+                    None,
+                    400,
+                    &mut failures,
+                );
+                check(
+                    &app,
+                    &probe,
+                    "a limit over 200",
+                    &format!("{url}?limit=500"),
+                    None,
+                    400,
+                    &mut failures,
+                );
+                probes += 2;
+            }
+        }
+    }
+    println!(
+        "error contract: {probes} bad-input probes, {} failures",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "error contract failures:\n{}",
+        failures.join("\n")
+    );
+}

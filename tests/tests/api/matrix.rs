@@ -1,0 +1,244 @@
+//! The authorization matrix: every operation of the served spec × every kind of caller,
+//! checked against the one permission table in the code.
+
+use crm_core::access::{Access, Operation, Ownership, Role};
+use crm_tests::{TestApp, JWT_SECRET};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+const RANDOM_ID: &str = "01900000-0000-7000-8000-0000000000aa";
+
+fn spec_operations(app: &TestApp) -> Vec<(String, String)> {
+    let spec = app.send("GET", "/openapi.json", None, &[], None).json();
+    let mut ops = vec![];
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, _) in item.as_object().into_iter().flatten() {
+            ops.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    ops
+}
+
+fn table_entry(method: &str, path: &str) -> Option<Operation> {
+    crm_gateway::access_table()
+        .operations()
+        .find(|op| op.method == method && op.path == path)
+        .copied()
+}
+
+#[test]
+fn every_operation_is_in_the_permission_table_and_every_row_is_served() {
+    let app = TestApp::start();
+    let ops = spec_operations(&app);
+    let missing: Vec<String> = ops
+        .iter()
+        .filter(|(m, p)| table_entry(m, p).is_none())
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "operations without a row in the permission table: {missing:?}"
+    );
+    let stale: Vec<String> = crm_gateway::access_table()
+        .operations()
+        .filter(|op| !ops.iter().any(|(m, p)| m == op.method && p == op.path))
+        .map(|op| format!("{} {}", op.method, op.path))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "permission rows for operations the spec does not have: {stale:?}"
+    );
+}
+
+fn expired_token(app: &TestApp) -> String {
+    let me = app.get("/api/v1/users/me", &app.admin_token).json();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let claims = json!({"sub": me["id"], "role": "admin", "iat": now - 7200, "exp": now - 3600, "jti": "x", "typ": "access"});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+fn revoked_key(app: &TestApp) -> String {
+    let key = app
+        .post(
+            "/api/v1/api-keys",
+            &app.admin_token,
+            &json!({"name": "to revoke"}),
+        )
+        .json();
+    let id = key["id"].as_str().unwrap_or_default();
+    assert_eq!(
+        app.delete(&format!("/api/v1/api-keys/{id}"), &app.admin_token)
+            .status,
+        204
+    );
+    key["secret"].as_str().unwrap_or_default().to_string()
+}
+
+enum Caller {
+    Anonymous,
+    Rejected(String),
+    Role(Role, String),
+}
+
+#[test]
+fn every_operation_answers_every_caller_as_the_permission_table_says() {
+    let app = TestApp::start();
+    let mut callers: Vec<(String, Caller)> = vec![
+        ("no credentials".into(), Caller::Anonymous),
+        (
+            "expired token".into(),
+            Caller::Rejected(expired_token(&app)),
+        ),
+        (
+            "revoked API key".into(),
+            Caller::Rejected(revoked_key(&app)),
+        ),
+        (
+            "forged token".into(),
+            Caller::Rejected("eyJhbGciOiJub25lIn0.e30.".into()),
+        ),
+    ];
+    for role in Role::ALL {
+        let (_, token) = app.user(role.as_str());
+        callers.push((format!("{} user", role.as_str()), Caller::Role(role, token)));
+    }
+    let ops = spec_operations(&app);
+    let mut checked = 0;
+    let mut wrong = vec![];
+    for (method, path) in &ops {
+        let Some(entry) = table_entry(method, path) else {
+            wrong.push(format!("{method} {path}: no permission row"));
+            continue;
+        };
+        let url = path.replace("{id}", RANDOM_ID);
+        let body = matches!(method.as_str(), "POST" | "PATCH" | "PUT").then_some("{}");
+        for (name, caller) in &callers {
+            let (token, expect_allowed) = match caller {
+                Caller::Anonymous => (None, entry.access == Access::Public),
+                Caller::Rejected(t) => (Some(t.as_str()), entry.access == Access::Public),
+                Caller::Role(role, t) => (Some(t.as_str()), entry.allows(*role)),
+            };
+            let res = app.send(method, &url, token, &[], body);
+            checked += 1;
+            let outcome_ok = match (expect_allowed, caller) {
+                (true, _) => ![401, 403].contains(&res.status) && res.status < 500,
+                (false, Caller::Role(..)) => res.status == 403,
+                (false, _) => res.status == 401,
+            };
+            if !outcome_ok {
+                wrong.push(format!(
+                    "{method} {path} as {name}: got {} (expected {})",
+                    res.status,
+                    if expect_allowed {
+                        "allowed"
+                    } else if matches!(caller, Caller::Role(..)) {
+                        "403"
+                    } else {
+                        "401"
+                    }
+                ));
+            }
+        }
+    }
+    println!(
+        "authorization matrix: {} operations x {} callers = {checked} checks, {} wrong",
+        ops.len(),
+        callers.len(),
+        wrong.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "authorization matrix failures:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Creates a record owned by the caller for an operation with an ownership rule, and
+/// returns its id. A new owned resource must add its fixture here.
+type Fixture = fn(&TestApp, &str) -> String;
+
+fn fixtures() -> HashMap<&'static str, Fixture> {
+    let mut f: HashMap<&'static str, Fixture> = HashMap::new();
+    f.insert("/api/v1/api-keys/{id}", |app, token| {
+        let key = app
+            .post("/api/v1/api-keys", token, &json!({"name": "owned"}))
+            .json();
+        key["id"].as_str().unwrap_or_default().to_string()
+    });
+    f
+}
+
+#[test]
+fn object_level_rules_hold_for_every_owned_operation() {
+    let app = TestApp::start();
+    let fixtures = fixtures();
+    let mut checked = 0;
+    for op in crm_gateway::access_table().operations() {
+        let override_permission = match op.ownership {
+            Ownership::None => continue,
+            Ownership::OwnerOnly(p) | Ownership::OwnerOrTeamEdits(p) => Some(p),
+            Ownership::PartnerOrganisation => None,
+        };
+        let fixture = fixtures.get(op.path).unwrap_or_else(|| {
+            panic!(
+                "{} {} has an ownership rule but no fixture in matrix.rs",
+                op.method, op.path
+            )
+        });
+        // Two users of a role that may call the operation but holds no override.
+        let role = Role::ALL
+            .into_iter()
+            .find(|r| {
+                op.allows(*r)
+                    && override_permission.is_none_or(|p| !crm_core::access::role_allows(*r, p))
+            })
+            .unwrap_or_else(|| panic!("no role to test {} {} with", op.method, op.path));
+        let (_, owner) = app.user(role.as_str());
+        let (_, other) = app.user(role.as_str());
+        let id = fixture(&app, &owner);
+        let url = op.path.replace("{id}", &id);
+        let body = matches!(op.method, "POST" | "PATCH" | "PUT").then_some("{}");
+        let foreign = app.send(op.method, &url, Some(&other), &[], body);
+        let expected = match op.ownership {
+            Ownership::OwnerOrTeamEdits(_) => 403,
+            _ => 404,
+        };
+        assert_eq!(
+            foreign.status, expected,
+            "{} {} on another owner's record: {}",
+            op.method, op.path, foreign.text
+        );
+        let own = app.send(op.method, &url, Some(&owner), &[], body);
+        assert!(
+            own.status < 300,
+            "{} {} on the caller's own record: {}",
+            op.method,
+            op.path,
+            own.text
+        );
+        let admin = app.send(op.method, &url, Some(&app.admin_token), &[], body);
+        assert!(
+            admin.status < 300,
+            "{} {} as admin: {}",
+            op.method,
+            op.path,
+            admin.text
+        );
+        checked += 1;
+    }
+    println!("object-level rules checked on {checked} operations");
+    assert!(checked > 0);
+}
+
+/// A body the error-contract test can send: `{}` is valid JSON of the wrong shape.
+pub fn spec(app: &TestApp) -> Value {
+    app.send("GET", "/openapi.json", None, &[], None).json()
+}
