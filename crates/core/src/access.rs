@@ -88,22 +88,6 @@ pub fn require(role: Role, permission: Permission) -> Result<(), ApiError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_admins_manage_users_and_partners_do_not_see_the_directory() {
-        assert!(role_allows(Role::Admin, Permission::UsersManage));
-        assert!(!role_allows(Role::Manager, Permission::UsersManage));
-        assert!(role_allows(Role::Agent, Permission::UsersRead));
-        assert!(!role_allows(Role::Partner, Permission::UsersRead));
-        for r in Role::ALL {
-            assert_eq!(Role::parse(r.as_str()), Some(r));
-        }
-    }
-}
-
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -225,5 +209,21 @@ impl AccessTable {
             .iter()
             .find(|(def, op)| op.method == method && def.is_match(path))
             .map(|(_, op)| op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_admins_manage_users_and_partners_do_not_see_the_directory() {
+        assert!(role_allows(Role::Admin, Permission::UsersManage));
+        assert!(!role_allows(Role::Manager, Permission::UsersManage));
+        assert!(role_allows(Role::Agent, Permission::UsersRead));
+        assert!(!role_allows(Role::Partner, Permission::UsersRead));
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
     }
 }
