@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nextest run" || echo "test")
 
-.PHONY: run build test test-sqlite test-postgres openapi lint bench
+.PHONY: run build test test-sqlite test-postgres fuzz openapi lint bench
 
 run:
 	$(CARGO) run --bin crm -- serve
@@ -11,8 +11,8 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## The whole suite on SQLite, then on a throwaway PostgreSQL cluster.
-test: test-sqlite test-postgres
+## The whole suite on SQLite (with the spec fuzzer), then on a throwaway PostgreSQL cluster.
+test: test-sqlite fuzz test-postgres
 
 test-sqlite:
 	@echo "== tests on SQLite =="
@@ -21,6 +21,11 @@ test-sqlite:
 test-postgres:
 	@echo "== tests on PostgreSQL =="
 	tests/with-postgres.sh $(CARGO) $(NEXTEST) --workspace
+
+## Schemathesis over every operation of the live spec, on a fresh SQLite database.
+fuzz:
+	@echo "== spec-driven fuzzing (schemathesis) =="
+	tests/fuzz.sh
 
 ## Regenerate the committed OpenAPI document from the code.
 openapi:

@@ -92,34 +92,6 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
     Ok(Some(crate::etag::parse(raw).unwrap_or(0)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrong_types_are_422_with_field_and_syntax_is_400() {
-        let e = serde_json::from_str::<std::collections::HashMap<String, i32>>("{\"a\": ")
-            .err()
-            .map(|e| serde_error(&e));
-        assert!(matches!(e, Some(ApiError::BadRequest(_))));
-        #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct T {
-            email: String,
-        }
-        let e = serde_json::from_str::<T>("{}")
-            .err()
-            .map(|e| serde_error(&e));
-        match e {
-            Some(ApiError::Validation { errors, .. }) => {
-                assert_eq!(errors[0].field, "email");
-                assert_eq!(errors[0].code, "required");
-            }
-            other => panic!("expected validation, got {other:?}"),
-        }
-    }
-}
-
 /// A JSON body. Unlike `web::Json`, it checks the syntax of the whole body before its
 /// shape, so malformed JSON is always a 400 (even when an unknown field comes first) and
 /// well-formed JSON of the wrong shape a 422 naming the field.
@@ -159,5 +131,33 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
             T::deserialize(value).map(Json).map_err(|e| serde_error(&e))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_types_are_422_with_field_and_syntax_is_400() {
+        let e = serde_json::from_str::<std::collections::HashMap<String, i32>>("{\"a\": ")
+            .err()
+            .map(|e| serde_error(&e));
+        assert!(matches!(e, Some(ApiError::BadRequest(_))));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            email: String,
+        }
+        let e = serde_json::from_str::<T>("{}")
+            .err()
+            .map(|e| serde_error(&e));
+        match e {
+            Some(ApiError::Validation { errors, .. }) => {
+                assert_eq!(errors[0].field, "email");
+                assert_eq!(errors[0].code, "required");
+            }
+            other => panic!("expected validation, got {other:?}"),
+        }
     }
 }
