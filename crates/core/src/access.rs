@@ -64,6 +64,14 @@ pub enum Permission {
     ApiKeysAll,
     AuditRead,
     JobsManage,
+    /// See customer records (partners: only those shared with their organisation).
+    CustomersRead,
+    /// Create customer records and change the ones one owns (or one's team owns).
+    CustomersWrite,
+    /// Change and reassign any customer record, merge records.
+    CustomersManage,
+    /// Export a person's data and erase it (GDPR).
+    PersonalData,
 }
 
 /// The permission table: which roles hold which permission.
@@ -73,7 +81,10 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
     match permission {
         UsersManage | TeamsManage | ApiKeysAll | AuditRead | JobsManage => role == Admin,
         UsersRead | TeamsRead => role.is_internal(),
-        ApiKeysOwn => true,
+        ApiKeysOwn | CustomersRead => true,
+        CustomersWrite => !matches!(role, Analyst | Partner),
+        CustomersManage => matches!(role, Admin | Manager),
+        PersonalData => role == Admin,
     }
 }
 

@@ -66,9 +66,37 @@ pub fn record(conn: &mut DbConn, change: Change<'_>) -> Result<(), ApiError> {
             audit_log::changes.eq(change.changes.to_string()),
         ))
         .execute(conn)?;
+    let kind = format!("{}.{}", change.entity_type, change.action);
+    let fields: Vec<&str> = change
+        .changes
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    crate::timeline::add(
+        conn,
+        crate::timeline::NewEntry {
+            entity_type: change.entity_type,
+            entity_id: change.entity_id,
+            kind: &kind,
+            summary: if change.action == "updated" {
+                format!(
+                    "{} {}: {}",
+                    change.entity_type,
+                    change.action,
+                    fields.join(", ")
+                )
+            } else {
+                format!("{} {}", change.entity_type, change.action)
+            },
+            source_type: change.entity_type,
+            source_id: change.entity_id,
+            actor: change.actor,
+            data: change.changes.clone(),
+        },
+    )?;
     emit(
         conn,
-        &format!("{}.{}", change.entity_type, change.action),
+        &kind,
         change.entity_type,
         change.entity_id,
         change.actor,

@@ -17,7 +17,9 @@ pub mod jobs;
 pub mod list;
 pub mod respond;
 pub mod schema;
+pub mod search;
 pub mod state;
+pub mod timeline;
 
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;

@@ -113,6 +113,172 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    timeline_entries (id) {
+        id -> Text,
+        entity_type -> Text,
+        entity_id -> Text,
+        occurred_at -> Text,
+        kind -> Text,
+        summary -> Text,
+        source_type -> Text,
+        source_id -> Text,
+        actor_id -> Nullable<Text>,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    search_terms (entity_type, term, entity_id) {
+        entity_type -> Text,
+        entity_id -> Text,
+        term -> Text,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        name -> Text,
+        domain -> Nullable<Text>,
+        industry -> Nullable<Text>,
+        employee_count -> Nullable<BigInt>,
+        annual_revenue -> Nullable<BigInt>,
+        currency -> Nullable<Text>,
+        billing_address -> Nullable<Text>,
+        shipping_address -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        website -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        tags -> Text,
+        parent_id -> Nullable<Text>,
+        custom -> Text,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        merged_into -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    households (id) {
+        id -> Text,
+        name -> Text,
+        address -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    contacts (id) {
+        id -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        job_title -> Nullable<Text>,
+        lifecycle_stage -> Text,
+        owner_id -> Nullable<Text>,
+        household_id -> Nullable<Text>,
+        tags -> Text,
+        preferred_language -> Nullable<Text>,
+        social_profiles -> Text,
+        custom -> Text,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        merged_into -> Nullable<Text>,
+        erased_at -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    contact_emails (id) {
+        id -> Text,
+        contact_id -> Text,
+        email -> Text,
+        label -> Nullable<Text>,
+        is_primary -> Bool,
+    }
+}
+
+diesel::table! {
+    contact_phones (id) {
+        id -> Text,
+        contact_id -> Text,
+        number -> Text,
+        e164 -> Text,
+        label -> Nullable<Text>,
+        is_primary -> Bool,
+    }
+}
+
+diesel::table! {
+    contact_accounts (contact_id, account_id) {
+        contact_id -> Text,
+        account_id -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    contact_consents (contact_id, channel) {
+        contact_id -> Text,
+        channel -> Text,
+        status -> Text,
+        source -> Text,
+        recorded_at -> Text,
+    }
+}
+
+diesel::table! {
+    activities (id) {
+        id -> Text,
+        kind -> Text,
+        direction -> Nullable<Text>,
+        channel -> Nullable<Text>,
+        subject -> Text,
+        body -> Nullable<Text>,
+        starts_at -> Nullable<Text>,
+        ends_at -> Nullable<Text>,
+        due_at -> Nullable<Text>,
+        due_sort -> Text,
+        status -> Text,
+        completed_at -> Nullable<Text>,
+        assignee_id -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        next_step -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    activity_links (activity_id, entity_type, entity_id) {
+        activity_id -> Text,
+        entity_type -> Text,
+        entity_id -> Text,
+    }
+}
+
+diesel::joinable!(contact_emails -> contacts (contact_id));
+diesel::joinable!(contact_phones -> contacts (contact_id));
+diesel::joinable!(contact_accounts -> contacts (contact_id));
+diesel::joinable!(contact_accounts -> accounts (account_id));
+diesel::joinable!(contact_consents -> contacts (contact_id));
+diesel::joinable!(activity_links -> activities (activity_id));
+diesel::joinable!(contacts -> households (household_id));
+
 diesel::joinable!(users -> teams (team_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -126,4 +292,15 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     events,
     jobs,
+    timeline_entries,
+    search_terms,
+    accounts,
+    households,
+    contacts,
+    contact_emails,
+    contact_phones,
+    contact_accounts,
+    contact_consents,
+    activities,
+    activity_links,
 );

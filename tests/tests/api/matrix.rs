@@ -173,6 +173,24 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
             .json();
         key["id"].as_str().unwrap_or_default().to_string()
     });
+    fn account(app: &TestApp, token: &str) -> String {
+        let res = app.post("/api/v1/accounts", token, &json!({"name": "Owned Ltd"}));
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+    fn contact(app: &TestApp, token: &str) -> String {
+        let res = app.post(
+            "/api/v1/contacts",
+            token,
+            &json!({"first_name": "Owned", "last_name": "Person"}),
+        );
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+    for path in ["/api/v1/accounts/{id}", "/api/v1/accounts/{id}/restore"] {
+        f.insert(path, account);
+    }
+    for path in ["/api/v1/contacts/{id}", "/api/v1/contacts/{id}/restore"] {
+        f.insert(path, contact);
+    }
     f
 }
 

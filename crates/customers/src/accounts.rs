@@ -1,0 +1,731 @@
+//! Accounts: companies (B2B) in hierarchies, with owner, tags, addresses and revenue.
+
+use crate::common::{self, Address};
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_core::access::Permission;
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn, MultiBackend};
+use crm_core::error::{ApiError, ApiResult};
+use crm_core::extract::{if_match, path_id, Json};
+use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::schema::{accounts, contact_accounts};
+use crm_core::state::AppState;
+use crm_core::timeline::{self, TimelineEntry};
+use crm_core::{etag, ids, search};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+pub const MAX_DEPTH: usize = 50;
+
+#[derive(Queryable, Clone)]
+pub struct AccountRow {
+    pub id: String,
+    pub name: String,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub employee_count: Option<i64>,
+    pub annual_revenue: Option<i64>,
+    pub currency: Option<String>,
+    pub billing_address: Option<String>,
+    pub shipping_address: Option<String>,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub owner_id: Option<String>,
+    pub tags: String,
+    pub parent_id: Option<String>,
+    pub custom: String,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
+    pub merged_into: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// A company.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub employee_count: Option<i64>,
+    /// Annual revenue in minor units of `currency` (cents for USD).
+    pub annual_revenue: Option<i64>,
+    /// ISO 4217 code of `annual_revenue`.
+    pub currency: Option<String>,
+    pub billing_address: Option<Address>,
+    pub shipping_address: Option<Address>,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub owner_id: Option<String>,
+    pub tags: Vec<String>,
+    pub parent_id: Option<String>,
+    /// Set when this account was merged into another; the survivor's id.
+    pub merged_into: Option<String>,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+impl From<AccountRow> for Account {
+    fn from(r: AccountRow) -> Self {
+        Account {
+            billing_address: r.billing_address.as_deref().map(common::parse_json),
+            shipping_address: r.shipping_address.as_deref().map(common::parse_json),
+            tags: common::parse_json(&r.tags),
+            id: r.id,
+            name: r.name,
+            domain: r.domain,
+            industry: r.industry,
+            employee_count: r.employee_count,
+            annual_revenue: r.annual_revenue,
+            currency: r.currency,
+            phone: r.phone,
+            website: r.website,
+            owner_id: r.owner_id,
+            parent_id: r.parent_id,
+            merged_into: r.merged_into,
+            external_source: r.external_source,
+            external_id: r.external_id,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            archived_at: r.archived_at,
+        }
+    }
+}
+
+/// Fields of an account a client sends; on PATCH every field is optional and `null`
+/// clears it.
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInput {
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[validate(length(min = 3, max = 253, message = "must be a domain name"))]
+    #[schema(min_length = 3, max_length = 253)]
+    pub domain: Option<String>,
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub industry: Option<String>,
+    #[validate(range(min = 0, max = 100_000_000, message = "must be 0 or more"))]
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    pub employee_count: Option<i64>,
+    #[validate(range(min = 0, message = "must be 0 or more"))]
+    #[schema(minimum = 0)]
+    pub annual_revenue: Option<i64>,
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+    #[validate(nested)]
+    pub billing_address: Option<Address>,
+    #[validate(nested)]
+    pub shipping_address: Option<Address>,
+    #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
+    pub phone: Option<String>,
+    #[validate(url(message = "must be a URL"), length(max = 500))]
+    #[schema(format = "uri", max_length = 500)]
+    pub website: Option<String>,
+    #[schema(format = "uuid")]
+    pub owner_id: Option<String>,
+    #[schema(max_items = 50)]
+    pub tags: Option<Vec<String>>,
+    /// Parent account; a parent that would make a cycle is a 422.
+    #[schema(format = "uuid")]
+    pub parent_id: Option<String>,
+}
+
+pub const LIST: ListSpec = ListSpec {
+    sort_fields: &["name", "created_at", "updated_at"],
+    default_sort: "name",
+    filters: &[
+        "owner_id",
+        "parent_id",
+        "industry",
+        "tag",
+        "domain",
+        "created_after",
+        "created_before",
+    ],
+    searchable: true,
+};
+
+crm_core::sortable!(accounts::table, accounts::BoxedQuery<'static, MultiBackend>, {
+    "name" => accounts::name,
+    "created_at" => accounts::created_at,
+    "updated_at" => accounts::updated_at,
+    "id" => accounts::id,
+});
+
+pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<AccountRow> {
+    if !common::sees_all(me) {
+        return Err(ApiError::not_found("account"));
+    }
+    accounts::table
+        .find(id)
+        .first::<AccountRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("account"))
+}
+
+pub fn exists(conn: &mut DbConn, id: &str) -> ApiResult<bool> {
+    let n: i64 = accounts::table
+        .filter(accounts::id.eq(id))
+        .filter(accounts::archived_at.is_null())
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Walk up from `parent` and fail if `child` is met (or the chain is absurdly deep).
+fn check_no_cycle(conn: &mut DbConn, child: &str, parent: &str) -> ApiResult<()> {
+    let mut cursor = Some(parent.to_string());
+    for _ in 0..MAX_DEPTH {
+        let Some(current) = cursor else { return Ok(()) };
+        if current == child {
+            return Err(common::invalid(
+                "parent_id",
+                "cycle",
+                "this parent would make the hierarchy a cycle",
+            ));
+        }
+        cursor = accounts::table
+            .find(&current)
+            .select(accounts::parent_id)
+            .first(conn)
+            .optional()?
+            .flatten();
+    }
+    Err(common::invalid(
+        "parent_id",
+        "depth",
+        "the hierarchy would be deeper than 50 levels",
+    ))
+}
+
+fn validate_input(input: &AccountInput) -> ApiResult<()> {
+    input.validate()?;
+    if let Some(c) = &input.currency {
+        if c.len() != 3 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
+            return Err(common::invalid(
+                "currency",
+                "currency",
+                "must be an ISO 4217 code such as EUR",
+            ));
+        }
+    }
+    if input.annual_revenue.is_some() && input.currency.is_none() {
+        return Err(common::invalid(
+            "currency",
+            "required",
+            "annual_revenue needs a currency",
+        ));
+    }
+    Ok(())
+}
+
+fn index_terms(conn: &mut DbConn, a: &Account) -> ApiResult<()> {
+    search::index(
+        conn,
+        "account",
+        &a.id,
+        &[
+            &a.name,
+            a.domain.as_deref().unwrap_or(""),
+            a.phone.as_deref().unwrap_or(""),
+        ],
+    )
+}
+
+fn check_parent(conn: &mut DbConn, id: &str, parent: &Option<String>) -> ApiResult<Option<String>> {
+    let Some(raw) = parent else { return Ok(None) };
+    let parent = ids::parse_id(raw)
+        .ok_or_else(|| common::invalid("parent_id", "reference", "no such account"))?;
+    common::check_exists(|| exists(conn, &parent), "parent_id", "account")?;
+    check_no_cycle(conn, id, &parent)?;
+    Ok(Some(parent))
+}
+
+pub fn create_account(
+    conn: &mut DbConn,
+    me: &Principal,
+    input: &AccountInput,
+) -> ApiResult<Account> {
+    validate_input(input)?;
+    let Some(name) = input
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    else {
+        return Err(common::invalid("name", "required", "is required"));
+    };
+    let tags = common::clean_tags(input.tags.as_deref().unwrap_or(&[]))?;
+    db::write_tx(conn, |c| {
+        let id = ids::new_id();
+        let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
+        let parent = check_parent(c, &id, &input.parent_id)?;
+        let now = ids::now();
+        diesel::insert_into(accounts::table)
+            .values((
+                accounts::id.eq(&id),
+                accounts::name.eq(name),
+                accounts::domain.eq(input.domain.as_ref().map(|d| d.trim().to_lowercase())),
+                accounts::industry.eq(&input.industry),
+                accounts::employee_count.eq(input.employee_count),
+                accounts::annual_revenue.eq(input.annual_revenue),
+                accounts::currency.eq(&input.currency),
+                accounts::billing_address.eq(input.billing_address.as_ref().map(common::json_text)),
+                accounts::shipping_address
+                    .eq(input.shipping_address.as_ref().map(common::json_text)),
+                accounts::phone.eq(&input.phone),
+                accounts::website.eq(&input.website),
+                accounts::owner_id.eq(&owner),
+                accounts::tags.eq(common::json_text(&tags)),
+                accounts::parent_id.eq(&parent),
+                accounts::version.eq(1),
+                accounts::created_at.eq(&now),
+                accounts::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        let account: Account = find(c, me, &id)?.into();
+        index_terms(c, &account)?;
+        let json = common::to_json(&account);
+        audit::record(
+            c,
+            Change {
+                actor: &Actor::from(me),
+                action: "created",
+                entity_type: "account",
+                entity_id: &id,
+                changes: json.clone(),
+                record: json,
+            },
+        )?;
+        Ok(account)
+    })
+}
+
+/// Apply a PATCH. `raw` is the body as sent, so that `null` (clear) and absent (keep)
+/// can be told apart.
+pub fn update_account(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    expected: Option<i32>,
+    raw: &serde_json::Value,
+) -> ApiResult<Account> {
+    let input: AccountInput =
+        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    validate_input(&input)?;
+    let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
+    if cleared("name") {
+        return Err(common::invalid("name", "required", "cannot be cleared"));
+    }
+    db::write_tx(conn, |c| {
+        let row = find(c, me, id)?;
+        etag::check(expected, row.version)?;
+        common::require_edit(c, me, row.owner_id.as_deref(), "account")?;
+        let before: Account = row.clone().into();
+        let owner =
+            common::resolve_owner(c, me, input.owner_id.as_deref(), row.owner_id.as_deref())?;
+        let parent = if cleared("parent_id") {
+            None
+        } else if input.parent_id.is_some() {
+            check_parent(c, id, &input.parent_id)?
+        } else {
+            row.parent_id.clone()
+        };
+        let pick = |field: &str, new: &Option<String>, old: &Option<String>| {
+            if cleared(field) {
+                None
+            } else {
+                new.clone().or(old.clone())
+            }
+        };
+        let pick_n = |field: &str, new: Option<i64>, old: Option<i64>| {
+            if cleared(field) {
+                None
+            } else {
+                new.or(old)
+            }
+        };
+        let tags = match &input.tags {
+            Some(t) => common::clean_tags(t)?,
+            None if cleared("tags") => vec![],
+            None => before.tags.clone(),
+        };
+        let currency = pick("currency", &input.currency, &row.currency);
+        let revenue = pick_n("annual_revenue", input.annual_revenue, row.annual_revenue);
+        if revenue.is_some() && currency.is_none() {
+            return Err(common::invalid(
+                "currency",
+                "required",
+                "annual_revenue needs a currency",
+            ));
+        }
+        diesel::update(accounts::table.find(id))
+            .set((
+                accounts::name.eq(input.name.as_deref().map(str::trim).unwrap_or(&row.name)),
+                accounts::domain.eq(pick(
+                    "domain",
+                    &input.domain.as_ref().map(|d| d.trim().to_lowercase()),
+                    &row.domain,
+                )),
+                accounts::industry.eq(pick("industry", &input.industry, &row.industry)),
+                accounts::employee_count.eq(pick_n(
+                    "employee_count",
+                    input.employee_count,
+                    row.employee_count,
+                )),
+                accounts::annual_revenue.eq(revenue),
+                accounts::currency.eq(currency),
+                accounts::billing_address.eq(pick(
+                    "billing_address",
+                    &input.billing_address.as_ref().map(common::json_text),
+                    &row.billing_address,
+                )),
+                accounts::shipping_address.eq(pick(
+                    "shipping_address",
+                    &input.shipping_address.as_ref().map(common::json_text),
+                    &row.shipping_address,
+                )),
+                accounts::phone.eq(pick("phone", &input.phone, &row.phone)),
+                accounts::website.eq(pick("website", &input.website, &row.website)),
+                accounts::owner_id.eq(&owner),
+                accounts::tags.eq(common::json_text(&tags)),
+                accounts::parent_id.eq(&parent),
+                accounts::version.eq(row.version + 1),
+                accounts::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after: Account = find(c, me, id)?.into();
+        index_terms(c, &after)?;
+        let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
+        audit::record(
+            c,
+            Change {
+                actor: &Actor::from(me),
+                action: "updated",
+                entity_type: "account",
+                entity_id: id,
+                changes,
+                record: common::to_json(&after),
+            },
+        )?;
+        Ok(after)
+    })
+}
+
+pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Account>> {
+    let mut q = accounts::table.into_boxed::<MultiBackend>();
+    if !common::sees_all(me) {
+        q = q.filter(accounts::id.eq(""));
+    }
+    if !p.include_archived {
+        q = q.filter(accounts::archived_at.is_null());
+    }
+    if let Some(v) = p.id_filter("owner_id")? {
+        q = q.filter(accounts::owner_id.eq(v));
+    }
+    if let Some(v) = p.id_filter("parent_id")? {
+        q = q.filter(accounts::parent_id.eq(v));
+    }
+    if let Some(v) = p.filter("industry") {
+        q = q.filter(accounts::industry.eq(v.to_string()));
+    }
+    if let Some(v) = p.filter("domain") {
+        q = q.filter(accounts::domain.eq(v.trim().to_lowercase()));
+    }
+    if let Some(v) = p.filter("tag") {
+        // Tags are a JSON array of lowercase strings; match the quoted element.
+        q = q.filter(accounts::tags.like(format!(
+            "%\"{}\"%",
+            v.to_lowercase().replace(['%', '_', '"'], "")
+        )));
+    }
+    if let Some(t) = p.time_filter("created_after")? {
+        q = q.filter(accounts::created_at.gt(t));
+    }
+    if let Some(t) = p.time_filter("created_before")? {
+        q = q.filter(accounts::created_at.lt(t));
+    }
+    if let Some(text) = &p.q {
+        for word in search::query_words(text) {
+            q = q.filter(accounts::id.eq_any(crm_core::prefix_match!("account", &word)));
+        }
+    }
+    let rows: Vec<AccountRow> = apply_sort(q, p)?.load(conn)?;
+    list::page(rows.into_iter().map(Account::from).collect(), p)
+}
+
+/// A node of an account hierarchy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HierarchyNode {
+    pub id: String,
+    pub name: String,
+    pub parent_id: Option<String>,
+    #[schema(no_recursion)]
+    pub children: Vec<HierarchyNode>,
+}
+
+fn subtree(
+    conn: &mut DbConn,
+    id: &str,
+    name: String,
+    parent: Option<String>,
+    depth: usize,
+) -> ApiResult<HierarchyNode> {
+    let mut children = vec![];
+    if depth < MAX_DEPTH {
+        let kids: Vec<(String, String)> = accounts::table
+            .filter(accounts::parent_id.eq(id))
+            .filter(accounts::archived_at.is_null())
+            .order(accounts::name.asc())
+            .select((accounts::id, accounts::name))
+            .load(conn)?;
+        for (kid, kid_name) in kids {
+            children.push(subtree(
+                conn,
+                &kid,
+                kid_name,
+                Some(id.to_string()),
+                depth + 1,
+            )?);
+        }
+    }
+    Ok(HierarchyNode {
+        id: id.to_string(),
+        name,
+        parent_id: parent,
+        children,
+    })
+}
+
+fn hierarchy(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<HierarchyNode> {
+    let mut top = find(conn, me, id)?;
+    for _ in 0..MAX_DEPTH {
+        let Some(parent) = top.parent_id.clone() else {
+            break;
+        };
+        top = find(conn, me, &parent)?;
+    }
+    subtree(
+        conn,
+        &top.id.clone(),
+        top.name.clone(),
+        top.parent_id.clone(),
+        0,
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
+    params(
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at|updated_at)(,-?(name|created_at|updated_at))*$", description = "name (default), created_at, updated_at; `-` for descending"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) accounts"),
+        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, domain or phone"),
+        ("owner_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Owned by this user"),
+        ("parent_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Direct children of this account"),
+        ("industry" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact industry"),
+        ("domain" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact domain"),
+        ("tag" = Option<String>, Query, nullable = false, min_length = 1, description = "Carrying this tag"),
+        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
+        ("created_before" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
+    ),
+    responses((status = 200, description = "A page of accounts", body = Page<Account>), ListProblems))]
+#[get("/accounts")]
+pub async fn list_accounts(
+    state: web::Data<AppState>,
+    me: Principal,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let p = list::parse(query.into_inner(), &LIST)?;
+    let page = state.db(move |c| load_page(c, &me, &p)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = AccountInput,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    responses((status = 201, description = "Created", body = Account, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
+#[post("/accounts")]
+pub async fn create(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: Json<AccountInput>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let a = state.db(move |c| create_account(c, &me, &body)).await?;
+    Ok(respond::created(
+        format!("/api/v1/accounts/{}", a.id),
+        a.version,
+        &a,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, format = "uuid", description = "Account id")),
+    responses((status = 200, description = "The account", body = Account, headers(("ETag" = String))), ReadProblems))]
+#[get("/accounts/{id}")]
+pub async fn get_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let id = path_id(&id)?;
+    let a: Account = state.db(move |c| find(c, &me, &id)).await?.into();
+    Ok(respond::with_etag(a.version, &a))
+}
+
+#[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", request_body = AccountInput,
+    params(("id" = String, Path, format = "uuid", description = "Account id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+    responses((status = 200, description = "Updated", body = Account), WriteProblems))]
+#[patch("/accounts/{id}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: Json<serde_json::Value>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    let expected = if_match(&req)?;
+    let a = state
+        .db(move |c| update_account(c, &me, &id, expected, &body))
+        .await?;
+    Ok(respond::with_etag(a.version, &a))
+}
+
+pub fn set_archived(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    archiving: bool,
+) -> ApiResult<Account> {
+    db::write_tx(conn, |c| {
+        let row = find(c, me, id)?;
+        common::require_edit(c, me, row.owner_id.as_deref(), "account")?;
+        if !archiving && row.merged_into.is_some() {
+            return Err(ApiError::Conflict(
+                "a merged account cannot be restored".into(),
+            ));
+        }
+        let stamp = archiving.then(ids::now);
+        diesel::update(accounts::table.find(id))
+            .set((
+                accounts::archived_at.eq(&stamp),
+                accounts::version.eq(row.version + 1),
+                accounts::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after: Account = find(c, me, id)?.into();
+        let changes = serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}});
+        audit::record(
+            c,
+            Change {
+                actor: &Actor::from(me),
+                action: if archiving { "archived" } else { "restored" },
+                entity_type: "account",
+                entity_id: id,
+                changes,
+                record: common::to_json(&after),
+            },
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path, format = "uuid", description = "Account id")),
+    responses((status = 204, description = "Archived"), WriteProblems))]
+#[delete("/accounts/{id}")]
+pub async fn archive_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    state.db(move |c| set_archived(c, &me, &id, true)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/restore", tag = "accounts",
+    params(("id" = String, Path, format = "uuid", description = "Account id")),
+    responses((status = 200, description = "Restored", body = Account), WriteProblems))]
+#[post("/accounts/{id}/restore")]
+pub async fn restore_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    let a = state.db(move |c| set_archived(c, &me, &id, false)).await?;
+    Ok(respond::with_etag(a.version, &a))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/hierarchy", tag = "accounts",
+    params(("id" = String, Path, format = "uuid", description = "Any account of the hierarchy")),
+    responses((status = 200, description = "The whole tree, from its top account down", body = HierarchyNode), ReadProblems))]
+#[get("/accounts/{id}/hierarchy")]
+pub async fn get_hierarchy(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let id = path_id(&id)?;
+    let tree = state.db(move |c| hierarchy(c, &me, &id)).await?;
+    Ok(HttpResponse::Ok().json(tree))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/timeline", tag = "accounts",
+    params(("id" = String, Path, format = "uuid", description = "Account id"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),
+        ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Only entries of this kind, e.g. activity.call"),
+    ),
+    responses((status = 200, description = "Everything that happened to the account", body = Page<TimelineEntry>), ReadProblems))]
+#[get("/accounts/{id}/timeline")]
+pub async fn get_timeline(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let id = path_id(&id)?;
+    let p = list::parse(query.into_inner(), &timeline::LIST)?;
+    let page = state
+        .db(move |c| {
+            find(c, &me, &id)?;
+            timeline::page(c, "account", &id, &p)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Contacts linked to an account, for merges and personal-data exports.
+pub fn linked_contacts(conn: &mut DbConn, account_id: &str) -> ApiResult<Vec<String>> {
+    Ok(contact_accounts::table
+        .filter(contact_accounts::account_id.eq(account_id))
+        .select(contact_accounts::contact_id)
+        .load(conn)?)
+}

@@ -1,0 +1,210 @@
+//! Pieces every customer resource shares: who may see and change a record, JSON columns,
+//! phone normalisation, and the list parameters they document.
+
+use crm_core::access::{Permission, Role};
+use crm_core::auth::{role_may, Principal};
+use crm_core::db::DbConn;
+use crm_core::error::{ApiError, ApiResult, FieldError};
+use crm_core::ids;
+use crm_core::schema::users;
+use diesel::prelude::*;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use validator::Validate;
+
+/// Partner users see only records shared with their partner organisation. Sharing
+/// arrives with the partners domain; until then nothing is shared, so a partner's lists
+/// are empty and reads are 404. The rule lives here so every query asks it.
+pub fn sees_all(me: &Principal) -> bool {
+    me.role != Role::Partner
+}
+
+/// Whether the caller may change a record owned by `owner_id`: managers and admins
+/// always; other writers when they own it or share a team with its owner.
+pub fn can_edit(conn: &mut DbConn, me: &Principal, owner_id: Option<&str>) -> ApiResult<bool> {
+    if role_may(me, Permission::CustomersManage) {
+        return Ok(true);
+    }
+    if !role_may(me, Permission::CustomersWrite) {
+        return Ok(false);
+    }
+    let Some(owner) = owner_id else {
+        return Ok(true);
+    };
+    if owner == me.user_id {
+        return Ok(true);
+    }
+    let Some(team) = &me.team_id else {
+        return Ok(false);
+    };
+    let owner_team: Option<Option<String>> = users::table
+        .find(owner)
+        .select(users::team_id)
+        .first(conn)
+        .optional()?;
+    Ok(owner_team.flatten().as_deref() == Some(team.as_str()))
+}
+
+pub fn require_edit(
+    conn: &mut DbConn,
+    me: &Principal,
+    owner_id: Option<&str>,
+    what: &str,
+) -> ApiResult<()> {
+    if can_edit(conn, me, owner_id)? {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "only the owner of this {what}, their team, or a manager may change it"
+        )))
+    }
+}
+
+/// Resolve the owner for a new or reassigned record. Only managers may give a record to
+/// someone else; the owner must be an active user.
+pub fn resolve_owner(
+    conn: &mut DbConn,
+    me: &Principal,
+    requested: Option<&str>,
+    current: Option<&str>,
+) -> ApiResult<Option<String>> {
+    let Some(raw) = requested else {
+        return Ok(current.map(str::to_string).or(Some(me.user_id.clone())));
+    };
+    let id = ids::parse_id(raw)
+        .ok_or_else(|| ApiError::field("owner_id", "invalid", "must be a user id"))?;
+    if Some(id.as_str()) != current
+        && id != me.user_id
+        && !role_may(me, Permission::CustomersManage)
+    {
+        return Err(ApiError::Forbidden(
+            "only managers may assign records to other users".into(),
+        ));
+    }
+    let active: i64 = users::table
+        .filter(users::id.eq(&id))
+        .filter(users::active.eq(true))
+        .filter(users::archived_at.is_null())
+        .count()
+        .get_result(conn)?;
+    if active == 0 {
+        return Err(ApiError::field(
+            "owner_id",
+            "reference",
+            "no such active user",
+        ));
+    }
+    Ok(Some(id))
+}
+
+pub fn to_json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+pub fn parse_json<T: DeserializeOwned + Default>(raw: &str) -> T {
+    serde_json::from_str(raw).unwrap_or_default()
+}
+
+pub fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A postal address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Validate, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub street: Option<String>,
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub city: Option<String>,
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub region: Option<String>,
+    #[validate(length(max = 20))]
+    #[schema(max_length = 20)]
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    #[validate(length(equal = 2, message = "must be a two-letter country code"))]
+    #[schema(min_length = 2, max_length = 2)]
+    pub country: Option<String>,
+}
+
+/// Tags: at most 50, each 1–50 characters; stored lowercased and without duplicates.
+pub fn clean_tags(tags: &[String]) -> ApiResult<Vec<String>> {
+    if tags.len() > 50 {
+        return Err(ApiError::field("tags", "length", "at most 50 tags"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, t) in tags.iter().enumerate() {
+        let t = t.trim().to_lowercase();
+        if t.is_empty() || t.chars().count() > 50 {
+            return Err(ApiError::field(
+                &format!("tags[{i}]"),
+                "length",
+                "tags are 1 to 50 characters",
+            ));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// Default region for phone numbers written without a country code.
+pub fn default_region() -> phonenumber::country::Id {
+    std::env::var("CRM_DEFAULT_PHONE_REGION")
+        .ok()
+        .and_then(|r| r.trim().to_uppercase().parse().ok())
+        .unwrap_or(phonenumber::country::Id::US)
+}
+
+/// A phone number in E.164 (`+442079460958`), or None when it is not a valid number.
+pub fn to_e164(raw: &str) -> Option<String> {
+    let parsed = phonenumber::parse(Some(default_region()), raw.trim()).ok()?;
+    if !phonenumber::is_valid(&parsed) {
+        return None;
+    }
+    Some(parsed.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+pub fn invalid(field: &str, code: &str, message: &str) -> ApiError {
+    ApiError::validation(vec![FieldError::new(field, code, message)])
+}
+
+/// Check that a referenced record exists and is not archived.
+pub fn check_exists<F>(exists: F, field: &str, what: &str) -> ApiResult<()>
+where
+    F: FnOnce() -> ApiResult<bool>,
+{
+    if exists()? {
+        Ok(())
+    } else {
+        Err(invalid(field, "reference", &format!("no such {what}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_in_any_written_form_share_one_e164() {
+        std::env::remove_var("CRM_DEFAULT_PHONE_REGION");
+        let a = to_e164("+44 20 7946 0958");
+        assert_eq!(a.as_deref(), Some("+442079460958"));
+        assert_eq!(to_e164("(415) 555-2671").as_deref(), Some("+14155552671"));
+        assert_eq!(to_e164("+1 415.555.2671").as_deref(), Some("+14155552671"));
+        assert_eq!(to_e164("12"), None);
+    }
+
+    #[test]
+    fn tags_are_cleaned() {
+        let t = clean_tags(&["VIP".into(), "vip".into(), " b2b ".into()]).unwrap_or_default();
+        assert_eq!(t, vec!["vip", "b2b"]);
+        assert!(clean_tags(&["".into()]).is_err());
+    }
+}

@@ -1,0 +1,940 @@
+//! Contacts: people, with several emails and phones, links to accounts with a role,
+//! a lifecycle stage, consent per channel, and an optional household.
+
+use crate::common;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_core::access::Permission;
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn, MultiBackend};
+use crm_core::error::{ApiError, ApiResult, FieldError};
+use crm_core::extract::{if_match, path_id, Json};
+use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::schema::{
+    accounts, contact_accounts as ca, contact_consents as cc, contact_emails as ce,
+    contact_phones as cp, contacts, households,
+};
+use crm_core::state::AppState;
+use crm_core::timeline::{self, TimelineEntry};
+use crm_core::{etag, ids, search};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use validator::Validate;
+
+#[derive(Queryable, Clone)]
+pub struct ContactRow {
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub job_title: Option<String>,
+    pub lifecycle_stage: String,
+    pub owner_id: Option<String>,
+    pub household_id: Option<String>,
+    pub tags: String,
+    pub preferred_language: Option<String>,
+    pub social_profiles: String,
+    pub custom: String,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
+    pub merged_into: Option<String>,
+    pub erased_at: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleStage {
+    Subscriber,
+    Lead,
+    Opportunity,
+    Customer,
+    Evangelist,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountRole {
+    DecisionMaker,
+    Buyer,
+    Influencer,
+    User,
+    Billing,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Phone,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    Granted,
+    Withdrawn,
+}
+
+fn enum_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn enum_parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailInput {
+    #[validate(email(message = "must be a valid email address"), length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
+    pub email: String,
+    #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneInput {
+    /// As written; stored also in E.164 so a lookup by any written form finds it.
+    #[validate(length(min = 3, max = 50))]
+    #[schema(min_length = 3, max_length = 50, example = "+44 20 7946 0958")]
+    pub number: String,
+    #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLinkInput {
+    #[schema(format = "uuid")]
+    pub account_id: String,
+    pub role: AccountRole,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentInput {
+    pub status: ConsentStatus,
+    /// Where the consent came from: `web_form`, `phone_call`, `import`…
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub source: String,
+}
+
+/// Fields of a contact a client sends. On PATCH every field is optional; lists given
+/// replace the stored ones; consents given are recorded per channel.
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInput {
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub first_name: Option<String>,
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub last_name: Option<String>,
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub job_title: Option<String>,
+    pub lifecycle_stage: Option<LifecycleStage>,
+    #[schema(format = "uuid")]
+    pub owner_id: Option<String>,
+    #[schema(format = "uuid")]
+    pub household_id: Option<String>,
+    #[schema(max_items = 50)]
+    pub tags: Option<Vec<String>>,
+    /// BCP 47 language tag such as `en` or `pt-BR`.
+    #[validate(length(min = 2, max = 35))]
+    #[schema(min_length = 2, max_length = 35)]
+    pub preferred_language: Option<String>,
+    /// Network name → profile URL.
+    pub social_profiles: Option<BTreeMap<String, String>>,
+    #[validate(nested, length(max = 20))]
+    #[schema(max_items = 20)]
+    pub emails: Option<Vec<EmailInput>>,
+    #[validate(nested, length(max = 20))]
+    #[schema(max_items = 20)]
+    pub phones: Option<Vec<PhoneInput>>,
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub accounts: Option<Vec<AccountLinkInput>>,
+    pub consents: Option<BTreeMap<Channel, ConsentInput>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, Queryable)]
+pub struct Email {
+    pub email: String,
+    pub label: Option<String>,
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, Queryable)]
+pub struct Phone {
+    pub number: String,
+    pub e164: String,
+    pub label: Option<String>,
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AccountLink {
+    pub account_id: String,
+    pub role: AccountRole,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Consent {
+    pub status: ConsentStatus,
+    pub source: String,
+    pub recorded_at: String,
+}
+
+/// A person.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Contact {
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub job_title: Option<String>,
+    pub lifecycle_stage: LifecycleStage,
+    pub owner_id: Option<String>,
+    pub household_id: Option<String>,
+    pub tags: Vec<String>,
+    pub preferred_language: Option<String>,
+    pub social_profiles: BTreeMap<String, String>,
+    pub emails: Vec<Email>,
+    pub phones: Vec<Phone>,
+    pub accounts: Vec<AccountLink>,
+    /// Consent per channel (`email`, `sms`, `phone`, `post`); a missing channel means no consent recorded.
+    pub consents: BTreeMap<String, Consent>,
+    pub merged_into: Option<String>,
+    pub erased_at: Option<String>,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+pub const LIST: ListSpec = ListSpec {
+    sort_fields: &["last_name", "first_name", "created_at", "updated_at"],
+    default_sort: "last_name",
+    filters: &[
+        "owner_id",
+        "account_id",
+        "household_id",
+        "lifecycle_stage",
+        "email",
+        "phone",
+        "tag",
+        "created_after",
+        "created_before",
+    ],
+    searchable: true,
+};
+
+crm_core::sortable!(contacts::table, contacts::BoxedQuery<'static, MultiBackend>, {
+    "last_name" => contacts::last_name,
+    "first_name" => contacts::first_name,
+    "created_at" => contacts::created_at,
+    "updated_at" => contacts::updated_at,
+    "id" => contacts::id,
+});
+
+pub fn find_row(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<ContactRow> {
+    if !common::sees_all(me) {
+        return Err(ApiError::not_found("contact"));
+    }
+    contacts::table
+        .find(id)
+        .first::<ContactRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("contact"))
+}
+
+/// Assemble a contact with its emails, phones, account links and consents.
+pub fn load(conn: &mut DbConn, row: ContactRow) -> ApiResult<Contact> {
+    let emails: Vec<Email> = ce::table
+        .filter(ce::contact_id.eq(&row.id))
+        .order((ce::is_primary.desc(), ce::email.asc()))
+        .select((ce::email, ce::label, ce::is_primary))
+        .load(conn)?;
+    let phones: Vec<Phone> = cp::table
+        .filter(cp::contact_id.eq(&row.id))
+        .order((cp::is_primary.desc(), cp::e164.asc()))
+        .select((cp::number, cp::e164, cp::label, cp::is_primary))
+        .load(conn)?;
+    let links: Vec<(String, String)> = ca::table
+        .filter(ca::contact_id.eq(&row.id))
+        .order(ca::account_id.asc())
+        .select((ca::account_id, ca::role))
+        .load(conn)?;
+    let consents: Vec<(String, String, String, String)> = cc::table
+        .filter(cc::contact_id.eq(&row.id))
+        .select((cc::channel, cc::status, cc::source, cc::recorded_at))
+        .load(conn)?;
+    Ok(Contact {
+        lifecycle_stage: enum_parse(&row.lifecycle_stage).unwrap_or(LifecycleStage::Other),
+        tags: common::parse_json(&row.tags),
+        social_profiles: common::parse_json(&row.social_profiles),
+        emails,
+        phones,
+        accounts: links
+            .into_iter()
+            .filter_map(|(account_id, role)| {
+                enum_parse(&role).map(|role| AccountLink { account_id, role })
+            })
+            .collect(),
+        consents: consents
+            .into_iter()
+            .filter_map(|(ch, st, source, recorded_at)| {
+                enum_parse(&st).map(|status| {
+                    (
+                        ch,
+                        Consent {
+                            status,
+                            source,
+                            recorded_at,
+                        },
+                    )
+                })
+            })
+            .collect(),
+        id: row.id,
+        first_name: row.first_name,
+        last_name: row.last_name,
+        job_title: row.job_title,
+        owner_id: row.owner_id,
+        household_id: row.household_id,
+        preferred_language: row.preferred_language,
+        merged_into: row.merged_into,
+        erased_at: row.erased_at,
+        external_source: row.external_source,
+        external_id: row.external_id,
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        archived_at: row.archived_at,
+    })
+}
+
+pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
+    let row = find_row(conn, me, id)?;
+    load(conn, row)
+}
+
+/// Validate the parts of a contact input that need more than field rules; returns the
+/// phones normalised to E.164, in input order.
+fn check_parts(conn: &mut DbConn, input: &ContactInput) -> ApiResult<Vec<String>> {
+    input.validate()?;
+    let mut errors = vec![];
+    let mut e164 = vec![];
+    for (i, p) in input.phones.iter().flatten().enumerate() {
+        match common::to_e164(&p.number) {
+            Some(n) => e164.push(n),
+            None => errors.push(FieldError::new(
+                &format!("phones[{i}].number"),
+                "phone",
+                "is not a valid phone number",
+            )),
+        }
+    }
+    for (i, link) in input.accounts.iter().flatten().enumerate() {
+        let ok = ids::parse_id(&link.account_id)
+            .map(|id| crate::accounts::exists(conn, &id))
+            .transpose()?
+            .unwrap_or(false);
+        if !ok {
+            errors.push(FieldError::new(
+                &format!("accounts[{i}].account_id"),
+                "reference",
+                "no such account",
+            ));
+        }
+    }
+    if let Some(h) = &input.household_id {
+        let ok = ids::parse_id(h)
+            .map(|id| {
+                households::table
+                    .filter(households::id.eq(id))
+                    .filter(households::archived_at.is_null())
+                    .count()
+                    .get_result::<i64>(conn)
+            })
+            .transpose()?
+            .unwrap_or(0)
+            > 0;
+        if !ok {
+            errors.push(FieldError::new(
+                "household_id",
+                "reference",
+                "no such household",
+            ));
+        }
+    }
+    for (network, url) in input.social_profiles.iter().flatten() {
+        if network.is_empty()
+            || network.len() > 50
+            || url.len() > 500
+            || !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            errors.push(FieldError::new(
+                &format!("social_profiles.{network}"),
+                "url",
+                "must be an http(s) URL",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(e164)
+}
+
+fn write_emails(conn: &mut DbConn, id: &str, emails: &[EmailInput]) -> ApiResult<()> {
+    diesel::delete(ce::table.filter(ce::contact_id.eq(id))).execute(conn)?;
+    let primary = emails.iter().position(|e| e.primary).unwrap_or(0);
+    let mut seen = vec![];
+    for (i, e) in emails.iter().enumerate() {
+        let email = e.email.trim().to_lowercase();
+        if seen.contains(&email) {
+            continue;
+        }
+        diesel::insert_into(ce::table)
+            .values((
+                ce::id.eq(ids::new_id()),
+                ce::contact_id.eq(id),
+                ce::email.eq(&email),
+                ce::label.eq(&e.label),
+                ce::is_primary.eq(i == primary),
+            ))
+            .execute(conn)?;
+        seen.push(email);
+    }
+    Ok(())
+}
+
+fn write_phones(
+    conn: &mut DbConn,
+    id: &str,
+    phones: &[PhoneInput],
+    e164: &[String],
+) -> ApiResult<()> {
+    diesel::delete(cp::table.filter(cp::contact_id.eq(id))).execute(conn)?;
+    let primary = phones.iter().position(|p| p.primary).unwrap_or(0);
+    let mut seen: Vec<&String> = vec![];
+    for (i, (p, n)) in phones.iter().zip(e164).enumerate() {
+        if seen.contains(&n) {
+            continue;
+        }
+        diesel::insert_into(cp::table)
+            .values((
+                cp::id.eq(ids::new_id()),
+                cp::contact_id.eq(id),
+                cp::number.eq(p.number.trim()),
+                cp::e164.eq(n),
+                cp::label.eq(&p.label),
+                cp::is_primary.eq(i == primary),
+            ))
+            .execute(conn)?;
+        seen.push(n);
+    }
+    Ok(())
+}
+
+fn write_links(conn: &mut DbConn, id: &str, links: &[AccountLinkInput]) -> ApiResult<()> {
+    diesel::delete(ca::table.filter(ca::contact_id.eq(id))).execute(conn)?;
+    let mut seen = vec![];
+    for l in links {
+        let account = ids::parse_id(&l.account_id).unwrap_or_default();
+        if seen.contains(&account) {
+            continue;
+        }
+        diesel::insert_into(ca::table)
+            .values((
+                ca::contact_id.eq(id),
+                ca::account_id.eq(&account),
+                ca::role.eq(enum_text(&l.role)),
+            ))
+            .execute(conn)?;
+        seen.push(account);
+    }
+    Ok(())
+}
+
+fn write_consents(
+    conn: &mut DbConn,
+    id: &str,
+    consents: &BTreeMap<Channel, ConsentInput>,
+) -> ApiResult<()> {
+    for (channel, c) in consents {
+        c.validate()?;
+        let channel = enum_text(channel);
+        diesel::delete(
+            cc::table
+                .filter(cc::contact_id.eq(id))
+                .filter(cc::channel.eq(&channel)),
+        )
+        .execute(conn)?;
+        diesel::insert_into(cc::table)
+            .values((
+                cc::contact_id.eq(id),
+                cc::channel.eq(&channel),
+                cc::status.eq(enum_text(&c.status)),
+                cc::source.eq(c.source.trim()),
+                cc::recorded_at.eq(ids::now()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Keep the search index in step with the contact and the names of its accounts.
+pub fn index_terms(conn: &mut DbConn, c: &Contact) -> ApiResult<()> {
+    let account_ids: Vec<String> = c.accounts.iter().map(|a| a.account_id.clone()).collect();
+    let company_names: Vec<String> = accounts::table
+        .filter(accounts::id.eq_any(&account_ids))
+        .select(accounts::name)
+        .load(conn)?;
+    let mut texts: Vec<&str> = vec![&c.first_name, &c.last_name];
+    texts.extend(c.emails.iter().map(|e| e.email.as_str()));
+    texts.extend(c.phones.iter().map(|p| p.e164.as_str()));
+    texts.extend(company_names.iter().map(String::as_str));
+    search::index(conn, "contact", &c.id, &texts)
+}
+
+fn record(
+    conn: &mut DbConn,
+    me: &Principal,
+    action: &str,
+    id: &str,
+    changes: serde_json::Value,
+    after: &Contact,
+) -> ApiResult<()> {
+    audit::record(
+        conn,
+        Change {
+            actor: &Actor::from(me),
+            action,
+            entity_type: "contact",
+            entity_id: id,
+            changes,
+            record: common::to_json(after),
+        },
+    )
+}
+
+pub fn create_contact(
+    conn: &mut DbConn,
+    me: &Principal,
+    input: &ContactInput,
+) -> ApiResult<Contact> {
+    let first = input.first_name.as_deref().unwrap_or("").trim().to_string();
+    let last = input.last_name.as_deref().unwrap_or("").trim().to_string();
+    if first.is_empty() && last.is_empty() && input.emails.as_ref().is_none_or(|e| e.is_empty()) {
+        return Err(common::invalid(
+            "last_name",
+            "required",
+            "a contact needs a name or an email",
+        ));
+    }
+    let tags = common::clean_tags(input.tags.as_deref().unwrap_or(&[]))?;
+    db::write_tx(conn, |c| {
+        let e164 = check_parts(c, input)?;
+        let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
+        let (id, now) = (ids::new_id(), ids::now());
+        diesel::insert_into(contacts::table)
+            .values((
+                contacts::id.eq(&id),
+                contacts::first_name.eq(&first),
+                contacts::last_name.eq(&last),
+                contacts::job_title.eq(&input.job_title),
+                contacts::lifecycle_stage.eq(enum_text(
+                    &input.lifecycle_stage.unwrap_or(LifecycleStage::Lead),
+                )),
+                contacts::owner_id.eq(&owner),
+                contacts::household_id.eq(input.household_id.as_deref().and_then(ids::parse_id)),
+                contacts::tags.eq(common::json_text(&tags)),
+                contacts::preferred_language.eq(&input.preferred_language),
+                contacts::social_profiles.eq(common::json_text(
+                    &input.social_profiles.clone().unwrap_or_default(),
+                )),
+                contacts::version.eq(1),
+                contacts::created_at.eq(&now),
+                contacts::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        write_emails(c, &id, input.emails.as_deref().unwrap_or(&[]))?;
+        write_phones(c, &id, input.phones.as_deref().unwrap_or(&[]), &e164)?;
+        write_links(c, &id, input.accounts.as_deref().unwrap_or(&[]))?;
+        write_consents(c, &id, &input.consents.clone().unwrap_or_default())?;
+        let contact = find(c, me, &id)?;
+        index_terms(c, &contact)?;
+        let json = common::to_json(&contact);
+        record(c, me, "created", &id, json, &contact)?;
+        Ok(contact)
+    })
+}
+
+pub fn update_contact(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    expected: Option<i32>,
+    raw: &serde_json::Value,
+) -> ApiResult<Contact> {
+    let input: ContactInput =
+        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
+    db::write_tx(conn, |c| {
+        let row = find_row(c, me, id)?;
+        etag::check(expected, row.version)?;
+        if row.erased_at.is_some() {
+            return Err(ApiError::Conflict(
+                "this contact was erased and cannot be changed".into(),
+            ));
+        }
+        common::require_edit(c, me, row.owner_id.as_deref(), "contact")?;
+        let e164 = check_parts(c, &input)?;
+        let before = load(c, row.clone())?;
+        let owner =
+            common::resolve_owner(c, me, input.owner_id.as_deref(), row.owner_id.as_deref())?;
+        let pick = |field: &str, new: &Option<String>, old: &Option<String>| {
+            if cleared(field) {
+                None
+            } else {
+                new.clone().or(old.clone())
+            }
+        };
+        let tags = match &input.tags {
+            Some(t) => common::clean_tags(t)?,
+            None if cleared("tags") => vec![],
+            None => before.tags.clone(),
+        };
+        let household = if cleared("household_id") {
+            None
+        } else {
+            input
+                .household_id
+                .as_deref()
+                .and_then(ids::parse_id)
+                .or(row.household_id.clone())
+        };
+        diesel::update(contacts::table.find(id))
+            .set((
+                contacts::first_name.eq(input
+                    .first_name
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or(&row.first_name)),
+                contacts::last_name.eq(input
+                    .last_name
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or(&row.last_name)),
+                contacts::job_title.eq(pick("job_title", &input.job_title, &row.job_title)),
+                contacts::lifecycle_stage.eq(input
+                    .lifecycle_stage
+                    .map(|s| enum_text(&s))
+                    .unwrap_or(row.lifecycle_stage.clone())),
+                contacts::owner_id.eq(&owner),
+                contacts::household_id.eq(&household),
+                contacts::tags.eq(common::json_text(&tags)),
+                contacts::preferred_language.eq(pick(
+                    "preferred_language",
+                    &input.preferred_language,
+                    &row.preferred_language,
+                )),
+                contacts::social_profiles.eq(input
+                    .social_profiles
+                    .as_ref()
+                    .map(common::json_text)
+                    .unwrap_or(row.social_profiles.clone())),
+                contacts::version.eq(row.version + 1),
+                contacts::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        if let Some(emails) = &input.emails {
+            write_emails(c, id, emails)?;
+        }
+        if let Some(phones) = &input.phones {
+            write_phones(c, id, phones, &e164)?;
+        }
+        if let Some(links) = &input.accounts {
+            write_links(c, id, links)?;
+        }
+        if let Some(consents) = &input.consents {
+            write_consents(c, id, consents)?;
+        }
+        let after = find(c, me, id)?;
+        index_terms(c, &after)?;
+        let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
+        record(c, me, "updated", id, changes, &after)?;
+        Ok(after)
+    })
+}
+
+pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Contact>> {
+    let mut q = contacts::table.into_boxed::<MultiBackend>();
+    if !common::sees_all(me) {
+        q = q.filter(contacts::id.eq(""));
+    }
+    if !p.include_archived {
+        q = q.filter(contacts::archived_at.is_null());
+    }
+    if let Some(v) = p.id_filter("owner_id")? {
+        q = q.filter(contacts::owner_id.eq(v));
+    }
+    if let Some(v) = p.id_filter("household_id")? {
+        q = q.filter(contacts::household_id.eq(v));
+    }
+    if let Some(v) = p.id_filter("account_id")? {
+        q = q.filter(
+            contacts::id.eq_any(
+                ca::table
+                    .filter(ca::account_id.eq(v))
+                    .select(ca::contact_id),
+            ),
+        );
+    }
+    if let Some(v) = p.filter("lifecycle_stage") {
+        let stage: LifecycleStage = enum_parse(v)
+            .ok_or_else(|| ApiError::BadRequest(format!("unknown lifecycle_stage {v:?}")))?;
+        q = q.filter(contacts::lifecycle_stage.eq(enum_text(&stage)));
+    }
+    if let Some(v) = p.filter("email") {
+        q = q.filter(
+            contacts::id.eq_any(
+                ce::table
+                    .filter(ce::email.eq(v.trim().to_lowercase()))
+                    .select(ce::contact_id),
+            ),
+        );
+    }
+    if let Some(v) = p.filter("phone") {
+        // A number that is no valid phone matches nothing rather than failing the lookup.
+        let e164 = common::to_e164(v).unwrap_or_else(|| v.to_string());
+        q = q.filter(
+            contacts::id.eq_any(cp::table.filter(cp::e164.eq(e164)).select(cp::contact_id)),
+        );
+    }
+    if let Some(v) = p.filter("tag") {
+        q = q.filter(contacts::tags.like(format!(
+            "%\"{}\"%",
+            v.to_lowercase().replace(['%', '_', '"'], "")
+        )));
+    }
+    if let Some(t) = p.time_filter("created_after")? {
+        q = q.filter(contacts::created_at.gt(t));
+    }
+    if let Some(t) = p.time_filter("created_before")? {
+        q = q.filter(contacts::created_at.lt(t));
+    }
+    if let Some(text) = &p.q {
+        for word in search::query_words(text) {
+            q = q.filter(contacts::id.eq_any(crm_core::prefix_match!("contact", &word)));
+        }
+    }
+    let rows: Vec<ContactRow> = apply_sort(q, p)?.load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(load(conn, row)?);
+    }
+    list::page(out, p)
+}
+
+pub fn set_archived(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    archiving: bool,
+) -> ApiResult<Contact> {
+    db::write_tx(conn, |c| {
+        let row = find_row(c, me, id)?;
+        common::require_edit(c, me, row.owner_id.as_deref(), "contact")?;
+        if !archiving && (row.merged_into.is_some() || row.erased_at.is_some()) {
+            return Err(ApiError::Conflict(
+                "a merged or erased contact cannot be restored".into(),
+            ));
+        }
+        let stamp = archiving.then(ids::now);
+        diesel::update(contacts::table.find(id))
+            .set((
+                contacts::archived_at.eq(&stamp),
+                contacts::version.eq(row.version + 1),
+                contacts::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after = find(c, me, id)?;
+        let changes = serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}});
+        record(
+            c,
+            me,
+            if archiving { "archived" } else { "restored" },
+            id,
+            changes,
+            &after,
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
+    params(
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(last_name|first_name|created_at|updated_at)(,-?(last_name|first_name|created_at|updated_at))*$", description = "last_name (default), first_name, created_at, updated_at; `-` for descending"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) contacts"),
+        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, email, phone or company"),
+        ("owner_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Owned by this user"),
+        ("account_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Linked to this account"),
+        ("household_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Living in this household"),
+        ("lifecycle_stage" = Option<LifecycleStage>, Query, nullable = false, description = "In this stage"),
+        ("email" = Option<String>, Query, nullable = false, min_length = 1, description = "Having this email (any case)"),
+        ("phone" = Option<String>, Query, nullable = false, min_length = 1, description = "Having this phone number, in any written form"),
+        ("tag" = Option<String>, Query, nullable = false, min_length = 1, description = "Carrying this tag"),
+        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
+        ("created_before" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
+    ),
+    responses((status = 200, description = "A page of contacts", body = Page<Contact>), ListProblems))]
+#[get("/contacts")]
+pub async fn list_contacts(
+    state: web::Data<AppState>,
+    me: Principal,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let p = list::parse(query.into_inner(), &LIST)?;
+    let page = state.db(move |c| load_page(c, &me, &p)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", request_body = ContactInput,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    responses((status = 201, description = "Created", body = Contact, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
+#[post("/contacts")]
+pub async fn create(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: Json<ContactInput>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let contact = state.db(move |c| create_contact(c, &me, &body)).await?;
+    Ok(respond::created(
+        format!("/api/v1/contacts/{}", contact.id),
+        contact.version,
+        &contact,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, format = "uuid", description = "Contact id")),
+    responses((status = 200, description = "The contact", body = Contact, headers(("ETag" = String))), ReadProblems))]
+#[get("/contacts/{id}")]
+pub async fn get_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let id = path_id(&id)?;
+    let contact = state.db(move |c| find(c, &me, &id)).await?;
+    Ok(respond::with_etag(contact.version, &contact))
+}
+
+#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", request_body = ContactInput,
+    params(("id" = String, Path, format = "uuid", description = "Contact id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+    responses((status = 200, description = "Updated", body = Contact), WriteProblems))]
+#[patch("/contacts/{id}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: Json<serde_json::Value>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    let expected = if_match(&req)?;
+    let contact = state
+        .db(move |c| update_contact(c, &me, &id, expected, &body))
+        .await?;
+    Ok(respond::with_etag(contact.version, &contact))
+}
+
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, format = "uuid", description = "Contact id")),
+    responses((status = 204, description = "Archived"), WriteProblems))]
+#[delete("/contacts/{id}")]
+pub async fn archive_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    state.db(move |c| set_archived(c, &me, &id, true)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/restore", tag = "contacts",
+    params(("id" = String, Path, format = "uuid", description = "Contact id")),
+    responses((status = 200, description = "Restored", body = Contact), WriteProblems))]
+#[post("/contacts/{id}/restore")]
+pub async fn restore_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    let contact = state.db(move |c| set_archived(c, &me, &id, false)).await?;
+    Ok(respond::with_etag(contact.version, &contact))
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts/{id}/timeline", tag = "contacts",
+    params(("id" = String, Path, format = "uuid", description = "Contact id"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),
+        ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Only entries of this kind, e.g. activity.call"),
+    ),
+    responses((status = 200, description = "Everything that happened to the contact, newest first", body = Page<TimelineEntry>), ReadProblems))]
+#[get("/contacts/{id}/timeline")]
+pub async fn get_timeline(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let id = path_id(&id)?;
+    let p = list::parse(query.into_inner(), &timeline::LIST)?;
+    let page = state
+        .db(move |c| {
+            find_row(c, &me, &id)?;
+            timeline::page(c, "contact", &id, &p)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}

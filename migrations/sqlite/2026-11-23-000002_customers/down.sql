@@ -1,0 +1,11 @@
+DROP TABLE activity_links;
+DROP TABLE activities;
+DROP TABLE contact_consents;
+DROP TABLE contact_accounts;
+DROP TABLE contact_phones;
+DROP TABLE contact_emails;
+DROP TABLE contacts;
+DROP TABLE households;
+DROP TABLE accounts;
+DROP TABLE search_terms;
+DROP TABLE timeline_entries;
