@@ -268,6 +268,59 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Every row of every table, as text: to prove a value is stored nowhere.
+    pub fn all_stored_text(&self) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct S {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            n: String,
+        }
+        let mut conn = self
+            .state
+            .pool
+            .get()
+            .unwrap_or_else(|e| panic!("pool: {e}"));
+        let sqlite = crm_core::db::backend_of(&conn) == crm_core::db::BackendKind::Sqlite;
+        let load = |conn: &mut crm_core::db::DbConn, sql: String| -> Vec<String> {
+            diesel::sql_query(sql.clone())
+                .load::<S>(conn)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .into_iter()
+                .map(|s| s.n)
+                .collect()
+        };
+        let tables = if sqlite {
+            load(&mut conn, "SELECT name AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'".into())
+        } else {
+            load(&mut conn, "SELECT CAST(table_name AS TEXT) AS n FROM information_schema.tables WHERE table_schema = 'public'".into())
+        };
+        let mut out = String::new();
+        for table in tables {
+            let columns = if sqlite {
+                load(
+                    &mut conn,
+                    format!("SELECT name AS n FROM pragma_table_info('{table}')"),
+                )
+            } else {
+                load(&mut conn, format!("SELECT CAST(column_name AS TEXT) AS n FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}'"))
+            };
+            let row = columns
+                .iter()
+                .map(|c| format!("COALESCE(CAST({c} AS TEXT), '')"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            for line in load(&mut conn, format!("SELECT {row} AS n FROM {table}")) {
+                out.push_str(&table);
+                out.push_str(": ");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {

@@ -18,6 +18,9 @@ pub struct ListSpec {
     pub default_sort: &'static str,
     pub filters: &'static [&'static str],
     pub searchable: bool,
+    /// Sort fields that may be null, with the value a null sorts as (the column the
+    /// query orders by holds that value instead of null).
+    pub null_sorts_as: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,7 @@ pub struct ListParams {
     pub include_archived: bool,
     pub filters: BTreeMap<String, String>,
     pub q: Option<String>,
+    pub null_sorts_as: &'static [(&'static str, &'static str)],
 }
 
 impl ListParams {
@@ -205,6 +209,7 @@ pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams
         include_archived,
         filters,
         q,
+        null_sorts_as: spec.null_sorts_as,
     })
 }
 
@@ -226,7 +231,15 @@ pub fn page<T: Serialize>(mut rows: Vec<T>, params: &ListParams) -> Result<Page<
             let mut values: Vec<Value> = params
                 .sort
                 .iter()
-                .map(|k| json.get(&k.field).cloned().unwrap_or(Value::Null))
+                .map(|k| match json.get(&k.field) {
+                    Some(v) if !v.is_null() => v.clone(),
+                    _ => params
+                        .null_sorts_as
+                        .iter()
+                        .find(|(f, _)| *f == k.field)
+                        .map(|(_, v)| Value::from(*v))
+                        .unwrap_or(Value::Null),
+                })
                 .collect();
             values.push(json.get("id").cloned().unwrap_or(Value::Null));
             Some(encode_cursor(&params.sort, &values))
@@ -368,6 +381,7 @@ mod tests {
         default_sort: "created_at",
         filters: &["role"],
         searchable: false,
+        null_sorts_as: &[],
     };
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

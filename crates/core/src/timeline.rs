@@ -90,6 +90,7 @@ pub const LIST: ListSpec = ListSpec {
     default_sort: "-occurred_at",
     filters: &["kind"],
     searchable: false,
+    null_sorts_as: &[],
 };
 
 crate::sortable!(te::table, te::BoxedQuery<'static, MultiBackend>, {

@@ -158,6 +158,7 @@ pub const LIST: ListSpec = ListSpec {
         "created_before",
     ],
     searchable: true,
+    null_sorts_as: &[],
 };
 
 crm_core::sortable!(accounts::table, accounts::BoxedQuery<'static, MultiBackend>, {

@@ -250,6 +250,7 @@ pub const LIST: ListSpec = ListSpec {
         "created_before",
     ],
     searchable: true,
+    null_sorts_as: &[],
 };
 
 crm_core::sortable!(contacts::table, contacts::BoxedQuery<'static, MultiBackend>, {

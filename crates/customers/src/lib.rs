@@ -3,8 +3,12 @@
 //! timeline, with duplicates, merges and GDPR requests.
 
 pub mod accounts;
+pub mod activities;
 pub mod common;
 pub mod contacts;
+pub mod gdpr;
+pub mod households;
+pub mod merge;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Ownership, Permission};
@@ -13,6 +17,7 @@ use crm_core::access::{Access, Operation, Ownership, Permission};
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(accounts::list_accounts)
         .service(accounts::create)
+        .service(merge::merge_accounts_route)
         .service(accounts::get_one)
         .service(accounts::update)
         .service(accounts::archive_one)
@@ -21,11 +26,27 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(accounts::get_timeline)
         .service(contacts::list_contacts)
         .service(contacts::create)
+        .service(merge::merge_contacts_route)
         .service(contacts::get_one)
         .service(contacts::update)
         .service(contacts::archive_one)
         .service(contacts::restore_one)
-        .service(contacts::get_timeline);
+        .service(contacts::get_timeline)
+        .service(merge::duplicates)
+        .service(gdpr::personal_data)
+        .service(gdpr::erase_route)
+        .service(households::list_households)
+        .service(households::create)
+        .service(households::get_one)
+        .service(households::update)
+        .service(households::archive_one)
+        .service(households::restore_one)
+        .service(activities::list_activities)
+        .service(activities::create)
+        .service(activities::get_one)
+        .service(activities::update)
+        .service(activities::archive_one)
+        .service(activities::restore_one);
 }
 
 const READ: Access = Access::Needs(Permission::CustomersRead);
@@ -49,6 +70,31 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("DELETE", "/api/v1/contacts/{id}", WRITE).owned(EDITS),
     Operation::new("POST", "/api/v1/contacts/{id}/restore", WRITE).owned(EDITS),
     Operation::new("GET", "/api/v1/contacts/{id}/timeline", READ),
+    Operation::new("GET", "/api/v1/contacts/{id}/duplicates", READ),
+    Operation::new("POST", "/api/v1/contacts/merge", WRITE),
+    Operation::new("POST", "/api/v1/accounts/merge", WRITE),
+    Operation::new(
+        "GET",
+        "/api/v1/contacts/{id}/personal-data",
+        Access::Needs(Permission::PersonalData),
+    ),
+    Operation::new(
+        "POST",
+        "/api/v1/contacts/{id}/erase",
+        Access::Needs(Permission::PersonalData),
+    ),
+    Operation::new("GET", "/api/v1/households", READ),
+    Operation::new("POST", "/api/v1/households", WRITE),
+    Operation::new("GET", "/api/v1/households/{id}", READ),
+    Operation::new("PATCH", "/api/v1/households/{id}", WRITE),
+    Operation::new("DELETE", "/api/v1/households/{id}", WRITE),
+    Operation::new("POST", "/api/v1/households/{id}/restore", WRITE),
+    Operation::new("GET", "/api/v1/activities", READ),
+    Operation::new("POST", "/api/v1/activities", WRITE),
+    Operation::new("GET", "/api/v1/activities/{id}", READ),
+    Operation::new("PATCH", "/api/v1/activities/{id}", WRITE).owned(EDITS),
+    Operation::new("DELETE", "/api/v1/activities/{id}", WRITE).owned(EDITS),
+    Operation::new("POST", "/api/v1/activities/{id}/restore", WRITE).owned(EDITS),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -59,10 +105,18 @@ pub const OPERATIONS: &[Operation] = &[
         accounts::archive_one, accounts::restore_one, accounts::get_hierarchy, accounts::get_timeline,
         contacts::list_contacts, contacts::create, contacts::get_one, contacts::update,
         contacts::archive_one, contacts::restore_one, contacts::get_timeline,
+        merge::duplicates, merge::merge_contacts_route, merge::merge_accounts_route,
+        gdpr::personal_data, gdpr::erase_route,
+        households::list_households, households::create, households::get_one, households::update,
+        households::archive_one, households::restore_one,
+        activities::list_activities, activities::create, activities::get_one, activities::update,
+        activities::archive_one, activities::restore_one,
     ),
     tags(
         (name = "accounts", description = "Companies (B2B) and their hierarchies"),
-        (name = "contacts", description = "People: emails, phones, account roles, consent"),
+        (name = "contacts", description = "People: emails, phones, account roles, consent, duplicates, merges, GDPR"),
+        (name = "households", description = "Consumers (B2C) living together"),
+        (name = "activities", description = "Calls, emails, meetings, notes, tasks… and to-do lists"),
     )
 )]
 pub struct Api;

@@ -191,6 +191,17 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
     for path in ["/api/v1/contacts/{id}", "/api/v1/contacts/{id}/restore"] {
         f.insert(path, contact);
     }
+    fn activity(app: &TestApp, token: &str) -> String {
+        let res = app.post(
+            "/api/v1/activities",
+            token,
+            &json!({"kind": "note", "subject": "Owned note"}),
+        );
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+    for path in ["/api/v1/activities/{id}", "/api/v1/activities/{id}/restore"] {
+        f.insert(path, activity);
+    }
     f
 }
 

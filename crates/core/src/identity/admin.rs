@@ -21,6 +21,7 @@ const JOB_LIST: ListSpec = ListSpec {
     default_sort: "-created_at",
     filters: &["status", "kind"],
     searchable: false,
+    null_sorts_as: &[],
 };
 
 mod job_sort {
@@ -158,6 +159,7 @@ const AUDIT_LIST: ListSpec = ListSpec {
     default_sort: "-occurred_at",
     filters: &["entity_type", "entity_id", "actor_id", "action"],
     searchable: false,
+    null_sorts_as: &[],
 };
 
 mod audit_sort {

@@ -78,6 +78,7 @@ const LIST: ListSpec = ListSpec {
     default_sort: "created_at",
     filters: &["user_id", "revoked"],
     searchable: false,
+    null_sorts_as: &[],
 };
 
 crate::sortable!(ak::table, ak::BoxedQuery<'static, MultiBackend>, {

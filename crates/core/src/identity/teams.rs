@@ -57,6 +57,7 @@ const LIST: ListSpec = ListSpec {
     default_sort: "name",
     filters: &[],
     searchable: true,
+    null_sorts_as: &[],
 };
 
 crate::sortable!(teams::table, teams::BoxedQuery<'static, MultiBackend>, {

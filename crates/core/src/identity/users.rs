@@ -123,6 +123,7 @@ pub const LIST: ListSpec = ListSpec {
         "created_before",
     ],
     searchable: true,
+    null_sorts_as: &[],
 };
 
 crate::sortable!(users::table, users::BoxedQuery<'static, MultiBackend>, {

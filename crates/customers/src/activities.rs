@@ -1,0 +1,738 @@
+//! Activities: calls, emails, meetings, notes, tasks, SMS, social messages, faxes and
+//! visits, linked to any mix of contacts, accounts and (as they land) leads,
+//! opportunities and tickets. Each one shows on the timeline of what it is linked to.
+//! `GET /activities?assignee_id=me&status=open&due_before=…` is a rep's to-do list.
+
+use crate::common;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_core::access::Permission;
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn, MultiBackend};
+use crm_core::error::{ApiError, ApiResult, FieldError};
+use crm_core::extract::{if_match, path_id, Json};
+use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::schema::{activities as act, activity_links as al, contacts, users};
+use crm_core::state::AppState;
+use crm_core::timeline;
+use crm_core::{etag, ids};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+/// Sorts activities without a due date after every dated one.
+pub const NO_DUE_DATE: &str = "9999-12-31T23:59:59.999999Z";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Call,
+    Email,
+    Meeting,
+    Note,
+    Task,
+    Sms,
+    SocialMessage,
+    Fax,
+    Visit,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Completed,
+    Cancelled,
+}
+
+/// Record types an activity can be linked to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkType {
+    Contact,
+    Account,
+    Lead,
+    Opportunity,
+    Ticket,
+}
+
+fn text<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub entity_type: LinkType,
+    #[schema(format = "uuid")]
+    pub entity_id: String,
+}
+
+#[derive(Queryable, Clone)]
+struct ActivityRow {
+    id: String,
+    kind: String,
+    direction: Option<String>,
+    channel: Option<String>,
+    subject: String,
+    body: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    due_at: Option<String>,
+    _due_sort: String,
+    status: String,
+    completed_at: Option<String>,
+    assignee_id: Option<String>,
+    owner_id: Option<String>,
+    outcome: Option<String>,
+    next_step: Option<String>,
+    version: i32,
+    created_at: String,
+    updated_at: String,
+    archived_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Activity {
+    pub id: String,
+    pub kind: Kind,
+    pub direction: Option<Direction>,
+    /// Free text: `phone`, `whatsapp`, `linkedin`, `in_person`…
+    pub channel: Option<String>,
+    pub subject: String,
+    pub body: Option<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub due_at: Option<String>,
+    pub status: Status,
+    pub completed_at: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Who recorded it.
+    pub owner_id: Option<String>,
+    pub outcome: Option<String>,
+    pub next_step: Option<String>,
+    pub links: Vec<Link>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityInput {
+    pub kind: Option<Kind>,
+    pub direction: Option<Direction>,
+    #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
+    pub channel: Option<String>,
+    #[validate(length(min = 1, max = 300, message = "must be 1 to 300 characters"))]
+    #[schema(min_length = 1, max_length = 300)]
+    pub subject: Option<String>,
+    #[validate(length(max = 100_000))]
+    #[schema(max_length = 100000)]
+    pub body: Option<String>,
+    #[schema(format = DateTime)]
+    pub starts_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub ends_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub due_at: Option<String>,
+    /// `completed` stamps `completed_at`.
+    pub status: Option<Status>,
+    #[schema(format = "uuid")]
+    pub assignee_id: Option<String>,
+    #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
+    pub outcome: Option<String>,
+    #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
+    pub next_step: Option<String>,
+    /// Replaces the links when given. Contacts and accounts must exist.
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub links: Option<Vec<Link>>,
+}
+
+const LIST: ListSpec = ListSpec {
+    sort_fields: &["due_at", "created_at", "updated_at"],
+    default_sort: "-created_at",
+    filters: &[
+        "assignee_id",
+        "status",
+        "kind",
+        "due_before",
+        "due_after",
+        "contact_id",
+        "account_id",
+        "created_after",
+    ],
+    searchable: false,
+    null_sorts_as: &[("due_at", NO_DUE_DATE)],
+};
+
+crm_core::sortable!(act::table, act::BoxedQuery<'static, MultiBackend>, {
+    "due_at" => act::due_sort,
+    "created_at" => act::created_at,
+    "updated_at" => act::updated_at,
+    "id" => act::id,
+});
+
+fn assemble(conn: &mut DbConn, r: ActivityRow) -> ApiResult<Activity> {
+    let links: Vec<(String, String)> = al::table
+        .filter(al::activity_id.eq(&r.id))
+        .order((al::entity_type.asc(), al::entity_id.asc()))
+        .select((al::entity_type, al::entity_id))
+        .load(conn)?;
+    Ok(Activity {
+        kind: parse(&r.kind).unwrap_or(Kind::Note),
+        direction: r.direction.as_deref().and_then(parse),
+        status: parse(&r.status).unwrap_or(Status::Open),
+        links: links
+            .into_iter()
+            .filter_map(|(t, id)| {
+                parse(&t).map(|entity_type| Link {
+                    entity_type,
+                    entity_id: id,
+                })
+            })
+            .collect(),
+        id: r.id,
+        channel: r.channel,
+        subject: r.subject,
+        body: r.body,
+        starts_at: r.starts_at,
+        ends_at: r.ends_at,
+        due_at: r.due_at,
+        completed_at: r.completed_at,
+        assignee_id: r.assignee_id,
+        owner_id: r.owner_id,
+        outcome: r.outcome,
+        next_step: r.next_step,
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        archived_at: r.archived_at,
+    })
+}
+
+fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Activity> {
+    if !common::sees_all(me) {
+        return Err(ApiError::not_found("activity"));
+    }
+    let row = act::table
+        .find(id)
+        .first::<ActivityRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("activity"))?;
+    assemble(conn, row)
+}
+
+fn time_field(errors: &mut Vec<FieldError>, name: &str, raw: &Option<String>) -> Option<String> {
+    let raw = raw.as_ref()?;
+    let t = ids::normalise_ts(raw);
+    if t.is_none() {
+        errors.push(FieldError::new(
+            name,
+            "datetime",
+            "must be an RFC 3339 timestamp",
+        ));
+    }
+    t
+}
+
+struct Checked {
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    due_at: Option<String>,
+    assignee: Option<String>,
+}
+
+fn check(conn: &mut DbConn, input: &ActivityInput) -> ApiResult<Checked> {
+    input.validate()?;
+    let mut errors = vec![];
+    let starts_at = time_field(&mut errors, "starts_at", &input.starts_at);
+    let ends_at = time_field(&mut errors, "ends_at", &input.ends_at);
+    let due_at = time_field(&mut errors, "due_at", &input.due_at);
+    if let (Some(s), Some(e)) = (&starts_at, &ends_at) {
+        if e < s {
+            errors.push(FieldError::new(
+                "ends_at",
+                "order",
+                "must not be before starts_at",
+            ));
+        }
+    }
+    let assignee = match &input.assignee_id {
+        None => None,
+        Some(raw) => {
+            let id = ids::parse_id(raw);
+            let ok = match &id {
+                Some(id) => {
+                    users::table
+                        .filter(users::id.eq(id))
+                        .filter(users::archived_at.is_null())
+                        .count()
+                        .get_result::<i64>(conn)?
+                        > 0
+                }
+                None => false,
+            };
+            if !ok {
+                errors.push(FieldError::new("assignee_id", "reference", "no such user"));
+            }
+            id
+        }
+    };
+    for (i, link) in input.links.iter().flatten().enumerate() {
+        let id = ids::parse_id(&link.entity_id);
+        let ok = match (link.entity_type, &id) {
+            (_, None) => false,
+            (LinkType::Contact, Some(id)) => {
+                contacts::table
+                    .filter(contacts::id.eq(id))
+                    .filter(contacts::archived_at.is_null())
+                    .count()
+                    .get_result::<i64>(conn)?
+                    > 0
+            }
+            (LinkType::Account, Some(id)) => crate::accounts::exists(conn, id)?,
+            // Leads, opportunities and tickets are checked by their domains as they land.
+            (_, Some(_)) => true,
+        };
+        if !ok {
+            errors.push(FieldError::new(
+                &format!("links[{i}].entity_id"),
+                "reference",
+                "no such record",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(Checked {
+        starts_at,
+        ends_at,
+        due_at,
+        assignee,
+    })
+}
+
+fn write_links(conn: &mut DbConn, id: &str, links: &[Link]) -> ApiResult<()> {
+    diesel::delete(al::table.filter(al::activity_id.eq(id))).execute(conn)?;
+    let mut seen = vec![];
+    for l in links {
+        let key = (
+            text(&l.entity_type),
+            ids::parse_id(&l.entity_id).unwrap_or_default(),
+        );
+        if seen.contains(&key) {
+            continue;
+        }
+        diesel::insert_into(al::table)
+            .values((
+                al::activity_id.eq(id),
+                al::entity_type.eq(&key.0),
+                al::entity_id.eq(&key.1),
+            ))
+            .execute(conn)?;
+        seen.push(key);
+    }
+    Ok(())
+}
+
+/// Put a line on the timeline of every record the activity is linked to.
+fn to_timelines(conn: &mut DbConn, me: &Principal, a: &Activity, what: &str) -> ApiResult<()> {
+    let kind = format!("activity.{}", text(&a.kind));
+    for link in &a.links {
+        timeline::add(
+            conn,
+            timeline::NewEntry {
+                entity_type: &text(&link.entity_type),
+                entity_id: &link.entity_id,
+                kind: &kind,
+                summary: format!("{what}: {}", a.subject),
+                source_type: "activity",
+                source_id: &a.id,
+                actor: &Actor::from(me),
+                data: serde_json::json!({"subject": a.subject, "status": a.status, "direction": a.direction, "outcome": a.outcome, "due_at": a.due_at}),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn record(
+    c: &mut DbConn,
+    me: &Principal,
+    action: &str,
+    id: &str,
+    changes: serde_json::Value,
+    after: &Activity,
+) -> ApiResult<()> {
+    audit::record(
+        c,
+        Change {
+            actor: &Actor::from(me),
+            action,
+            entity_type: "activity",
+            entity_id: id,
+            changes,
+            record: common::to_json(after),
+        },
+    )
+}
+
+fn create_activity(
+    conn: &mut DbConn,
+    me: &Principal,
+    input: &ActivityInput,
+) -> ApiResult<Activity> {
+    let kind = input
+        .kind
+        .ok_or_else(|| common::invalid("kind", "required", "is required"))?;
+    let subject = input
+        .subject
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| common::invalid("subject", "required", "is required"))?
+        .to_string();
+    db::write_tx(conn, |c| {
+        let checked = check(c, input)?;
+        let status = input.status.unwrap_or(if kind == Kind::Task {
+            Status::Open
+        } else {
+            Status::Completed
+        });
+        let (id, now) = (ids::new_id(), ids::now());
+        diesel::insert_into(act::table)
+            .values((
+                act::id.eq(&id),
+                act::kind.eq(text(&kind)),
+                act::direction.eq(input.direction.map(|d| text(&d))),
+                act::channel.eq(&input.channel),
+                act::subject.eq(&subject),
+                act::body.eq(&input.body),
+                act::starts_at.eq(&checked.starts_at),
+                act::ends_at.eq(&checked.ends_at),
+                act::due_at.eq(&checked.due_at),
+                act::due_sort.eq(checked.due_at.clone().unwrap_or(NO_DUE_DATE.into())),
+                act::status.eq(text(&status)),
+                act::completed_at.eq((status == Status::Completed).then(|| now.clone())),
+                act::assignee_id.eq(checked.assignee.clone().or(Some(me.user_id.clone()))),
+                act::owner_id.eq(&me.user_id),
+                act::outcome.eq(&input.outcome),
+                act::next_step.eq(&input.next_step),
+                act::version.eq(1),
+                act::created_at.eq(&now),
+                act::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        write_links(c, &id, input.links.as_deref().unwrap_or(&[]))?;
+        let a = find(c, me, &id)?;
+        to_timelines(c, me, &a, "logged")?;
+        record(c, me, "created", &id, common::to_json(&a), &a)?;
+        Ok(a)
+    })
+}
+
+/// The recorder, the assignee, their teams, and managers may change an activity.
+fn require_edit(conn: &mut DbConn, me: &Principal, a: &Activity) -> ApiResult<()> {
+    if a.assignee_id.as_deref() == Some(me.user_id.as_str()) {
+        return Ok(());
+    }
+    common::require_edit(conn, me, a.owner_id.as_deref(), "activity")
+}
+
+fn update_activity(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    expected: Option<i32>,
+    raw: &serde_json::Value,
+) -> ApiResult<Activity> {
+    let input: ActivityInput =
+        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let cleared = |f: &str| raw.get(f).is_some_and(|v| v.is_null());
+    db::write_tx(conn, |c| {
+        let before = find(c, me, id)?;
+        etag::check(expected, before.version)?;
+        require_edit(c, me, &before)?;
+        let checked = check(c, &input)?;
+        let pick = |f: &str, new: Option<String>, old: &Option<String>| {
+            if cleared(f) {
+                None
+            } else {
+                new.or(old.clone())
+            }
+        };
+        let due_at = pick("due_at", checked.due_at, &before.due_at);
+        let status = input.status.unwrap_or(before.status);
+        let now = ids::now();
+        let completed_at = match (status, before.status) {
+            (Status::Completed, Status::Completed) => before.completed_at.clone(),
+            (Status::Completed, _) => Some(now.clone()),
+            _ => None,
+        };
+        diesel::update(act::table.find(id))
+            .set((
+                act::kind.eq(text(&input.kind.unwrap_or(before.kind))),
+                act::direction.eq(if cleared("direction") {
+                    None
+                } else {
+                    input.direction.or(before.direction).map(|d| text(&d))
+                }),
+                act::channel.eq(pick("channel", input.channel.clone(), &before.channel)),
+                act::subject.eq(input
+                    .subject
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or(&before.subject)),
+                act::body.eq(pick("body", input.body.clone(), &before.body)),
+                act::starts_at.eq(pick("starts_at", checked.starts_at, &before.starts_at)),
+                act::ends_at.eq(pick("ends_at", checked.ends_at, &before.ends_at)),
+                act::due_sort.eq(due_at.clone().unwrap_or(NO_DUE_DATE.into())),
+                act::due_at.eq(due_at),
+                act::status.eq(text(&status)),
+                act::completed_at.eq(completed_at),
+                act::assignee_id.eq(pick("assignee_id", checked.assignee, &before.assignee_id)),
+                act::outcome.eq(pick("outcome", input.outcome.clone(), &before.outcome)),
+                act::next_step.eq(pick(
+                    "next_step",
+                    input.next_step.clone(),
+                    &before.next_step,
+                )),
+                act::version.eq(before.version + 1),
+                act::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        if let Some(links) = &input.links {
+            write_links(c, id, links)?;
+        }
+        let after = find(c, me, id)?;
+        if after.status != before.status {
+            to_timelines(c, me, &after, &format!("marked {}", text(&after.status)))?;
+        }
+        record(
+            c,
+            me,
+            "updated",
+            id,
+            audit::diff(&common::to_json(&before), &common::to_json(&after), &[]),
+            &after,
+        )?;
+        Ok(after)
+    })
+}
+
+fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Activity>> {
+    let mut q = act::table.into_boxed::<MultiBackend>();
+    if !common::sees_all(me) {
+        q = q.filter(act::id.eq(""));
+    }
+    if !p.include_archived {
+        q = q.filter(act::archived_at.is_null());
+    }
+    if let Some(v) = p.filter("assignee_id") {
+        let id = if v == "me" {
+            me.user_id.clone()
+        } else {
+            ids::parse_id(v)
+                .ok_or_else(|| ApiError::BadRequest("assignee_id must be a UUID or me".into()))?
+        };
+        q = q.filter(act::assignee_id.eq(id));
+    }
+    if let Some(v) = p.filter("status") {
+        let s: Status =
+            parse(v).ok_or_else(|| ApiError::BadRequest(format!("unknown status {v:?}")))?;
+        q = q.filter(act::status.eq(text(&s)));
+    }
+    if let Some(v) = p.filter("kind") {
+        let k: Kind =
+            parse(v).ok_or_else(|| ApiError::BadRequest(format!("unknown kind {v:?}")))?;
+        q = q.filter(act::kind.eq(text(&k)));
+    }
+    if let Some(t) = p.time_filter("due_before")? {
+        q = q.filter(act::due_sort.lt(t));
+    }
+    if let Some(t) = p.time_filter("due_after")? {
+        q = q.filter(act::due_at.gt(t));
+    }
+    if let Some(t) = p.time_filter("created_after")? {
+        q = q.filter(act::created_at.gt(t));
+    }
+    for (filter, kind) in [("contact_id", "contact"), ("account_id", "account")] {
+        if let Some(v) = p.id_filter(filter)? {
+            q = q.filter(
+                act::id.eq_any(
+                    al::table
+                        .filter(al::entity_type.eq(kind))
+                        .filter(al::entity_id.eq(v))
+                        .select(al::activity_id),
+                ),
+            );
+        }
+    }
+    let rows: Vec<ActivityRow> = apply_sort(q, p)?.load(conn)?;
+    let mut out = vec![];
+    for r in rows {
+        out.push(assemble(conn, r)?);
+    }
+    list::page(out, p)
+}
+
+#[utoipa::path(get, path = "/api/v1/activities", tag = "activities",
+    params(
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(due_at|created_at|updated_at)(,-?(due_at|created_at|updated_at))*$", description = "-created_at (default), due_at (undated last), updated_at"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived activities"),
+        ("assignee_id" = Option<String>, Query, nullable = false, pattern = "^(me|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", description = "A user id, or `me`"),
+        ("status" = Option<Status>, Query, nullable = false, description = "open, completed or cancelled"),
+        ("kind" = Option<Kind>, Query, nullable = false, description = "call, email, meeting, note, task, …"),
+        ("due_before" = Option<String>, Query, nullable = false, format = DateTime, description = "Due before this time"),
+        ("due_after" = Option<String>, Query, nullable = false, format = DateTime, description = "Due after this time"),
+        ("contact_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Linked to this contact"),
+        ("account_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Linked to this account"),
+        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
+    ),
+    responses((status = 200, description = "A page of activities", body = Page<Activity>), ListProblems))]
+#[get("/activities")]
+pub async fn list_activities(
+    state: web::Data<AppState>,
+    me: Principal,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let p = list::parse(query.into_inner(), &LIST)?;
+    let page = state.db(move |c| load_page(c, &me, &p)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/activities", tag = "activities", request_body = ActivityInput,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    responses((status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
+#[post("/activities")]
+pub async fn create(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: Json<ActivityInput>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let a = state.db(move |c| create_activity(c, &me, &body)).await?;
+    Ok(respond::created(
+        format!("/api/v1/activities/{}", a.id),
+        a.version,
+        &a,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities",
+    params(("id" = String, Path, format = "uuid", description = "Activity id")),
+    responses((status = 200, description = "The activity", body = Activity), ReadProblems))]
+#[get("/activities/{id}")]
+pub async fn get_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersRead)?;
+    let id = path_id(&id)?;
+    let a = state.db(move |c| find(c, &me, &id)).await?;
+    Ok(respond::with_etag(a.version, &a))
+}
+
+#[utoipa::path(patch, path = "/api/v1/activities/{id}", tag = "activities", request_body = ActivityInput,
+    params(("id" = String, Path, format = "uuid", description = "Activity id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+    responses((status = 200, description = "Updated", body = Activity), WriteProblems))]
+#[patch("/activities/{id}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: Json<serde_json::Value>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    let expected = if_match(&req)?;
+    let a = state
+        .db(move |c| update_activity(c, &me, &id, expected, &body))
+        .await?;
+    Ok(respond::with_etag(a.version, &a))
+}
+
+fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<Activity> {
+    db::write_tx(c, |c| {
+        let before = find(c, me, id)?;
+        require_edit(c, me, &before)?;
+        let stamp = archiving.then(ids::now);
+        diesel::update(act::table.find(id))
+            .set((
+                act::archived_at.eq(&stamp),
+                act::version.eq(before.version + 1),
+                act::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after = find(c, me, id)?;
+        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
+        record(
+            c,
+            me,
+            if archiving { "archived" } else { "restored" },
+            id,
+            changes,
+            &after,
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/activities/{id}", tag = "activities",
+    params(("id" = String, Path, format = "uuid", description = "Activity id")),
+    responses((status = 204, description = "Archived"), WriteProblems))]
+#[delete("/activities/{id}")]
+pub async fn archive_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    state.db(move |c| set_archived(c, &me, &id, true)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/activities/{id}/restore", tag = "activities",
+    params(("id" = String, Path, format = "uuid", description = "Activity id")),
+    responses((status = 200, description = "Restored", body = Activity), WriteProblems))]
+#[post("/activities/{id}/restore")]
+pub async fn restore_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::CustomersWrite)?;
+    let id = path_id(&id)?;
+    let a = state.db(move |c| set_archived(c, &me, &id, false)).await?;
+    Ok(respond::with_etag(a.version, &a))
+}

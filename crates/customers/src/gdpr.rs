@@ -1,0 +1,233 @@
+//! GDPR requests: everything held about a person, and erasure. Erasure anonymises the
+//! personal fields everywhere they are kept — the contact, its emails, phones and
+//! consents, activities about the person, the timeline, the audit log, the event log,
+//! stored idempotent responses and the search index — keeps non-personal aggregates
+//! (account links, activity counts and dates), cannot be undone, and is audited.
+
+use crate::common;
+use crate::contacts::{self, Contact};
+use actix_web::{get, post, web, HttpResponse};
+use crm_core::access::Permission;
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn};
+use crm_core::error::{ApiError, ApiResult};
+use crm_core::extract::path_id;
+use crm_core::respond::{ReadProblems, WriteProblems};
+use crm_core::schema::{
+    activities as act, activity_links as al, audit_log, contact_consents as cc,
+    contact_emails as ce, contact_phones as cp, contacts as con, events, idempotency_keys,
+    timeline_entries as te,
+};
+use crm_core::state::AppState;
+use crm_core::{ids, search};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Everything held about one person.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonalData {
+    pub contact: Contact,
+    /// Activities linked to the person.
+    #[schema(value_type = Vec<Object>)]
+    pub activities: Vec<Value>,
+    /// The person's timeline.
+    #[schema(value_type = Vec<Object>)]
+    pub timeline: Vec<Value>,
+    /// Every audited change to the person's record.
+    #[schema(value_type = Vec<Object>)]
+    pub audit_log: Vec<Value>,
+    pub exported_at: String,
+}
+
+fn activity_ids(conn: &mut DbConn, contact_id: &str) -> ApiResult<Vec<String>> {
+    Ok(al::table
+        .filter(al::entity_type.eq("contact"))
+        .filter(al::entity_id.eq(contact_id))
+        .select(al::activity_id)
+        .load(conn)?)
+}
+
+fn export(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<PersonalData> {
+    let contact = contacts::find(conn, me, id)?;
+    let act_ids = activity_ids(conn, id)?;
+    type ActRow = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let activities: Vec<ActRow> = act::table
+        .filter(act::id.eq_any(&act_ids))
+        .order(act::created_at.asc())
+        .select((
+            act::id,
+            act::kind,
+            act::subject,
+            act::body,
+            act::outcome,
+            act::due_at,
+            act::created_at,
+        ))
+        .load(conn)?;
+    let timeline: Vec<(String, String, String, String)> = te::table
+        .filter(te::entity_type.eq("contact"))
+        .filter(te::entity_id.eq(id))
+        .order(te::occurred_at.asc())
+        .select((te::occurred_at, te::kind, te::summary, te::data))
+        .load(conn)?;
+    let audit: Vec<(String, String, Option<String>, String)> = audit_log::table
+        .filter(audit_log::entity_type.eq("contact"))
+        .filter(audit_log::entity_id.eq(id))
+        .order(audit_log::occurred_at.asc())
+        .select((
+            audit_log::occurred_at,
+            audit_log::action,
+            audit_log::actor_id,
+            audit_log::changes,
+        ))
+        .load(conn)?;
+    let json = |raw: &str| serde_json::from_str::<Value>(raw).unwrap_or(Value::Null);
+    Ok(PersonalData {
+        contact,
+        activities: activities.into_iter().map(|(id, kind, subject, body, outcome, due_at, created_at)| serde_json::json!({"id": id, "kind": kind, "subject": subject, "body": body, "outcome": outcome, "due_at": due_at, "created_at": created_at})).collect(),
+        timeline: timeline.into_iter().map(|(at, kind, summary, data)| serde_json::json!({"occurred_at": at, "kind": kind, "summary": summary, "data": json(&data)})).collect(),
+        audit_log: audit.into_iter().map(|(at, action, actor, changes)| serde_json::json!({"occurred_at": at, "action": action, "actor_id": actor, "changes": json(&changes)})).collect(),
+        exported_at: ids::now(),
+    })
+}
+
+const ERASED: &str = "{\"erased\":true}";
+
+/// Scrub the logs that describe a record: its audit rows, events and timeline entries.
+fn scrub_logs(conn: &mut DbConn, entity_type: &str, entity_id: &str) -> ApiResult<()> {
+    diesel::update(
+        audit_log::table
+            .filter(audit_log::entity_type.eq(entity_type))
+            .filter(audit_log::entity_id.eq(entity_id)),
+    )
+    .set(audit_log::changes.eq(ERASED))
+    .execute(conn)?;
+    diesel::update(
+        events::table
+            .filter(events::entity_type.eq(entity_type))
+            .filter(events::entity_id.eq(entity_id)),
+    )
+    .set(events::payload.eq(format!("{{\"id\":\"{entity_id}\",\"erased\":true}}")))
+    .execute(conn)?;
+    diesel::update(
+        te::table
+            .filter(te::source_type.eq(entity_type))
+            .filter(te::source_id.eq(entity_id)),
+    )
+    .set((te::data.eq(ERASED), te::summary.eq("erased")))
+    .execute(conn)?;
+    diesel::update(
+        te::table
+            .filter(te::entity_type.eq(entity_type))
+            .filter(te::entity_id.eq(entity_id)),
+    )
+    .set((te::data.eq(ERASED), te::summary.eq("erased")))
+    .execute(conn)?;
+    // Stored replays of requests that created or changed the record hold its data too.
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::response_body.like(format!("%{entity_id}%"))),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+fn erase(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
+    db::write_tx(conn, |c| {
+        let row = contacts::find_row(c, me, id)?;
+        if row.erased_at.is_some() {
+            return Err(ApiError::Conflict("this contact was already erased".into()));
+        }
+        let now = ids::now();
+        diesel::delete(ce::table.filter(ce::contact_id.eq(id))).execute(c)?;
+        diesel::delete(cp::table.filter(cp::contact_id.eq(id))).execute(c)?;
+        diesel::delete(cc::table.filter(cc::contact_id.eq(id))).execute(c)?;
+        search::remove(c, "contact", id)?;
+        diesel::update(con::table.find(id))
+            .set((
+                con::first_name.eq("Erased"),
+                con::last_name.eq("Contact"),
+                con::job_title.eq(None::<String>),
+                con::tags.eq("[]"),
+                con::preferred_language.eq(None::<String>),
+                con::social_profiles.eq("{}"),
+                con::custom.eq("{}"),
+                con::external_source.eq(None::<String>),
+                con::external_id.eq(None::<String>),
+                con::erased_at.eq(&now),
+                con::archived_at.eq(row.archived_at.clone().unwrap_or(now.clone())),
+                con::version.eq(row.version + 1),
+                con::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        // Activities about the person keep their kind, dates and links (aggregates) but
+        // lose what was written about them.
+        for activity in activity_ids(c, id)? {
+            diesel::update(act::table.find(&activity))
+                .set((
+                    act::subject.eq("[erased]"),
+                    act::body.eq(None::<String>),
+                    act::outcome.eq(None::<String>),
+                    act::next_step.eq(None::<String>),
+                ))
+                .execute(c)?;
+            scrub_logs(c, "activity", &activity)?;
+        }
+        scrub_logs(c, "contact", id)?;
+        let after = contacts::find(c, me, id)?;
+        audit::record(
+            c,
+            Change {
+                actor: &Actor::from(me),
+                action: "erased",
+                entity_type: "contact",
+                entity_id: id,
+                changes: serde_json::json!({"erased": true}),
+                record: serde_json::json!({"id": id, "erased": true}),
+            },
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts/{id}/personal-data", tag = "contacts",
+    params(("id" = String, Path, format = "uuid", description = "Contact id")),
+    responses((status = 200, description = "Everything held about the person (GDPR access request)", body = PersonalData), ReadProblems))]
+#[get("/contacts/{id}/personal-data")]
+pub async fn personal_data(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::PersonalData)?;
+    let id = path_id(&id)?;
+    let data = state.db(move |c| export(c, &me, &id)).await?;
+    Ok(HttpResponse::Ok().json(data))
+}
+
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/erase", tag = "contacts",
+    params(("id" = String, Path, format = "uuid", description = "Contact id")),
+    responses((status = 200, description = "Erased: personal fields anonymised everywhere; cannot be undone", body = Contact), WriteProblems))]
+#[post("/contacts/{id}/erase")]
+pub async fn erase_route(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::PersonalData)?;
+    let id = path_id(&id)?;
+    let contact = state.db(move |c| erase(c, &me, &id)).await?;
+    let _ = common::to_json(&contact);
+    Ok(HttpResponse::Ok().json(contact))
+}
