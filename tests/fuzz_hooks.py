@@ -13,7 +13,7 @@ import uuid
 
 import schemathesis
 
-WELL_FORMED_KEY = re.compile(r"^[!-~]{1,200}$")
+WELL_FORMED_KEY = re.compile(r"^[!-~]{1,255}$")
 
 
 @schemathesis.hook
@@ -28,7 +28,7 @@ def before_call(ctx, case, **kwargs):
         return
     key = case.headers.get("Idempotency-Key")
     if isinstance(key, str) and WELL_FORMED_KEY.match(key):
-        case.headers["Idempotency-Key"] = f"{key}-{uuid.uuid4().hex[:40]}"
+        case.headers["Idempotency-Key"] = f"{key[:200]}-{uuid.uuid4().hex}"
 
 
 def _probes_a_missing_parameter(case):

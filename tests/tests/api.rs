@@ -11,6 +11,8 @@ mod auth;
 mod contract;
 #[path = "api/conventions.rs"]
 mod conventions;
+#[path = "api/customers.rs"]
+mod customers;
 #[path = "api/jobs.rs"]
 mod jobs;
 #[path = "api/matrix.rs"]

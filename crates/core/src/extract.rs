@@ -92,6 +92,38 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
     Ok(Some(crate::etag::parse(raw).unwrap_or(0)))
 }
 
+/// `?include_archived=true` on a read of one record: archived (and merged) records are
+/// hidden like deleted ones unless the caller asks for them.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShowArchived {
+    /// Return the record even when it is archived.
+    #[param(nullable = false)]
+    pub include_archived: Option<bool>,
+}
+
+impl ShowArchived {
+    /// 404 for an archived record unless it was asked for.
+    pub fn check(&self, archived_at: &Option<String>, what: &str) -> Result<(), ApiError> {
+        if archived_at.is_some() && self.include_archived != Some(true) {
+            return Err(ApiError::NotFound(format!(
+                "{what} not found (it is archived; add include_archived=true to see it)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A handler answering 405 for the methods a literal route (`/users/me`,
+/// `/contacts/merge`) does not take, so they do not fall through to `/{id}` routes.
+pub fn only(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed {
+            allow: allow.into(),
+        })
+    })
+}
+
 /// A JSON body. Unlike `web::Json`, it checks the syntax of the whole body before its
 /// shape, so malformed JSON is always a 400 (even when an unknown field comes first) and
 /// well-formed JSON of the wrong shape a 422 naming the field.

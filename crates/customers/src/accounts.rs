@@ -7,7 +7,7 @@ use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
-use crm_core::extract::{if_match, path_id, Json};
+use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{accounts, contact_accounts};
@@ -577,17 +577,19 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, format = "uuid", description = "Account id")),
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Account id")),
     responses((status = 200, description = "The account", body = Account, headers(("ETag" = String))), ReadProblems))]
 #[get("/accounts/{id}")]
 pub async fn get_one(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
+    show: web::Query<ShowArchived>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::CustomersRead)?;
     let id = path_id(&id)?;
     let a: Account = state.db(move |c| find(c, &me, &id)).await?.into();
+    show.check(&a.archived_at, "account")?;
     Ok(respond::with_etag(a.version, &a))
 }
 

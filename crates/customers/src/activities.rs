@@ -10,7 +10,7 @@ use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json};
+use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{activities as act, activity_links as al, contacts, users};
@@ -646,17 +646,19 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities",
-    params(("id" = String, Path, format = "uuid", description = "Activity id")),
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Activity id")),
     responses((status = 200, description = "The activity", body = Activity), ReadProblems))]
 #[get("/activities/{id}")]
 pub async fn get_one(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
+    show: web::Query<ShowArchived>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::CustomersRead)?;
     let id = path_id(&id)?;
     let a = state.db(move |c| find(c, &me, &id)).await?;
+    show.check(&a.archived_at, "activity")?;
     Ok(respond::with_etag(a.version, &a))
 }
 

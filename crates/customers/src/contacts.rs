@@ -8,7 +8,7 @@ use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json};
+use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{
@@ -848,17 +848,19 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
-    params(("id" = String, Path, format = "uuid", description = "Contact id")),
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 200, description = "The contact", body = Contact, headers(("ETag" = String))), ReadProblems))]
 #[get("/contacts/{id}")]
 pub async fn get_one(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
+    show: web::Query<ShowArchived>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::CustomersRead)?;
     let id = path_id(&id)?;
     let contact = state.db(move |c| find(c, &me, &id)).await?;
+    show.check(&contact.archived_at, "contact")?;
     Ok(respond::with_etag(contact.version, &contact))
 }
 

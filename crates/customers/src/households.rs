@@ -7,7 +7,7 @@ use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
-use crm_core::extract::{if_match, path_id, Json};
+use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListSpec, Page};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{contacts, households};
@@ -200,17 +200,19 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/households/{id}", tag = "households",
-    params(("id" = String, Path, format = "uuid", description = "Household id")),
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Household id")),
     responses((status = 200, description = "The household and its members", body = Household), ReadProblems))]
 #[get("/households/{id}")]
 pub async fn get_one(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
+    show: web::Query<ShowArchived>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::CustomersRead)?;
     let id = path_id(&id)?;
     let h = state.db(move |c| find(c, &me, &id)).await?;
+    show.check(&h.archived_at, "household")?;
     Ok(respond::with_etag(h.version, &h))
 }
 

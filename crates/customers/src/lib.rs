@@ -10,14 +10,21 @@ pub mod gdpr;
 pub mod households;
 pub mod merge;
 
-use actix_web::web::ServiceConfig;
+use actix_web::web::{self, ServiceConfig};
 use crm_core::access::{Access, Operation, Ownership, Permission};
+use crm_core::extract::only;
 
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(accounts::list_accounts)
         .service(accounts::create)
-        .service(merge::merge_accounts_route)
+        // Literal routes as resources, so other methods on them get a 405 here instead
+        // of falling through to the `{id}` routes.
+        .service(
+            web::resource("/accounts/merge")
+                .route(web::post().to(merge::merge_accounts_route))
+                .default_service(only("POST")),
+        )
         .service(accounts::get_one)
         .service(accounts::update)
         .service(accounts::archive_one)
@@ -26,7 +33,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(accounts::get_timeline)
         .service(contacts::list_contacts)
         .service(contacts::create)
-        .service(merge::merge_contacts_route)
+        .service(
+            web::resource("/contacts/merge")
+                .route(web::post().to(merge::merge_contacts_route))
+                .default_service(only("POST")),
+        )
         .service(contacts::get_one)
         .service(contacts::update)
         .service(contacts::archive_one)

@@ -5,7 +5,7 @@
 use crate::accounts::{self, Account};
 use crate::common;
 use crate::contacts::{self, Contact};
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
@@ -427,7 +427,6 @@ fn merge_accounts(conn: &mut DbConn, me: &Principal, req: &MergeRequest) -> ApiR
 
 #[utoipa::path(post, path = "/api/v1/contacts/merge", tag = "contacts", request_body = MergeRequest,
     responses((status = 200, description = "The survivor, with everything moved to it", body = Contact), WriteProblems))]
-#[post("/contacts/merge")]
 pub async fn merge_contacts_route(
     state: web::Data<AppState>,
     me: Principal,
@@ -440,7 +439,6 @@ pub async fn merge_contacts_route(
 
 #[utoipa::path(post, path = "/api/v1/accounts/merge", tag = "accounts", request_body = MergeRequest,
     responses((status = 200, description = "The survivor, with everything moved to it", body = Account), WriteProblems))]
-#[post("/accounts/merge")]
 pub async fn merge_accounts_route(
     state: web::Data<AppState>,
     me: Principal,

@@ -206,6 +206,9 @@ fn soft_delete_hides_restore_brings_back_and_include_archived_shows() {
         .unwrap_or_default()
         .to_string();
     assert_eq!(app.delete(&format!("/api/v1/teams/{id}"), t).status, 204);
+    app.get(&format!("/api/v1/teams/{id}"), t).problem(404);
+    let shown = app.get(&format!("/api/v1/teams/{id}?include_archived=true"), t);
+    assert!(shown.json()["archived_at"].is_string());
     assert_eq!(
         ids(&app.get("/api/v1/teams", t).json()),
         Vec::<String>::new()

@@ -7,9 +7,7 @@ pub mod sessions;
 pub mod teams;
 pub mod users;
 
-use crate::error::ApiError;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::HttpResponse;
 use serde::{Deserialize, Deserializer};
 
 /// For PATCH bodies: absent → `None`, `null` → `Some(None)`, value → `Some(Some(v))`.
@@ -35,11 +33,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(
             web::resource("/users/me")
                 .route(web::get().to(users::get_me))
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
-                        allow: "GET".into(),
-                    })
-                })),
+                .default_service(crate::extract::only("GET")),
         )
         .service(users::create)
         .service(users::get_one)

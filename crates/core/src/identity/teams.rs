@@ -5,7 +5,7 @@ use crate::audit::{self, Actor, Change};
 use crate::auth::Principal;
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{if_match, path_id, Json};
+use crate::extract::{if_match, path_id, Json, ShowArchived};
 use crate::list::{self, ListSpec, Page};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
@@ -148,17 +148,19 @@ pub async fn list_teams(
 }
 
 #[utoipa::path(get, path = "/api/v1/teams/{id}", tag = "teams",
-    params(("id" = String, Path, format = "uuid", description = "Team id")),
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 200, description = "The team", body = Team), ReadProblems))]
 #[get("/teams/{id}")]
 pub async fn get_one(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
+    show: web::Query<ShowArchived>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::TeamsRead)?;
     let id = path_id(&id)?;
     let team = state.db(move |c| find(c, &id)).await?;
+    show.check(&team.archived_at, "team")?;
     Ok(respond::with_etag(team.version, &team))
 }
 

@@ -5,7 +5,7 @@ use crate::audit::{self, Actor, Change};
 use crate::auth::{hash_password, Principal};
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{if_match, path_id, Json};
+use crate::extract::{if_match, path_id, Json, ShowArchived};
 use crate::list::{self, ListSpec, Page};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
@@ -288,7 +288,7 @@ pub async fn get_me(state: web::Data<AppState>, me: Principal) -> ApiResult<Http
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = String, Path, format = "uuid", description = "User id")),
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 200, description = "The user", body = User,
         headers(("ETag" = String, description = "Version, for If-Match"))), ReadProblems))]
 #[get("/users/{id}")]
@@ -296,10 +296,12 @@ pub async fn get_one(
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
+    show: web::Query<ShowArchived>,
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::UsersRead)?;
     let id = path_id(&id)?;
     let row = state.db(move |c| find(c, &id)).await?;
+    show.check(&row.archived_at, "user")?;
     Ok(respond::with_etag(row.version, &User::from(row)))
 }
 
