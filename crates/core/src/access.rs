@@ -72,6 +72,10 @@ pub enum Permission {
     CustomersManage,
     /// Export a person's data and erase it (GDPR).
     PersonalData,
+    /// See the product catalogue and price books.
+    ProductsRead,
+    /// Change the catalogue and prices.
+    ProductsManage,
 }
 
 /// The permission table: which roles hold which permission.
@@ -85,6 +89,8 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         CustomersWrite => !matches!(role, Analyst | Partner),
         CustomersManage => matches!(role, Admin | Manager),
         PersonalData => role == Admin,
+        ProductsRead => true,
+        ProductsManage => matches!(role, Admin | Manager),
     }
 }
 

@@ -271,6 +271,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    products (id) {
+        id -> Text,
+        sku -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        family -> Nullable<Text>,
+        active -> Bool,
+        unit -> Text,
+        warranty_months -> Nullable<Integer>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    product_components (bundle_id, component_id) {
+        bundle_id -> Text,
+        component_id -> Text,
+        quantity -> Integer,
+    }
+}
+
+diesel::table! {
+    price_books (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        is_default -> Bool,
+        active -> Bool,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    price_book_entries (price_book_id, product_id, currency) {
+        price_book_id -> Text,
+        product_id -> Text,
+        currency -> Text,
+        unit_price -> BigInt,
+    }
+}
+
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_accounts -> contacts (contact_id));
@@ -303,4 +351,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     contact_consents,
     activities,
     activity_links,
+    products,
+    product_components,
+    price_books,
+    price_book_entries,
 );

@@ -9,6 +9,8 @@ pub mod contacts;
 pub mod gdpr;
 pub mod households;
 pub mod merge;
+pub mod price_books;
+pub mod products;
 
 use actix_web::web::{self, ServiceConfig};
 use crm_core::access::{Access, Operation, Ownership, Permission};
@@ -57,11 +59,25 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(activities::get_one)
         .service(activities::update)
         .service(activities::archive_one)
-        .service(activities::restore_one);
+        .service(activities::restore_one)
+        .service(products::list_products)
+        .service(products::create)
+        .service(products::get_one)
+        .service(products::update)
+        .service(products::archive_one)
+        .service(products::restore_one)
+        .service(price_books::list_books)
+        .service(price_books::create)
+        .service(price_books::get_one)
+        .service(price_books::update)
+        .service(price_books::archive_one)
+        .service(price_books::restore_one);
 }
 
 const READ: Access = Access::Needs(Permission::CustomersRead);
 const WRITE: Access = Access::Needs(Permission::CustomersWrite);
+const CATALOGUE: Access = Access::Needs(Permission::ProductsRead);
+const PRICING: Access = Access::Needs(Permission::ProductsManage);
 const EDITS: Ownership = Ownership::OwnerOrTeamEdits(Permission::CustomersManage);
 
 /// This domain's rows of the permission table (see `crm_core::access`).
@@ -106,6 +122,18 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("PATCH", "/api/v1/activities/{id}", WRITE).owned(EDITS),
     Operation::new("DELETE", "/api/v1/activities/{id}", WRITE).owned(EDITS),
     Operation::new("POST", "/api/v1/activities/{id}/restore", WRITE).owned(EDITS),
+    Operation::new("GET", "/api/v1/products", CATALOGUE),
+    Operation::new("POST", "/api/v1/products", PRICING),
+    Operation::new("GET", "/api/v1/products/{id}", CATALOGUE),
+    Operation::new("PATCH", "/api/v1/products/{id}", PRICING),
+    Operation::new("DELETE", "/api/v1/products/{id}", PRICING),
+    Operation::new("POST", "/api/v1/products/{id}/restore", PRICING),
+    Operation::new("GET", "/api/v1/price-books", CATALOGUE),
+    Operation::new("POST", "/api/v1/price-books", PRICING),
+    Operation::new("GET", "/api/v1/price-books/{id}", CATALOGUE),
+    Operation::new("PATCH", "/api/v1/price-books/{id}", PRICING),
+    Operation::new("DELETE", "/api/v1/price-books/{id}", PRICING),
+    Operation::new("POST", "/api/v1/price-books/{id}/restore", PRICING),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -122,12 +150,17 @@ pub const OPERATIONS: &[Operation] = &[
         households::archive_one, households::restore_one,
         activities::list_activities, activities::create, activities::get_one, activities::update,
         activities::archive_one, activities::restore_one,
+        products::list_products, products::create, products::get_one, products::update,
+        products::archive_one, products::restore_one,
+        price_books::list_books, price_books::create, price_books::get_one, price_books::update,
+        price_books::archive_one, price_books::restore_one,
     ),
     tags(
         (name = "accounts", description = "Companies (B2B) and their hierarchies"),
         (name = "contacts", description = "People: emails, phones, account roles, consent, duplicates, merges, GDPR"),
         (name = "households", description = "Consumers (B2C) living together"),
         (name = "activities", description = "Calls, emails, meetings, notes, tasks… and to-do lists"),
+        (name = "products", description = "Catalogue, bundles and price books"),
     )
 )]
 pub struct Api;

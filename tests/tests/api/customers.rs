@@ -740,3 +740,89 @@ fn the_timeline_shows_field_changes_newest_first_and_households_their_members() 
     )
     .problem(422);
 }
+
+#[test]
+fn products_bundles_and_price_books() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let laptop = created(
+        &app,
+        "/api/v1/products",
+        t,
+        json!({"sku": "LAP-14", "name": "Laptop 14", "family": "hardware", "warranty_months": 24}),
+    );
+    let dock = created(
+        &app,
+        "/api/v1/products",
+        t,
+        json!({"sku": "DOCK-1", "name": "Dock", "family": "hardware"}),
+    );
+    let kit = created(
+        &app,
+        "/api/v1/products",
+        t,
+        json!({"sku": "KIT-1", "name": "Desk kit", "components": [
+        {"product_id": id(&laptop), "quantity": 1}, {"product_id": id(&dock), "quantity": 2}]}),
+    );
+    assert_eq!(kit["components"].as_array().map(Vec::len), Some(2));
+    assert_eq!(kit["unit"], "each");
+    // A bundle cannot contain itself, even through another bundle.
+    let outer = created(
+        &app,
+        "/api/v1/products",
+        t,
+        json!({"sku": "KIT-2", "name": "Big kit", "components": [{"product_id": id(&kit), "quantity": 1}]}),
+    );
+    let p = app
+        .patch(
+            &format!("/api/v1/products/{}", id(&kit)),
+            t,
+            &json!({"components": [{"product_id": id(&outer), "quantity": 1}]}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["code"], "cycle");
+    app.post(
+        "/api/v1/products",
+        t,
+        &json!({"sku": "LAP-14", "name": "Again"}),
+    )
+    .problem(409);
+    assert_eq!(
+        ids(&app.get("/api/v1/products?q=desk", t).json()),
+        vec![id(&kit)]
+    );
+
+    let list = created(
+        &app,
+        "/api/v1/price-books",
+        t,
+        json!({"name": "List 2027", "is_default": true, "prices": [
+        {"product_id": id(&laptop), "currency": "EUR", "unit_price": 129900},
+        {"product_id": id(&laptop), "currency": "USD", "unit_price": 139900}]}),
+    );
+    assert_eq!(list["prices"].as_array().map(Vec::len), Some(2));
+    let partner = created(
+        &app,
+        "/api/v1/price-books",
+        t,
+        json!({"name": "Partner 2027", "is_default": true}),
+    );
+    assert_eq!(partner["is_default"], true);
+    assert_eq!(
+        app.get(&format!("/api/v1/price-books/{}", id(&list)), t)
+            .json()["is_default"],
+        false
+    );
+    let p = app.post("/api/v1/price-books", t, &json!({"name": "Bad", "prices": [{"product_id": id(&dock), "currency": "euro", "unit_price": -1}]})).problem(422);
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, vec!["prices[0].currency", "prices[0].unit_price"]);
+    let (_, rep) = app.user("sales_rep");
+    assert_eq!(app.get("/api/v1/price-books", &rep).status, 200);
+    app.post("/api/v1/products", &rep, &json!({"sku": "X", "name": "X"}))
+        .problem(403);
+}

@@ -1,0 +1,464 @@
+//! Price books: named lists of prices per product and currency, in minor units. One may
+//! be the default; quotes and orders price their lines from a price book.
+
+use crate::common;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_core::access::Permission;
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn, MultiBackend};
+use crm_core::error::{ApiError, ApiResult, FieldError};
+use crm_core::extract::{if_match, path_id, Json, ShowArchived};
+use crm_core::list::{self, ListSpec, Page};
+use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::schema::{price_book_entries as pe, price_books as pb, products};
+use crm_core::state::AppState;
+use crm_core::{etag, ids};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+#[derive(Queryable)]
+struct BookRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    is_default: bool,
+    active: bool,
+    version: i32,
+    created_at: String,
+    updated_at: String,
+    archived_at: Option<String>,
+}
+
+/// The price of one product in one currency.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[schema(format = "uuid")]
+    pub product_id: String,
+    /// ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    /// In minor units (cents for USD).
+    #[schema(minimum = 0)]
+    pub unit_price: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceBook {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The book used when none is named; at most one is the default.
+    pub is_default: bool,
+    pub active: bool,
+    pub prices: Vec<Price>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceBookInput {
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
+    pub description: Option<String>,
+    pub is_default: Option<bool>,
+    pub active: Option<bool>,
+    /// Replaces every price of the book when given.
+    #[validate(length(max = 5000))]
+    #[schema(max_items = 5000)]
+    pub prices: Option<Vec<Price>>,
+}
+
+const LIST: ListSpec = ListSpec {
+    sort_fields: &["name", "created_at"],
+    default_sort: "name",
+    filters: &["active"],
+    searchable: false,
+    null_sorts_as: &[],
+};
+
+crm_core::sortable!(pb::table, pb::BoxedQuery<'static, MultiBackend>, {
+    "name" => pb::name,
+    "created_at" => pb::created_at,
+    "id" => pb::id,
+});
+
+fn assemble(conn: &mut DbConn, r: BookRow) -> ApiResult<PriceBook> {
+    let prices = pe::table
+        .filter(pe::price_book_id.eq(&r.id))
+        .order((pe::product_id.asc(), pe::currency.asc()))
+        .select((pe::product_id, pe::currency, pe::unit_price))
+        .load::<(String, String, i64)>(conn)?
+        .into_iter()
+        .map(|(product_id, currency, unit_price)| Price {
+            product_id,
+            currency,
+            unit_price,
+        })
+        .collect();
+    Ok(PriceBook {
+        id: r.id,
+        name: r.name,
+        description: r.description,
+        is_default: r.is_default,
+        active: r.active,
+        prices,
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        archived_at: r.archived_at,
+    })
+}
+
+fn find(conn: &mut DbConn, id: &str) -> ApiResult<PriceBook> {
+    let row = pb::table
+        .find(id)
+        .first::<BookRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("price book"))?;
+    assemble(conn, row)
+}
+
+fn write_prices(conn: &mut DbConn, id: &str, prices: &[Price]) -> ApiResult<()> {
+    let mut errors = vec![];
+    let mut seen: Vec<(String, String)> = vec![];
+    for (i, p) in prices.iter().enumerate() {
+        let f = format!("prices[{i}]");
+        let pid = ids::parse_id(&p.product_id);
+        let exists = match &pid {
+            Some(pid) => {
+                products::table
+                    .filter(products::id.eq(pid))
+                    .count()
+                    .get_result::<i64>(conn)?
+                    > 0
+            }
+            None => false,
+        };
+        if !exists {
+            errors.push(FieldError::new(
+                &format!("{f}.product_id"),
+                "reference",
+                "no such product",
+            ));
+        }
+        if p.currency.len() != 3 || !p.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            errors.push(FieldError::new(
+                &format!("{f}.currency"),
+                "currency",
+                "must be an ISO 4217 code such as EUR",
+            ));
+        }
+        if p.unit_price < 0 {
+            errors.push(FieldError::new(
+                &format!("{f}.unit_price"),
+                "range",
+                "must be 0 or more",
+            ));
+        }
+        let key = (pid.unwrap_or_default(), p.currency.clone());
+        if seen.contains(&key) {
+            errors.push(FieldError::new(
+                &f,
+                "duplicate",
+                "one price per product and currency",
+            ));
+        }
+        seen.push(key);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    diesel::delete(pe::table.filter(pe::price_book_id.eq(id))).execute(conn)?;
+    for (p, (pid, _)) in prices.iter().zip(seen) {
+        diesel::insert_into(pe::table)
+            .values((
+                pe::price_book_id.eq(id),
+                pe::product_id.eq(pid),
+                pe::currency.eq(&p.currency),
+                pe::unit_price.eq(p.unit_price),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Only one book is the default: making one the default unsets the others.
+fn claim_default(conn: &mut DbConn, id: &str) -> ApiResult<()> {
+    diesel::update(
+        pb::table
+            .filter(pb::id.ne(id))
+            .filter(pb::is_default.eq(true)),
+    )
+    .set(pb::is_default.eq(false))
+    .execute(conn)?;
+    Ok(())
+}
+
+fn record(
+    c: &mut DbConn,
+    me: &Principal,
+    action: &str,
+    id: &str,
+    changes: serde_json::Value,
+    after: &PriceBook,
+) -> ApiResult<()> {
+    audit::record(
+        c,
+        Change {
+            actor: &Actor::from(me),
+            action,
+            entity_type: "price_book",
+            entity_id: id,
+            changes,
+            record: common::to_json(after),
+        },
+    )
+}
+
+fn name_taken(conn: &mut DbConn, name: &str, except: &str) -> ApiResult<()> {
+    let n: i64 = pb::table
+        .filter(pb::name.eq(name))
+        .filter(pb::id.ne(except))
+        .count()
+        .get_result(conn)?;
+    if n > 0 {
+        return Err(ApiError::Conflict(format!(
+            "a price book named {name:?} already exists"
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/api/v1/price-books", tag = "products",
+    params(
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at)(,-?(name|created_at))*$", description = "name (default) or created_at"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived price books"),
+        ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) books"),
+    ),
+    responses((status = 200, description = "A page of price books", body = Page<PriceBook>), ListProblems))]
+#[get("/price-books")]
+pub async fn list_books(
+    state: web::Data<AppState>,
+    me: Principal,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsRead)?;
+    let p = list::parse(query.into_inner(), &LIST)?;
+    let page = state
+        .db(move |c| {
+            let mut q = pb::table.into_boxed::<MultiBackend>();
+            if !p.include_archived {
+                q = q.filter(pb::archived_at.is_null());
+            }
+            if let Some(v) = p.bool_filter("active")? {
+                q = q.filter(pb::active.eq(v));
+            }
+            let rows: Vec<BookRow> = apply_sort(q, &p)?.load(c)?;
+            let mut out = vec![];
+            for r in rows {
+                out.push(assemble(c, r)?);
+            }
+            list::page(out, &p)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/price-books", tag = "products", request_body = PriceBookInput,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    responses((status = 201, description = "Created", body = PriceBook, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
+#[post("/price-books")]
+pub async fn create(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: Json<PriceBookInput>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    body.validate()?;
+    let name = body
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| common::invalid("name", "required", "is required"))?
+        .to_string();
+    let book = state
+        .db(move |c| {
+            db::write_tx(c, |c| {
+                name_taken(c, &name, "")?;
+                let (id, now) = (ids::new_id(), ids::now());
+                let is_default = body.is_default.unwrap_or(false);
+                diesel::insert_into(pb::table)
+                    .values((
+                        pb::id.eq(&id),
+                        pb::name.eq(&name),
+                        pb::description.eq(&body.description),
+                        pb::is_default.eq(is_default),
+                        pb::active.eq(body.active.unwrap_or(true)),
+                        pb::version.eq(1),
+                        pb::created_at.eq(&now),
+                        pb::updated_at.eq(&now),
+                    ))
+                    .execute(c)?;
+                if is_default {
+                    claim_default(c, &id)?;
+                }
+                write_prices(c, &id, body.prices.as_deref().unwrap_or(&[]))?;
+                let book = find(c, &id)?;
+                record(c, &me, "created", &id, common::to_json(&book), &book)?;
+                Ok(book)
+            })
+        })
+        .await?;
+    Ok(respond::created(
+        format!("/api/v1/price-books/{}", book.id),
+        book.version,
+        &book,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/price-books/{id}", tag = "products",
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Price book id")),
+    responses((status = 200, description = "The price book with its prices", body = PriceBook), ReadProblems))]
+#[get("/price-books/{id}")]
+pub async fn get_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    show: web::Query<ShowArchived>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsRead)?;
+    let id = path_id(&id)?;
+    let book = state.db(move |c| find(c, &id)).await?;
+    show.check(&book.archived_at, "price book")?;
+    Ok(respond::with_etag(book.version, &book))
+}
+
+#[utoipa::path(patch, path = "/api/v1/price-books/{id}", tag = "products", request_body = PriceBookInput,
+    params(("id" = String, Path, format = "uuid", description = "Price book id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+    responses((status = 200, description = "Updated", body = PriceBook), WriteProblems))]
+#[patch("/price-books/{id}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: Json<PriceBookInput>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    body.validate()?;
+    let id = path_id(&id)?;
+    let expected = if_match(&req)?;
+    let book = state
+        .db(move |c| {
+            db::write_tx(c, |c| {
+                let before = find(c, &id)?;
+                etag::check(expected, before.version)?;
+                let name = body
+                    .name
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or(&before.name)
+                    .to_string();
+                name_taken(c, &name, &id)?;
+                let is_default = body.is_default.unwrap_or(before.is_default);
+                diesel::update(pb::table.find(&id))
+                    .set((
+                        pb::name.eq(&name),
+                        pb::description.eq(body.description.clone().or(before.description.clone())),
+                        pb::is_default.eq(is_default),
+                        pb::active.eq(body.active.unwrap_or(before.active)),
+                        pb::version.eq(before.version + 1),
+                        pb::updated_at.eq(ids::now()),
+                    ))
+                    .execute(c)?;
+                if is_default {
+                    claim_default(c, &id)?;
+                }
+                if let Some(prices) = &body.prices {
+                    write_prices(c, &id, prices)?;
+                }
+                let after = find(c, &id)?;
+                record(
+                    c,
+                    &me,
+                    "updated",
+                    &id,
+                    audit::diff(&common::to_json(&before), &common::to_json(&after), &[]),
+                    &after,
+                )?;
+                Ok(after)
+            })
+        })
+        .await?;
+    Ok(respond::with_etag(book.version, &book))
+}
+
+fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<PriceBook> {
+    db::write_tx(c, |c| {
+        let before = find(c, id)?;
+        let stamp = archiving.then(ids::now);
+        diesel::update(pb::table.find(id))
+            .set((
+                pb::archived_at.eq(&stamp),
+                pb::is_default.eq(before.is_default && !archiving),
+                pb::version.eq(before.version + 1),
+                pb::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after = find(c, id)?;
+        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
+        record(
+            c,
+            me,
+            if archiving { "archived" } else { "restored" },
+            id,
+            changes,
+            &after,
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/price-books/{id}", tag = "products",
+    params(("id" = String, Path, format = "uuid", description = "Price book id")),
+    responses((status = 204, description = "Archived"), WriteProblems))]
+#[delete("/price-books/{id}")]
+pub async fn archive_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    let id = path_id(&id)?;
+    state.db(move |c| set_archived(c, &me, &id, true)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/price-books/{id}/restore", tag = "products",
+    params(("id" = String, Path, format = "uuid", description = "Price book id")),
+    responses((status = 200, description = "Restored", body = PriceBook), WriteProblems))]
+#[post("/price-books/{id}/restore")]
+pub async fn restore_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    let id = path_id(&id)?;
+    let book = state.db(move |c| set_archived(c, &me, &id, false)).await?;
+    Ok(respond::with_etag(book.version, &book))
+}

@@ -1,0 +1,537 @@
+//! The product catalogue: products with sku, family, unit and warranty, and bundles made
+//! of other products with quantities. Quotes and orders (sales) price them from price books.
+
+use crate::common;
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_core::access::Permission;
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn, MultiBackend};
+use crm_core::error::{ApiError, ApiResult, FieldError};
+use crm_core::extract::{if_match, path_id, Json, ShowArchived};
+use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::schema::{product_components as pc, products};
+use crm_core::state::AppState;
+use crm_core::{etag, ids, search};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+#[derive(Queryable)]
+struct ProductRow {
+    id: String,
+    sku: String,
+    name: String,
+    description: Option<String>,
+    family: Option<String>,
+    active: bool,
+    unit: String,
+    warranty_months: Option<i32>,
+    version: i32,
+    created_at: String,
+    updated_at: String,
+    archived_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    #[schema(format = "uuid")]
+    pub product_id: String,
+    #[schema(minimum = 1, maximum = 100000)]
+    pub quantity: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Product {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub family: Option<String>,
+    pub active: bool,
+    /// Unit of measure: `each`, `hour`, `kg`, `licence`…
+    pub unit: String,
+    pub warranty_months: Option<i32>,
+    /// For a bundle, the products it is made of; empty for a single item.
+    pub components: Vec<Component>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductInput {
+    #[validate(length(min = 1, max = 64, message = "must be 1 to 64 characters"))]
+    #[schema(min_length = 1, max_length = 64)]
+    pub sku: Option<String>,
+    #[validate(length(min = 1, max = 200, message = "must be 1 to 200 characters"))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[validate(length(max = 5000))]
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub family: Option<String>,
+    pub active: Option<bool>,
+    #[validate(length(min = 1, max = 30))]
+    #[schema(min_length = 1, max_length = 30)]
+    pub unit: Option<String>,
+    #[validate(range(min = 0, max = 600))]
+    #[schema(minimum = 0, maximum = 600)]
+    pub warranty_months: Option<i32>,
+    /// Makes the product a bundle; replaces the components when given.
+    #[validate(length(max = 100))]
+    #[schema(max_items = 100)]
+    pub components: Option<Vec<Component>>,
+}
+
+const LIST: ListSpec = ListSpec {
+    sort_fields: &["name", "sku", "created_at"],
+    default_sort: "name",
+    filters: &["family", "active", "sku"],
+    searchable: true,
+    null_sorts_as: &[],
+};
+
+crm_core::sortable!(products::table, products::BoxedQuery<'static, MultiBackend>, {
+    "name" => products::name,
+    "sku" => products::sku,
+    "created_at" => products::created_at,
+    "id" => products::id,
+});
+
+fn assemble(conn: &mut DbConn, r: ProductRow) -> ApiResult<Product> {
+    let components = pc::table
+        .filter(pc::bundle_id.eq(&r.id))
+        .order(pc::component_id.asc())
+        .select((pc::component_id, pc::quantity))
+        .load::<(String, i32)>(conn)?
+        .into_iter()
+        .map(|(product_id, quantity)| Component {
+            product_id,
+            quantity,
+        })
+        .collect();
+    Ok(Product {
+        id: r.id,
+        sku: r.sku,
+        name: r.name,
+        description: r.description,
+        family: r.family,
+        active: r.active,
+        unit: r.unit,
+        warranty_months: r.warranty_months,
+        components,
+        version: r.version,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        archived_at: r.archived_at,
+    })
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> ApiResult<Product> {
+    let row = products::table
+        .find(id)
+        .first::<ProductRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("product"))?;
+    assemble(conn, row)
+}
+
+/// Whether `needle` is `bundle` or inside it, at any depth (so a bundle never contains itself).
+fn contains(conn: &mut DbConn, bundle: &str, needle: &str, depth: usize) -> ApiResult<bool> {
+    if bundle == needle {
+        return Ok(true);
+    }
+    if depth > 20 {
+        return Ok(true);
+    }
+    let parts: Vec<String> = pc::table
+        .filter(pc::bundle_id.eq(bundle))
+        .select(pc::component_id)
+        .load(conn)?;
+    for p in parts {
+        if contains(conn, &p, needle, depth + 1)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn write_components(conn: &mut DbConn, id: &str, components: &[Component]) -> ApiResult<()> {
+    let mut errors = vec![];
+    let mut clean: Vec<(String, i32)> = vec![];
+    for (i, c) in components.iter().enumerate() {
+        let field = format!("components[{i}]");
+        let Some(pid) = ids::parse_id(&c.product_id) else {
+            errors.push(FieldError::new(
+                &format!("{field}.product_id"),
+                "reference",
+                "no such product",
+            ));
+            continue;
+        };
+        if !(1..=100_000).contains(&c.quantity) {
+            errors.push(FieldError::new(
+                &format!("{field}.quantity"),
+                "range",
+                "must be 1 to 100000",
+            ));
+        }
+        let exists = products::table
+            .filter(products::id.eq(&pid))
+            .filter(products::archived_at.is_null())
+            .count()
+            .get_result::<i64>(conn)?
+            > 0;
+        if !exists {
+            errors.push(FieldError::new(
+                &format!("{field}.product_id"),
+                "reference",
+                "no such product",
+            ));
+        } else if contains(conn, &pid, id, 0)? {
+            errors.push(FieldError::new(
+                &format!("{field}.product_id"),
+                "cycle",
+                "a bundle cannot contain itself",
+            ));
+        }
+        if !clean.iter().any(|(p, _)| *p == pid) {
+            clean.push((pid, c.quantity));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    diesel::delete(pc::table.filter(pc::bundle_id.eq(id))).execute(conn)?;
+    for (pid, qty) in clean {
+        diesel::insert_into(pc::table)
+            .values((
+                pc::bundle_id.eq(id),
+                pc::component_id.eq(pid),
+                pc::quantity.eq(qty),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn sku_taken(conn: &mut DbConn, sku: &str, except: &str) -> ApiResult<()> {
+    let n: i64 = products::table
+        .filter(products::sku.eq(sku))
+        .filter(products::id.ne(except))
+        .count()
+        .get_result(conn)?;
+    if n > 0 {
+        return Err(ApiError::Conflict(format!(
+            "a product with sku {sku:?} already exists"
+        )));
+    }
+    Ok(())
+}
+
+fn record(
+    c: &mut DbConn,
+    me: &Principal,
+    action: &str,
+    id: &str,
+    changes: serde_json::Value,
+    after: &Product,
+) -> ApiResult<()> {
+    search::index(
+        c,
+        "product",
+        id,
+        &[
+            &after.name,
+            &after.sku,
+            after.family.as_deref().unwrap_or(""),
+        ],
+    )?;
+    audit::record(
+        c,
+        Change {
+            actor: &Actor::from(me),
+            action,
+            entity_type: "product",
+            entity_id: id,
+            changes,
+            record: common::to_json(after),
+        },
+    )
+}
+
+fn create_product(conn: &mut DbConn, me: &Principal, input: &ProductInput) -> ApiResult<Product> {
+    input.validate()?;
+    let sku = input
+        .sku
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| common::invalid("sku", "required", "is required"))?
+        .to_string();
+    let name = input
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| common::invalid("name", "required", "is required"))?
+        .to_string();
+    db::write_tx(conn, |c| {
+        sku_taken(c, &sku, "")?;
+        let (id, now) = (ids::new_id(), ids::now());
+        diesel::insert_into(products::table)
+            .values((
+                products::id.eq(&id),
+                products::sku.eq(&sku),
+                products::name.eq(&name),
+                products::description.eq(&input.description),
+                products::family.eq(&input.family),
+                products::active.eq(input.active.unwrap_or(true)),
+                products::unit.eq(input.unit.as_deref().unwrap_or("each")),
+                products::warranty_months.eq(input.warranty_months),
+                products::version.eq(1),
+                products::created_at.eq(&now),
+                products::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        write_components(c, &id, input.components.as_deref().unwrap_or(&[]))?;
+        let p = find(c, &id)?;
+        record(c, me, "created", &id, common::to_json(&p), &p)?;
+        Ok(p)
+    })
+}
+
+fn update_product(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    expected: Option<i32>,
+    raw: &serde_json::Value,
+) -> ApiResult<Product> {
+    let input: ProductInput =
+        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    input.validate()?;
+    let cleared = |f: &str| raw.get(f).is_some_and(|v| v.is_null());
+    db::write_tx(conn, |c| {
+        let before = find(c, id)?;
+        etag::check(expected, before.version)?;
+        let sku = input
+            .sku
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or(&before.sku)
+            .to_string();
+        sku_taken(c, &sku, id)?;
+        let pick = |f: &str, new: &Option<String>, old: &Option<String>| {
+            if cleared(f) {
+                None
+            } else {
+                new.clone().or(old.clone())
+            }
+        };
+        diesel::update(products::table.find(id))
+            .set((
+                products::sku.eq(&sku),
+                products::name.eq(input.name.as_deref().map(str::trim).unwrap_or(&before.name)),
+                products::description.eq(pick(
+                    "description",
+                    &input.description,
+                    &before.description,
+                )),
+                products::family.eq(pick("family", &input.family, &before.family)),
+                products::active.eq(input.active.unwrap_or(before.active)),
+                products::unit.eq(input.unit.as_deref().unwrap_or(&before.unit)),
+                products::warranty_months.eq(if cleared("warranty_months") {
+                    None
+                } else {
+                    input.warranty_months.or(before.warranty_months)
+                }),
+                products::version.eq(before.version + 1),
+                products::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        if let Some(components) = &input.components {
+            write_components(c, id, components)?;
+        }
+        let after = find(c, id)?;
+        record(
+            c,
+            me,
+            "updated",
+            id,
+            audit::diff(&common::to_json(&before), &common::to_json(&after), &[]),
+            &after,
+        )?;
+        Ok(after)
+    })
+}
+
+fn load_page(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<Product>> {
+    let mut q = products::table.into_boxed::<MultiBackend>();
+    if !p.include_archived {
+        q = q.filter(products::archived_at.is_null());
+    }
+    if let Some(v) = p.filter("family") {
+        q = q.filter(products::family.eq(v.to_string()));
+    }
+    if let Some(v) = p.filter("sku") {
+        q = q.filter(products::sku.eq(v.to_string()));
+    }
+    if let Some(v) = p.bool_filter("active")? {
+        q = q.filter(products::active.eq(v));
+    }
+    if let Some(text) = &p.q {
+        for word in search::query_words(text) {
+            q = q.filter(products::id.eq_any(crm_core::prefix_match!("product", &word)));
+        }
+    }
+    let rows: Vec<ProductRow> = apply_sort(q, p)?.load(conn)?;
+    let mut out = vec![];
+    for r in rows {
+        out.push(assemble(conn, r)?);
+    }
+    list::page(out, p)
+}
+
+#[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    params(
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
+        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|sku|created_at)(,-?(name|sku|created_at))*$", description = "name (default), sku, created_at"),
+        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived products"),
+        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, sku or family"),
+        ("family" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact family"),
+        ("sku" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact sku"),
+        ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) products"),
+    ),
+    responses((status = 200, description = "A page of products", body = Page<Product>), ListProblems))]
+#[get("/products")]
+pub async fn list_products(
+    state: web::Data<AppState>,
+    me: Principal,
+    query: web::Query<Vec<(String, String)>>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsRead)?;
+    let p = list::parse(query.into_inner(), &LIST)?;
+    let page = state.db(move |c| load_page(c, &p)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductInput,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    responses((status = 201, description = "Created", body = Product, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
+#[post("/products")]
+pub async fn create(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: Json<ProductInput>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    let p = state.db(move |c| create_product(c, &me, &body)).await?;
+    Ok(respond::created(
+        format!("/api/v1/products/{}", p.id),
+        p.version,
+        &p,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
+    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Product id")),
+    responses((status = 200, description = "The product", body = Product), ReadProblems))]
+#[get("/products/{id}")]
+pub async fn get_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    show: web::Query<ShowArchived>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsRead)?;
+    let id = path_id(&id)?;
+    let p = state.db(move |c| find(c, &id)).await?;
+    show.check(&p.archived_at, "product")?;
+    Ok(respond::with_etag(p.version, &p))
+}
+
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "products", request_body = ProductInput,
+    params(("id" = String, Path, format = "uuid", description = "Product id"),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+    responses((status = 200, description = "Updated", body = Product), WriteProblems))]
+#[patch("/products/{id}")]
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: Json<serde_json::Value>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    let id = path_id(&id)?;
+    let expected = if_match(&req)?;
+    let p = state
+        .db(move |c| update_product(c, &me, &id, expected, &body))
+        .await?;
+    Ok(respond::with_etag(p.version, &p))
+}
+
+fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<Product> {
+    db::write_tx(c, |c| {
+        let before = find(c, id)?;
+        let stamp = archiving.then(ids::now);
+        diesel::update(products::table.find(id))
+            .set((
+                products::archived_at.eq(&stamp),
+                products::version.eq(before.version + 1),
+                products::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after = find(c, id)?;
+        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
+        record(
+            c,
+            me,
+            if archiving { "archived" } else { "restored" },
+            id,
+            changes,
+            &after,
+        )?;
+        Ok(after)
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "products",
+    params(("id" = String, Path, format = "uuid", description = "Product id")),
+    responses((status = 204, description = "Archived"), WriteProblems))]
+#[delete("/products/{id}")]
+pub async fn archive_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    let id = path_id(&id)?;
+    state.db(move |c| set_archived(c, &me, &id, true)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{id}/restore", tag = "products",
+    params(("id" = String, Path, format = "uuid", description = "Product id")),
+    responses((status = 200, description = "Restored", body = Product), WriteProblems))]
+#[post("/products/{id}/restore")]
+pub async fn restore_one(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    me.require(Permission::ProductsManage)?;
+    let id = path_id(&id)?;
+    let p = state.db(move |c| set_archived(c, &me, &id, false)).await?;
+    Ok(respond::with_etag(p.version, &p))
+}
