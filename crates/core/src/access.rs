@@ -76,6 +76,8 @@ pub enum Permission {
     ProductsRead,
     /// Change the catalogue and prices.
     ProductsManage,
+    /// Define custom fields.
+    MetaManage,
 }
 
 /// The permission table: which roles hold which permission.
@@ -91,6 +93,7 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         PersonalData => role == Admin,
         ProductsRead => true,
         ProductsManage => matches!(role, Admin | Manager),
+        MetaManage => role == Admin,
     }
 }
 

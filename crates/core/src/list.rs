@@ -190,13 +190,17 @@ pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams
         if RESERVED.contains(&k.as_str()) {
             continue;
         }
-        if !spec.filters.contains(&k.as_str()) {
+        // `custom.<key>` filters are checked against the field definitions by the resource.
+        let custom = spec.filters.contains(&"custom.*") && k.starts_with("custom.");
+        if !(spec.filters.contains(&k.as_str()) || custom) {
             return Err(ApiError::BadRequest(format!(
                 "unknown filter {k:?}; filters here: {}",
                 if spec.filters.is_empty() {
                     "none".to_string()
                 } else {
-                    spec.filters.join(", ")
+                    spec.filters
+                        .join(", ")
+                        .replace("custom.*", "custom.<field key>")
                 }
             )));
         }

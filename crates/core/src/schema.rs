@@ -319,6 +319,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    custom_field_defs (id) {
+        id -> Text,
+        object -> Text,
+        key -> Text,
+        label -> Text,
+        field_type -> Text,
+        required -> Bool,
+        is_unique -> Bool,
+        min_value -> Nullable<Double>,
+        max_value -> Nullable<Double>,
+        options -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    custom_values (object, record_id, key) {
+        object -> Text,
+        record_id -> Text,
+        key -> Text,
+        text_value -> Nullable<Text>,
+        number_value -> Nullable<Double>,
+    }
+}
+
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_accounts -> contacts (contact_id));
@@ -355,4 +384,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     product_components,
     price_books,
     price_book_entries,
+    custom_field_defs,
+    custom_values,
 );

@@ -68,6 +68,9 @@ pub struct Account {
     pub parent_id: Option<String>,
     /// Set when this account was merged into another; the survivor's id.
     pub merged_into: Option<String>,
+    /// Custom field values, by key.
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Map<String, serde_json::Value>,
     pub external_source: Option<String>,
     pub external_id: Option<String>,
     pub version: i32,
@@ -82,6 +85,7 @@ impl From<AccountRow> for Account {
             billing_address: r.billing_address.as_deref().map(common::parse_json),
             shipping_address: r.shipping_address.as_deref().map(common::parse_json),
             tags: common::parse_json(&r.tags),
+            custom: common::parse_json(&r.custom),
             id: r.id,
             name: r.name,
             domain: r.domain,
@@ -143,6 +147,9 @@ pub struct AccountInput {
     /// Parent account; a parent that would make a cycle is a 422.
     #[schema(format = "uuid")]
     pub parent_id: Option<String>,
+    /// Values of the custom fields defined for this object (see `/meta/objects`); `null` clears one.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub const LIST: ListSpec = ListSpec {
@@ -156,6 +163,7 @@ pub const LIST: ListSpec = ListSpec {
         "domain",
         "created_after",
         "created_before",
+        "custom.*",
     ],
     searchable: true,
     null_sorts_as: &[],
@@ -299,6 +307,10 @@ pub fn create_account(
                 accounts::updated_at.eq(&now),
             ))
             .execute(c)?;
+        let custom = crate::custom_fields::apply(c, "account", &id, "{}", input.custom.as_ref())?;
+        diesel::update(accounts::table.find(&id))
+            .set(accounts::custom.eq(custom))
+            .execute(c)?;
         let account: Account = find(c, me, &id)?.into();
         index_terms(c, &account)?;
         let json = common::to_json(&account);
@@ -410,6 +422,13 @@ pub fn update_account(
                 accounts::updated_at.eq(ids::now()),
             ))
             .execute(c)?;
+        if input.custom.is_some() {
+            let custom =
+                crate::custom_fields::apply(c, "account", id, &row.custom, input.custom.as_ref())?;
+            diesel::update(accounts::table.find(id))
+                .set(accounts::custom.eq(custom))
+                .execute(c)?;
+        }
         let after: Account = find(c, me, id)?.into();
         index_terms(c, &after)?;
         let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
@@ -465,6 +484,10 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         for word in search::query_words(text) {
             q = q.filter(accounts::id.eq_any(crm_core::prefix_match!("account", &word)));
         }
+    }
+    for filter in crate::custom_fields::filters(conn, "account", p)? {
+        let ids = crate::custom_fields::matching_ids(conn, "account", &filter)?;
+        q = q.filter(accounts::id.eq_any(ids));
     }
     let rows: Vec<AccountRow> = apply_sort(q, p)?.load(conn)?;
     list::page(rows.into_iter().map(Account::from).collect(), p)

@@ -177,6 +177,9 @@ pub struct ContactInput {
     #[schema(max_items = 50)]
     pub accounts: Option<Vec<AccountLinkInput>>,
     pub consents: Option<BTreeMap<Channel, ConsentInput>>,
+    /// Values of the custom fields defined for this object (see `/meta/objects`); `null` clears one.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, Queryable)]
@@ -227,6 +230,9 @@ pub struct Contact {
     pub consents: BTreeMap<String, Consent>,
     pub merged_into: Option<String>,
     pub erased_at: Option<String>,
+    /// Custom field values, by key.
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Map<String, serde_json::Value>,
     pub external_source: Option<String>,
     pub external_id: Option<String>,
     pub version: i32,
@@ -248,6 +254,7 @@ pub const LIST: ListSpec = ListSpec {
         "tag",
         "created_after",
         "created_before",
+        "custom.*",
     ],
     searchable: true,
     null_sorts_as: &[],
@@ -297,6 +304,7 @@ pub fn load(conn: &mut DbConn, row: ContactRow) -> ApiResult<Contact> {
         lifecycle_stage: enum_parse(&row.lifecycle_stage).unwrap_or(LifecycleStage::Other),
         tags: common::parse_json(&row.tags),
         social_profiles: common::parse_json(&row.social_profiles),
+        custom: common::parse_json(&row.custom),
         emails,
         phones,
         accounts: links
@@ -588,6 +596,10 @@ pub fn create_contact(
         write_phones(c, &id, input.phones.as_deref().unwrap_or(&[]), &e164)?;
         write_links(c, &id, input.accounts.as_deref().unwrap_or(&[]))?;
         write_consents(c, &id, &input.consents.clone().unwrap_or_default())?;
+        let custom = crate::custom_fields::apply(c, "contact", &id, "{}", input.custom.as_ref())?;
+        diesel::update(contacts::table.find(&id))
+            .set(contacts::custom.eq(custom))
+            .execute(c)?;
         let contact = find(c, me, &id)?;
         index_terms(c, &contact)?;
         let json = common::to_json(&contact);
@@ -686,6 +698,13 @@ pub fn update_contact(
         if let Some(consents) = &input.consents {
             write_consents(c, id, consents)?;
         }
+        if input.custom.is_some() {
+            let custom =
+                crate::custom_fields::apply(c, "contact", id, &row.custom, input.custom.as_ref())?;
+            diesel::update(contacts::table.find(id))
+                .set(contacts::custom.eq(custom))
+                .execute(c)?;
+        }
         let after = find(c, me, id)?;
         index_terms(c, &after)?;
         let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
@@ -754,6 +773,10 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         for word in search::query_words(text) {
             q = q.filter(contacts::id.eq_any(crm_core::prefix_match!("contact", &word)));
         }
+    }
+    for filter in crate::custom_fields::filters(conn, "contact", p)? {
+        let ids = crate::custom_fields::matching_ids(conn, "contact", &filter)?;
+        q = q.filter(contacts::id.eq_any(ids));
     }
     let rows: Vec<ContactRow> = apply_sort(q, p)?.load(conn)?;
     let mut out = Vec::with_capacity(rows.len());

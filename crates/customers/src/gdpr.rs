@@ -16,8 +16,8 @@ use crm_core::extract::path_id;
 use crm_core::respond::{ReadProblems, WriteProblems};
 use crm_core::schema::{
     activities as act, activity_links as al, audit_log, contact_consents as cc,
-    contact_emails as ce, contact_phones as cp, contacts as con, events, idempotency_keys,
-    timeline_entries as te,
+    contact_emails as ce, contact_phones as cp, contacts as con, custom_values, events,
+    idempotency_keys, timeline_entries as te,
 };
 use crm_core::state::AppState;
 use crm_core::{ids, search};
@@ -153,6 +153,12 @@ fn erase(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
         diesel::delete(ce::table.filter(ce::contact_id.eq(id))).execute(c)?;
         diesel::delete(cp::table.filter(cp::contact_id.eq(id))).execute(c)?;
         diesel::delete(cc::table.filter(cc::contact_id.eq(id))).execute(c)?;
+        diesel::delete(
+            custom_values::table
+                .filter(custom_values::object.eq("contact"))
+                .filter(custom_values::record_id.eq(id)),
+        )
+        .execute(c)?;
         search::remove(c, "contact", id)?;
         diesel::update(con::table.find(id))
             .set((

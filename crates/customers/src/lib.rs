@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod activities;
 pub mod common;
 pub mod contacts;
+pub mod custom_fields;
 pub mod gdpr;
 pub mod households;
 pub mod merge;
@@ -71,13 +72,19 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(price_books::get_one)
         .service(price_books::update)
         .service(price_books::archive_one)
-        .service(price_books::restore_one);
+        .service(price_books::restore_one)
+        .service(custom_fields::list_objects)
+        .service(custom_fields::list_fields)
+        .service(custom_fields::create_field)
+        .service(custom_fields::update_field)
+        .service(custom_fields::archive_field);
 }
 
 const READ: Access = Access::Needs(Permission::CustomersRead);
 const WRITE: Access = Access::Needs(Permission::CustomersWrite);
 const CATALOGUE: Access = Access::Needs(Permission::ProductsRead);
 const PRICING: Access = Access::Needs(Permission::ProductsManage);
+const META: Access = Access::Needs(Permission::MetaManage);
 const EDITS: Ownership = Ownership::OwnerOrTeamEdits(Permission::CustomersManage);
 
 /// This domain's rows of the permission table (see `crm_core::access`).
@@ -134,6 +141,11 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("PATCH", "/api/v1/price-books/{id}", PRICING),
     Operation::new("DELETE", "/api/v1/price-books/{id}", PRICING),
     Operation::new("POST", "/api/v1/price-books/{id}/restore", PRICING),
+    Operation::new("GET", "/api/v1/meta/objects", READ),
+    Operation::new("GET", "/api/v1/meta/objects/{object}/fields", READ),
+    Operation::new("POST", "/api/v1/meta/objects/{object}/fields", META),
+    Operation::new("PATCH", "/api/v1/meta/objects/{object}/fields/{key}", META),
+    Operation::new("DELETE", "/api/v1/meta/objects/{object}/fields/{key}", META),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -154,6 +166,8 @@ pub const OPERATIONS: &[Operation] = &[
         products::archive_one, products::restore_one,
         price_books::list_books, price_books::create, price_books::get_one, price_books::update,
         price_books::archive_one, price_books::restore_one,
+        custom_fields::list_objects, custom_fields::list_fields, custom_fields::create_field,
+        custom_fields::update_field, custom_fields::archive_field,
     ),
     tags(
         (name = "accounts", description = "Companies (B2B) and their hierarchies"),
@@ -161,6 +175,7 @@ pub const OPERATIONS: &[Operation] = &[
         (name = "households", description = "Consumers (B2C) living together"),
         (name = "activities", description = "Calls, emails, meetings, notes, tasks… and to-do lists"),
         (name = "products", description = "Catalogue, bundles and price books"),
+        (name = "meta", description = "Objects, their fields, and custom field definitions"),
     )
 )]
 pub struct Api;

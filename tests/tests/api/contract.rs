@@ -90,7 +90,10 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
                 path,
                 op,
             };
-            let url = path.replace("{id}", RANDOM_ID);
+            let url = path
+                .replace("{id}", RANDOM_ID)
+                .replace("{object}", "contact")
+                .replace("{key}", "no_such_field");
             if op.get("requestBody").is_some() {
                 check(
                     &app,

@@ -826,3 +826,141 @@ fn products_bundles_and_price_books() {
     app.post("/api/v1/products", &rep, &json!({"sku": "X", "name": "X"}))
         .problem(403);
 }
+
+#[test]
+fn custom_fields_are_validated_returned_filtered_and_described() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let field = |body: Value| app.post("/api/v1/meta/objects/contact/fields", t, &body);
+    assert_eq!(field(json!({"key": "shoe_size", "label": "Shoe size", "field_type": "number", "min": 15, "max": 60})).status, 201);
+    assert_eq!(field(json!({"key": "tier", "field_type": "picklist", "options": ["gold", "silver"], "required": true})).status, 201);
+    assert_eq!(field(json!({"key": "interests", "field_type": "multi_picklist", "options": ["golf", "chess", "sailing"]})).status, 201);
+    assert_eq!(
+        field(json!({"key": "loyalty_id", "field_type": "text", "unique": true})).status,
+        201
+    );
+    assert_eq!(
+        field(json!({"key": "lifetime_value", "field_type": "money"})).status,
+        201
+    );
+    field(json!({"key": "tier", "field_type": "text"})).problem(409);
+    field(json!({"key": "Bad Key", "field_type": "text"})).problem(422);
+    field(json!({"key": "colour", "field_type": "picklist"})).problem(422);
+
+    let before = app.count("contacts");
+    // Wrong types, out-of-range values, unknown fields and a missing required field: 422, nothing written.
+    let p = app
+        .post(
+            "/api/v1/contacts",
+            t,
+            &json!({"first_name": "A", "custom": {"tier": "gold", "shoe_size": "big"}}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "custom.shoe_size");
+    let p = app
+        .post(
+            "/api/v1/contacts",
+            t,
+            &json!({"first_name": "A", "custom": {"tier": "bronze", "shoe_size": 99}}),
+        )
+        .problem(422);
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, vec!["custom.shoe_size", "custom.tier"]);
+    app.post(
+        "/api/v1/contacts",
+        t,
+        &json!({"first_name": "A", "custom": {"tier": "gold", "favourite": 1}}),
+    )
+    .problem(422);
+    let p = app
+        .post("/api/v1/contacts", t, &json!({"first_name": "A"}))
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "custom.tier");
+    assert_eq!(app.count("contacts"), before);
+
+    let a = created(
+        &app,
+        "/api/v1/contacts",
+        t,
+        json!({"first_name": "Ann", "custom": {"tier": "gold", "shoe_size": 38, "interests": ["golf", "chess"], "loyalty_id": "L-1", "lifetime_value": {"amount": 150000, "currency": "EUR"}}}),
+    );
+    assert_eq!(a["custom"]["shoe_size"], 38);
+    assert_eq!(a["custom"]["interests"], json!(["golf", "chess"]));
+    let b = created(
+        &app,
+        "/api/v1/contacts",
+        t,
+        json!({"first_name": "Bo", "custom": {"tier": "silver", "shoe_size": 44, "interests": ["sailing"]}}),
+    );
+    app.post(
+        "/api/v1/contacts",
+        t,
+        &json!({"first_name": "Cy", "custom": {"tier": "gold", "loyalty_id": "L-1"}}),
+    )
+    .problem(409);
+
+    assert_eq!(
+        ids(&app.get("/api/v1/contacts?custom.tier=gold", t).json()),
+        vec![id(&a)]
+    );
+    assert_eq!(
+        ids(&app.get("/api/v1/contacts?custom.shoe_size=44", t).json()),
+        vec![id(&b)]
+    );
+    assert_eq!(
+        ids(&app.get("/api/v1/contacts?custom.interests=chess", t).json()),
+        vec![id(&a)]
+    );
+    app.get("/api/v1/contacts?custom.nope=1", t).problem(400);
+    app.get("/api/v1/contacts?custom.shoe_size=big", t)
+        .problem(400);
+
+    let res = app.patch(
+        &format!("/api/v1/contacts/{}", id(&b)),
+        t,
+        &json!({"custom": {"tier": "gold", "shoe_size": null}}),
+    );
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(res.json()["custom"].get("shoe_size").is_none());
+    assert_eq!(
+        ids(&app
+            .get("/api/v1/contacts?custom.tier=gold&sort=first_name", t)
+            .json()),
+        vec![id(&a), id(&b)]
+    );
+
+    let meta = app.get("/api/v1/meta/objects", t).json();
+    let contact = meta
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["object"] == "contact")
+        .cloned()
+        .unwrap_or_default();
+    let tier = contact["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["key"] == "tier")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(tier["custom"], true);
+    assert_eq!(tier["options"], json!(["gold", "silver"]));
+    assert!(contact["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f["key"] == "emails" && f["custom"] == false));
+    let (_, rep) = app.user("sales_rep");
+    app.post(
+        "/api/v1/meta/objects/contact/fields",
+        &rep,
+        &json!({"key": "x", "field_type": "text"}),
+    )
+    .problem(403);
+}

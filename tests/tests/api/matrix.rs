@@ -118,7 +118,10 @@ fn every_operation_answers_every_caller_as_the_permission_table_says() {
             wrong.push(format!("{method} {path}: no permission row"));
             continue;
         };
-        let url = path.replace("{id}", RANDOM_ID);
+        let url = path
+            .replace("{id}", RANDOM_ID)
+            .replace("{object}", "contact")
+            .replace("{key}", "no_such_field");
         let body = matches!(method.as_str(), "POST" | "PATCH" | "PUT").then_some("{}");
         for (name, caller) in &callers {
             let (token, expect_allowed) = match caller {
