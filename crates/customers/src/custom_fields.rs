@@ -337,12 +337,11 @@ fn taken(
     Ok(q.count().get_result::<i64>(conn)? > 0)
 }
 
-/// The `custom.<key>=value` filters of a list, as (key, text, number) to match.
-pub fn filters(
-    conn: &mut DbConn,
-    object: &str,
-    p: &ListParams,
-) -> ApiResult<Vec<(String, Option<String>, Option<f64>)>> {
+/// One `custom.<key>=value` filter: the key, and the text and number to match.
+pub type CustomFilter = (String, Option<String>, Option<f64>);
+
+/// The `custom.<key>=value` filters of a list.
+pub fn filters(conn: &mut DbConn, object: &str, p: &ListParams) -> ApiResult<Vec<CustomFilter>> {
     let defs = defs(conn, object)?;
     let mut out = vec![];
     for (name, raw) in p.filters.iter().filter(|(k, _)| k.starts_with("custom.")) {
