@@ -98,10 +98,13 @@ fn parse_sort(raw: &str, spec: &ListSpec) -> Result<Vec<SortKey>, ApiError> {
             Some(f) => (true, f),
             None => (false, part.strip_prefix('+').unwrap_or(part)),
         };
-        if !spec.sort_fields.contains(&field) {
+        let custom = spec.sort_fields.contains(&"custom.*") && field.starts_with("custom.");
+        if !spec.sort_fields.contains(&field) && !custom {
             return Err(ApiError::BadRequest(format!(
                 "cannot sort by {field:?}; sortable fields: {}",
-                spec.sort_fields.join(", ")
+                spec.sort_fields
+                    .join(", ")
+                    .replace("custom.*", "custom.<field key>")
             )));
         }
         // A field named again adds nothing: the first mention decides.
@@ -115,6 +118,13 @@ fn parse_sort(raw: &str, spec: &ListSpec) -> Result<Vec<SortKey>, ApiError> {
     }
     if keys.is_empty() {
         return parse_sort(spec.default_sort, spec);
+    }
+    // A custom field (checked against its definition by the resource) sorts alone, with
+    // the id as the tie-breaker.
+    if keys.len() > 1 && keys.iter().any(|k| k.field.starts_with("custom.")) {
+        return Err(ApiError::BadRequest(
+            "sort by one custom field alone, e.g. sort=-custom.tier".into(),
+        ));
     }
     Ok(keys)
 }
@@ -235,7 +245,7 @@ pub fn page<T: Serialize>(mut rows: Vec<T>, params: &ListParams) -> Result<Page<
             let mut values: Vec<Value> = params
                 .sort
                 .iter()
-                .map(|k| match json.get(&k.field) {
+                .map(|k| match sort_value(&json, &k.field) {
                     Some(v) if !v.is_null() => v.clone(),
                     _ => params
                         .null_sorts_as
@@ -254,6 +264,17 @@ pub fn page<T: Serialize>(mut rows: Vec<T>, params: &ListParams) -> Result<Page<
         data: rows,
         next_cursor,
     })
+}
+
+/// The value a row sorts by: a top-level field, or `custom.<key>` (a money value by its amount).
+fn sort_value<'a>(json: &'a Value, field: &str) -> Option<&'a Value> {
+    match field.strip_prefix("custom.") {
+        None => json.get(field),
+        Some(key) => {
+            let v = json.get("custom")?.get(key)?;
+            v.get("amount").or(Some(v))
+        }
+    }
 }
 
 /// Comparison used by keyset predicates.

@@ -153,7 +153,7 @@ pub struct AccountInput {
 }
 
 pub const LIST: ListSpec = ListSpec {
-    sort_fields: &["name", "created_at", "updated_at"],
+    sort_fields: &["name", "created_at", "updated_at", "custom.*"],
     default_sort: "name",
     filters: &[
         "owner_id",
@@ -489,7 +489,11 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         let ids = crate::custom_fields::matching_ids(conn, "account", &filter)?;
         q = q.filter(accounts::id.eq_any(ids));
     }
-    let rows: Vec<AccountRow> = apply_sort(q, p)?.load(conn)?;
+    let rows: Vec<AccountRow> = match crate::custom_fields::sort_by(conn, "account", "accounts", p)?
+    {
+        Some(sort) => crate::custom_sort!(q, accounts::id, sort, p).load(conn)?,
+        None => apply_sort(q, p)?.load(conn)?,
+    };
     list::page(rows.into_iter().map(Account::from).collect(), p)
 }
 
@@ -557,7 +561,7 @@ fn hierarchy(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Hierarchy
     params(
         ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
         ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at|updated_at)(,-?(name|created_at|updated_at))*$", description = "name (default), created_at, updated_at; `-` for descending"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at|updated_at)(,-?(name|created_at|updated_at))*$", description = "name (default), created_at, updated_at, or one `custom.<key>`; `-` for descending"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) accounts"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, domain or phone"),
         ("owner_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Owned by this user"),

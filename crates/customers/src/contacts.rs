@@ -242,7 +242,13 @@ pub struct Contact {
 }
 
 pub const LIST: ListSpec = ListSpec {
-    sort_fields: &["last_name", "first_name", "created_at", "updated_at"],
+    sort_fields: &[
+        "last_name",
+        "first_name",
+        "created_at",
+        "updated_at",
+        "custom.*",
+    ],
     default_sort: "last_name",
     filters: &[
         "owner_id",
@@ -778,7 +784,11 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         let ids = crate::custom_fields::matching_ids(conn, "contact", &filter)?;
         q = q.filter(contacts::id.eq_any(ids));
     }
-    let rows: Vec<ContactRow> = apply_sort(q, p)?.load(conn)?;
+    let rows: Vec<ContactRow> = match crate::custom_fields::sort_by(conn, "contact", "contacts", p)?
+    {
+        Some(sort) => crate::custom_sort!(q, contacts::id, sort, p).load(conn)?,
+        None => apply_sort(q, p)?.load(conn)?,
+    };
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(load(conn, row)?);
@@ -826,7 +836,7 @@ pub fn set_archived(
     params(
         ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
         ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(last_name|first_name|created_at|updated_at)(,-?(last_name|first_name|created_at|updated_at))*$", description = "last_name (default), first_name, created_at, updated_at; `-` for descending"),
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(last_name|first_name|created_at|updated_at)(,-?(last_name|first_name|created_at|updated_at))*$", description = "last_name (default), first_name, created_at, updated_at, or one `custom.<key>`; `-` for descending"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) contacts"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, email, phone or company"),
         ("owner_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Owned by this user"),

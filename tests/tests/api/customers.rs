@@ -934,6 +934,38 @@ fn custom_fields_are_validated_returned_filtered_and_described() {
         vec![id(&a), id(&b)]
     );
 
+    // Sorting by a custom field, numeric and text, across pages; records without a value sort first.
+    let c = created(
+        &app,
+        "/api/v1/contacts",
+        t,
+        json!({"first_name": "Cy", "custom": {"tier": "silver", "shoe_size": 41}}),
+    );
+    let by_size = app.get("/api/v1/contacts?sort=custom.shoe_size", t).json();
+    assert_eq!(ids(&by_size), vec![id(&b), id(&a), id(&c)]);
+    let mut seen = vec![];
+    let mut url = "/api/v1/contacts?sort=-custom.shoe_size&limit=1".to_string();
+    loop {
+        let page = app.get(&url, t).json();
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cur) => {
+                url = format!("/api/v1/contacts?sort=-custom.shoe_size&limit=1&cursor={cur}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![id(&c), id(&a), id(&b)]);
+    let by_tier = app.get("/api/v1/contacts?sort=-custom.tier,first_name", t);
+    by_tier.problem(400);
+    let by_tier = app
+        .get("/api/v1/contacts?sort=-custom.tier&limit=2", t)
+        .json();
+    assert_eq!(ids(&by_tier)[0], id(&c));
+    app.get("/api/v1/contacts?sort=custom.interests", t)
+        .problem(400);
+    app.get("/api/v1/contacts?sort=custom.nope", t).problem(400);
+
     let meta = app.get("/api/v1/meta/objects", t).json();
     let contact = meta
         .as_array()
