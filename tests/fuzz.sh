@@ -26,6 +26,7 @@ password="fuzz-admin-password-$RANDOM$RANDOM"
 DATABASE_URL="sqlite://$tmp/crm.db" CRM_LISTEN="127.0.0.1:$port" \
   CRM_ADMIN_EMAIL=admin@example.com CRM_ADMIN_PASSWORD="$password" \
   CRM_ACCESS_TOKEN_TTL_SECS=7200 RUST_LOG=warn \
+  CRM_RATE_LIMIT_PER_MINUTE=1000000 CRM_ANONYMOUS_RATE_LIMIT_PER_MINUTE=1000000 \
   target/debug/crm serve >"$tmp/server.log" 2>&1 &
 pid=$!
 cleanup() {

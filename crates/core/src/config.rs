@@ -18,6 +18,10 @@ pub struct Config {
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
     pub log_format_json: bool,
+    /// Requests a minute per API key or user.
+    pub rate_limit_per_minute: u32,
+    /// Requests a minute per client address for calls without credentials (login…).
+    pub anonymous_rate_limit_per_minute: u32,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -59,6 +63,8 @@ impl Config {
             admin_email: var("CRM_ADMIN_EMAIL"),
             admin_password: var("CRM_ADMIN_PASSWORD"),
             log_format_json: var("CRM_LOG_FORMAT").as_deref() == Some("json"),
+            rate_limit_per_minute: number("CRM_RATE_LIMIT_PER_MINUTE", 600)?,
+            anonymous_rate_limit_per_minute: number("CRM_ANONYMOUS_RATE_LIMIT_PER_MINUTE", 60)?,
         })
     }
 
@@ -77,6 +83,8 @@ impl Config {
             admin_email: None,
             admin_password: None,
             log_format_json: false,
+            rate_limit_per_minute: 100_000,
+            anonymous_rate_limit_per_minute: 100_000,
         }
     }
 }

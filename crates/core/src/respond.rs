@@ -41,6 +41,12 @@ pub enum ListProblems {
         content_type = "application/problem+json"
     )]
     Forbidden(Problem),
+    #[response(
+        status = 429,
+        description = "Rate limit reached; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    TooManyRequests(Problem),
 }
 
 /// Problems reading one record can return.
@@ -70,6 +76,12 @@ pub enum ReadProblems {
         content_type = "application/problem+json"
     )]
     NotFound(Problem),
+    #[response(
+        status = 429,
+        description = "Rate limit reached; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    TooManyRequests(Problem),
 }
 
 /// Problems a write (create, update, delete, action) can return.
@@ -123,4 +135,10 @@ pub enum WriteProblems {
         content_type = "application/problem+json"
     )]
     Validation(Problem),
+    #[response(
+        status = 429,
+        description = "Rate limit reached; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    TooManyRequests(Problem),
 }

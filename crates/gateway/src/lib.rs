@@ -27,6 +27,10 @@ fn cors(origins: &[String]) -> Cors {
             "location",
             "x-request-id",
             "idempotent-replayed",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "retry-after",
         ])
         .max_age(3600);
     for origin in origins {
@@ -71,6 +75,10 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
     let origins = state.config.cors_origins.clone();
     let metrics = web::Data::new(observability::Metrics::new());
     let table = web::Data::new(access_table());
+    let limits = web::Data::new(crm_core::ratelimit::RateLimits::new(
+        state.config.rate_limit_per_minute,
+        state.config.anonymous_rate_limit_per_minute,
+    ));
     let routes = web::Data::new(routes::RouteTable::from_document(&spec));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -79,6 +87,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
             .app_data(metrics.clone())
             .app_data(routes.clone())
             .app_data(table.clone())
+            .app_data(limits.clone())
             .app_data(extract::json_config(limit))
             .app_data(web::PayloadConfig::new(limit))
             .app_data(extract::query_config())
@@ -87,6 +96,10 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                 web::scope("/api/v1")
                     .wrap(actix_web::middleware::from_fn(
                         crm_core::idempotency::middleware,
+                    ))
+                    // Inside auth, so callers are counted by API key or user.
+                    .wrap(actix_web::middleware::from_fn(
+                        crm_core::ratelimit::middleware,
                     ))
                     .wrap(actix_web::middleware::from_fn(crm_core::auth::middleware))
                     .configure(configure_api),

@@ -97,3 +97,44 @@ fn cors_allows_only_configured_origins() {
     );
     assert!(bad.status >= 400);
 }
+
+#[test]
+fn rate_limits_count_per_caller_and_answer_429_with_retry_after() {
+    let app = TestApp::start_with(Default::default(), |c| {
+        c.rate_limit_per_minute = 5;
+        c.anonymous_rate_limit_per_minute = 3;
+    });
+    let (_, other) = app.user("agent");
+    let mut remaining = vec![];
+    for _ in 0..4 {
+        let res = app.get("/api/v1/users/me", &other);
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("ratelimit-limit"), Some("5"));
+        remaining.push(res.header("ratelimit-remaining").unwrap_or("?").to_string());
+    }
+    assert_eq!(remaining, vec!["4", "3", "2", "1"]);
+    assert_eq!(app.get("/api/v1/users/me", &other).status, 200);
+    let refused = app.get("/api/v1/users/me", &other);
+    let p = refused.problem(429);
+    assert!(p["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("5 requests a minute"));
+    assert!(refused
+        .header("retry-after")
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
+    assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
+    // Another caller has its own bucket.
+    assert_eq!(app.get("/api/v1/users/me", &app.admin_token).status, 200);
+    // Calls without credentials are counted per address: the test harness already logged in
+    // twice from here (admin and the agent), so one attempt is left before 429.
+    let body = serde_json::json!({"email": "nobody@example.com", "password": "x"}).to_string();
+    assert_eq!(
+        app.send("POST", "/api/v1/auth/login", None, &[], Some(&body))
+            .status,
+        401
+    );
+    app.send("POST", "/api/v1/auth/login", None, &[], Some(&body))
+        .problem(429);
+}
