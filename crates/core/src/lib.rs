@@ -15,6 +15,7 @@ pub mod identity;
 pub mod ids;
 pub mod jobs;
 pub mod list;
+pub mod params;
 pub mod ratelimit;
 pub mod respond;
 pub mod schema;

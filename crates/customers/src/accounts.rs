@@ -9,6 +9,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{accounts, contact_accounts};
 use crm_core::state::AppState;
@@ -559,8 +560,7 @@ fn hierarchy(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Hierarchy
 
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at|updated_at)(,-?(name|created_at|updated_at))*$", description = "name (default), created_at, updated_at, or one `custom.<key>`; `-` for descending"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) accounts"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, domain or phone"),
@@ -586,7 +586,7 @@ pub async fn list_accounts(
 }
 
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = AccountInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Account, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/accounts")]
 pub async fn create(
@@ -622,7 +622,7 @@ pub async fn get_one(
 
 #[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", request_body = AccountInput,
     params(("id" = String, Path, format = "uuid", description = "Account id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = Account), WriteProblems))]
 #[patch("/accounts/{id}")]
 pub async fn update(
@@ -727,8 +727,7 @@ pub async fn get_hierarchy(
 
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/timeline", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Account id"),
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),
         ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Only entries of this kind, e.g. activity.call"),
     ),

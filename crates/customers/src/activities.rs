@@ -12,6 +12,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{activities as act, activity_links as al, contacts, users};
 use crm_core::state::AppState;
@@ -601,8 +602,7 @@ fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Pag
 
 #[utoipa::path(get, path = "/api/v1/activities", tag = "activities",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(due_at|created_at|updated_at)(,-?(due_at|created_at|updated_at))*$", description = "-created_at (default), due_at (undated last), updated_at"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived activities"),
         ("assignee_id" = Option<String>, Query, nullable = false, pattern = "^(me|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", description = "A user id, or `me`"),
@@ -628,7 +628,7 @@ pub async fn list_activities(
 }
 
 #[utoipa::path(post, path = "/api/v1/activities", tag = "activities", request_body = ActivityInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/activities")]
 pub async fn create(
@@ -664,7 +664,7 @@ pub async fn get_one(
 
 #[utoipa::path(patch, path = "/api/v1/activities/{id}", tag = "activities", request_body = ActivityInput,
     params(("id" = String, Path, format = "uuid", description = "Activity id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = Activity), WriteProblems))]
 #[patch("/activities/{id}")]
 pub async fn update(

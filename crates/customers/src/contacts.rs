@@ -10,6 +10,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{
     accounts, contact_accounts as ca, contact_consents as cc, contact_emails as ce,
@@ -834,8 +835,7 @@ pub fn set_archived(
 
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(last_name|first_name|created_at|updated_at)(,-?(last_name|first_name|created_at|updated_at))*$", description = "last_name (default), first_name, created_at, updated_at, or one `custom.<key>`; `-` for descending"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) contacts"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, email, phone or company"),
@@ -863,7 +863,7 @@ pub async fn list_contacts(
 }
 
 #[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", request_body = ContactInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Contact, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/contacts")]
 pub async fn create(
@@ -899,7 +899,7 @@ pub async fn get_one(
 
 #[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", request_body = ContactInput,
     params(("id" = String, Path, format = "uuid", description = "Contact id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = Contact), WriteProblems))]
 #[patch("/contacts/{id}")]
 pub async fn update(
@@ -950,8 +950,7 @@ pub async fn restore_one(
 
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/timeline", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id"),
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),
         ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Only entries of this kind, e.g. activity.call"),
     ),

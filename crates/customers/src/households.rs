@@ -9,6 +9,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListSpec, Page};
+use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{contacts, households};
 use crm_core::state::AppState;
@@ -120,8 +121,7 @@ fn record(
 
 #[utoipa::path(get, path = "/api/v1/households", tag = "households",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at)(,-?(name|created_at))*$", description = "name (default) or created_at"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived households"),
     ),
@@ -155,7 +155,7 @@ pub async fn list_households(
 }
 
 #[utoipa::path(post, path = "/api/v1/households", tag = "households", request_body = HouseholdInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Household, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/households")]
 pub async fn create(
@@ -218,7 +218,7 @@ pub async fn get_one(
 
 #[utoipa::path(patch, path = "/api/v1/households/{id}", tag = "households", request_body = HouseholdInput,
     params(("id" = String, Path, format = "uuid", description = "Household id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = Household), WriteProblems))]
 #[patch("/households/{id}")]
 pub async fn update(

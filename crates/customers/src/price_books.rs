@@ -10,6 +10,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListSpec, Page};
+use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{price_book_entries as pe, price_books as pb, products};
 use crm_core::state::AppState;
@@ -241,8 +242,7 @@ fn name_taken(conn: &mut DbConn, name: &str, except: &str) -> ApiResult<()> {
 
 #[utoipa::path(get, path = "/api/v1/price-books", tag = "products",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at)(,-?(name|created_at))*$", description = "name (default) or created_at"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived price books"),
         ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) books"),
@@ -277,7 +277,7 @@ pub async fn list_books(
 }
 
 #[utoipa::path(post, path = "/api/v1/price-books", tag = "products", request_body = PriceBookInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = PriceBook, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/price-books")]
 pub async fn create(
@@ -348,7 +348,7 @@ pub async fn get_one(
 
 #[utoipa::path(patch, path = "/api/v1/price-books/{id}", tag = "products", request_body = PriceBookInput,
     params(("id" = String, Path, format = "uuid", description = "Price book id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = PriceBook), WriteProblems))]
 #[patch("/price-books/{id}")]
 pub async fn update(

@@ -10,6 +10,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{product_components as pc, products};
 use crm_core::state::AppState;
@@ -403,8 +404,7 @@ fn load_page(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<Product>> {
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|sku|created_at)(,-?(name|sku|created_at))*$", description = "name (default), sku, created_at"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived products"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, sku or family"),
@@ -426,7 +426,7 @@ pub async fn list_products(
 }
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductInput,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Product, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/products")]
 pub async fn create(
@@ -462,7 +462,7 @@ pub async fn get_one(
 
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "products", request_body = ProductInput,
     params(("id" = String, Path, format = "uuid", description = "Product id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = Product), WriteProblems))]
 #[patch("/products/{id}")]
 pub async fn update(

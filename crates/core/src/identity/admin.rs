@@ -8,6 +8,7 @@ use crate::extract::path_id;
 use crate::ids;
 use crate::jobs::{Job, DEAD, QUEUED};
 use crate::list::{self, ListSpec, Page};
+use crate::params::PageParams;
 use crate::respond::{ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{audit_log, jobs};
 use crate::state::AppState;
@@ -36,8 +37,7 @@ mod job_sort {
 
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|run_at|updated_at)(,-?(created_at|run_at|updated_at))*$", description = "created_at, run_at, updated_at; `-` for descending (default -created_at)"),
         ("status" = Option<String>, Query, nullable = false, min_length = 1, description = "queued, running, succeeded or dead"),
         ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Job kind"),
@@ -172,8 +172,7 @@ mod audit_sort {
 
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(occurred_at)(,-?(occurred_at))*$", description = "occurred_at or -occurred_at (default)"),
         ("entity_type" = Option<String>, Query, nullable = false, min_length = 1, description = "user, team, api_key, …"),
         ("entity_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Changes to one record"),

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, Json};
 use crate::ids;
 use crate::list::{self, ListSpec, Page};
+use crate::params::{IdempotencyParams, PageParams};
 use crate::respond::{ListProblems, WriteProblems};
 use crate::schema::api_keys as ak;
 use crate::state::AppState;
@@ -97,7 +98,7 @@ fn find(c: &mut DbConn, id: &str) -> ApiResult<ApiKey> {
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey,
         headers(("Location" = String))), WriteProblems))]
 #[post("/api-keys")]
@@ -165,8 +166,7 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|name)(,-?(created_at|name))*$", description = "created_at or name; `-` for descending"),
         ("user_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Admins: keys of this user (default: all users)"),
         ("revoked" = Option<bool>, Query, nullable = false, description = "Only revoked (or only live) keys"),

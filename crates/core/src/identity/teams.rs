@@ -7,6 +7,7 @@ use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{if_match, path_id, Json, ShowArchived};
 use crate::list::{self, ListSpec, Page};
+use crate::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
 use crate::state::AppState;
@@ -116,8 +117,7 @@ fn record(
 
 #[utoipa::path(get, path = "/api/v1/teams", tag = "teams",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|updated_at|name)(,-?(created_at|updated_at|name))*$", description = "created_at, updated_at, name; `-` for descending"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived teams"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Name prefix"),
@@ -165,7 +165,7 @@ pub async fn get_one(
 }
 
 #[utoipa::path(post, path = "/api/v1/teams", tag = "teams", request_body = CreateTeam,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Team,
         headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/teams")]
@@ -208,7 +208,7 @@ pub async fn create(
 
 #[utoipa::path(patch, path = "/api/v1/teams/{id}", tag = "teams", request_body = UpdateTeam,
     params(("id" = String, Path, format = "uuid", description = "Team id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = Team), WriteProblems))]
 #[patch("/teams/{id}")]
 pub async fn update(

@@ -7,6 +7,7 @@ use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{if_match, path_id, Json, ShowArchived};
 use crate::list::{self, ListSpec, Page};
+use crate::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
 use crate::state::AppState;
@@ -255,8 +256,7 @@ fn load_users(conn: &mut DbConn, p: &list::ListParams) -> ApiResult<Page<User>> 
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     params(
-        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 200, description = "Page size, 1–200 (default 50)"),
-        ("cursor" = Option<String>, Query, nullable = false, min_length = 1, description = "next_cursor of the previous page"),
+        PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|updated_at|email|name)(,-?(created_at|updated_at|email|name))*$", description = "Comma-separated fields, `-` for descending: created_at, updated_at, email, name"),
         ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived users"),
         ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Prefix of the email or name"),
@@ -306,7 +306,7 @@ pub async fn get_one(
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Replay protection")),
+    params(IdempotencyParams),
     responses((status = 201, description = "Created", body = User,
         headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/users")]
@@ -395,7 +395,7 @@ fn update_user(
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UpdateUser,
     params(("id" = String, Path, format = "uuid", description = "User id"),
-        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^"v[1-9][0-9]{0,8}"$"#, description = "ETag from a read; a stale one is a 412")),
+        IfMatchParams),
     responses((status = 200, description = "Updated", body = User), WriteProblems))]
 #[patch("/users/{id}")]
 pub async fn update(
