@@ -13,6 +13,8 @@ mod contract;
 mod conventions;
 #[path = "api/customers.rs"]
 mod customers;
+#[path = "api/integrations.rs"]
+mod integrations;
 #[path = "api/jobs.rs"]
 mod jobs;
 #[path = "api/matrix.rs"]

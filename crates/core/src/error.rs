@@ -42,6 +42,10 @@ pub struct Problem {
     /// Per-field errors, present for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members particular to a problem (the failing batch item, how to resync…).
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(ignore)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub enum ApiError {
     #[error("this route does not accept that method; it accepts {allow}")]
     MethodNotAllowed { allow: String },
     #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
     PreconditionRequired(String),
@@ -75,6 +81,12 @@ pub enum ApiError {
     TooManyRequests { detail: String, retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Another problem with extra members for the client (which item failed, how to resync).
+    #[error("{inner}")]
+    Detailed {
+        inner: Box<ApiError>,
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
     /// Internal failures: logged in full, shown to the client only as a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,6 +108,31 @@ impl ApiError {
         ApiError::NotFound(format!("{what} not found"))
     }
 
+    /// This problem with extra members.
+    pub fn with(self, extra: serde_json::Value) -> Self {
+        let serde_json::Value::Object(extra) = extra else {
+            return self;
+        };
+        match self {
+            ApiError::Detailed {
+                inner,
+                extra: mut old,
+            } => {
+                old.extend(extra);
+                ApiError::Detailed { inner, extra: old }
+            }
+            other => ApiError::Detailed {
+                inner: Box::new(other),
+                extra,
+            },
+        }
+    }
+
+    /// The problem document as JSON, for responses that carry several (batch items).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.problem()).unwrap_or_default()
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }
@@ -108,6 +145,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
+            ApiError::Gone(_) => "gone",
+            ApiError::Detailed { inner, .. } => inner.code(),
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PreconditionRequired(_) => "precondition-required",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
@@ -120,6 +159,11 @@ impl ApiError {
     }
 
     pub fn problem(&self) -> Problem {
+        if let ApiError::Detailed { inner, extra } = self {
+            let mut p = inner.problem();
+            p.extra.extend(extra.clone());
+            return p;
+        }
         let status = self.status_code();
         let detail = match self {
             ApiError::Internal(_) => "an internal error occurred; it has been logged".into(),
@@ -136,6 +180,7 @@ impl ApiError {
             detail,
             code: self.code().to_string(),
             errors,
+            extra: serde_json::Map::new(),
         }
     }
 }
@@ -151,6 +196,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::Detailed { inner, .. } => inner.status_code(),
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -163,6 +210,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Detailed { inner, .. } = self {
+            let body = serde_json::to_string(&self.problem()).unwrap_or_default();
+            return inner
+                .error_response()
+                .set_body(actix_web::body::BoxBody::new(body));
+        }
         if let ApiError::Internal(msg) = self {
             tracing::error!(error = %msg, "internal error");
         }

@@ -152,6 +152,11 @@ fn decode_cursor(raw: &str, sort: &[SortKey]) -> Result<Vec<Value>, ApiError> {
     Ok(values.clone())
 }
 
+/// The position a page's `next_cursor` stands for, to page on without a query string.
+pub fn cursor_values(raw: &str, params: &ListParams) -> Result<Vec<Value>, ApiError> {
+    decode_cursor(raw, &params.sort)
+}
+
 /// Parse a list query string against the resource's spec.
 pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams, ApiError> {
     let mut raw: BTreeMap<String, String> = BTreeMap::new();

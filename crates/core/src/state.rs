@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::db::{DbPool, PooledConn};
 use crate::error::ApiError;
 use crate::jobs::JobRegistry;
+use crate::objects::ObjectRegistry;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -13,6 +14,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
     pub jobs: Arc<JobRegistry>,
+    /// Every integrable object, registered by the domain crates.
+    pub objects: Arc<ObjectRegistry>,
 }
 
 impl AppState {

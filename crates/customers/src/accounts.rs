@@ -9,6 +9,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{accounts, contact_accounts};
@@ -151,6 +152,13 @@ pub struct AccountInput {
     /// Values of the custom fields defined for this object (see `/meta/objects`); `null` clears one.
     #[schema(value_type = Option<Object>)]
     pub custom: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The record's key in another system (ERP, billing…); unique with `external_id`.
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_source: Option<String>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_id: Option<String>,
 }
 
 pub const LIST: ListSpec = ListSpec {
@@ -281,6 +289,7 @@ pub fn create_account(
         return Err(common::invalid("name", "required", "is required"));
     };
     let tags = common::clean_tags(input.tags.as_deref().unwrap_or(&[]))?;
+    let (source, external) = objects::external_key_of(&input.external_source, &input.external_id)?;
     db::write_tx(conn, |c| {
         let id = ids::new_id();
         let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
@@ -303,6 +312,8 @@ pub fn create_account(
                 accounts::owner_id.eq(&owner),
                 accounts::tags.eq(common::json_text(&tags)),
                 accounts::parent_id.eq(&parent),
+                accounts::external_source.eq(&source),
+                accounts::external_id.eq(&external),
                 accounts::version.eq(1),
                 accounts::created_at.eq(&now),
                 accounts::updated_at.eq(&now),
@@ -379,6 +390,10 @@ pub fn update_account(
             None if cleared("tags") => vec![],
             None => before.tags.clone(),
         };
+        let (source, external) = objects::external_key_after(
+            raw,
+            (row.external_source.clone(), row.external_id.clone()),
+        )?;
         let currency = pick("currency", &input.currency, &row.currency);
         let revenue = pick_n("annual_revenue", input.annual_revenue, row.annual_revenue);
         if revenue.is_some() && currency.is_none() {
@@ -419,6 +434,8 @@ pub fn update_account(
                 accounts::owner_id.eq(&owner),
                 accounts::tags.eq(common::json_text(&tags)),
                 accounts::parent_id.eq(&parent),
+                accounts::external_source.eq(&source),
+                accounts::external_id.eq(&external),
                 accounts::version.eq(row.version + 1),
                 accounts::updated_at.eq(ids::now()),
             ))
@@ -758,3 +775,28 @@ pub fn linked_contacts(conn: &mut DbConn, account_id: &str) -> ApiResult<Vec<Str
         .select(contact_accounts::contact_id)
         .load(conn)?)
 }
+
+/// Accounts as an integrable object (upserts, batch, composite, imports, exports, feed).
+pub const OBJECT: ObjectKind = ObjectKind {
+    name: "accounts",
+    entity: "account",
+    read: Permission::CustomersRead,
+    write: Permission::CustomersWrite,
+    list_spec: &LIST,
+    get: |c, me, id| Ok(objects::json(Account::from(find(c, me, id)?))),
+    create: |c, me, body| {
+        Ok(objects::json(create_account(
+            c,
+            me,
+            &objects::input(body)?,
+        )?))
+    },
+    update: |c, me, id, expected, body| {
+        Ok(objects::json(update_account(c, me, id, expected, body)?))
+    },
+    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
+    list: |c, me, p| load_page(c, me, p).map(objects::json_page),
+    by_external: crm_core::find_by_external!(accounts),
+    by_email: None,
+    visible_to: common::sees_all,
+};

@@ -10,6 +10,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{
@@ -181,6 +182,13 @@ pub struct ContactInput {
     /// Values of the custom fields defined for this object (see `/meta/objects`); `null` clears one.
     #[schema(value_type = Option<Object>)]
     pub custom: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The record's key in another system (ERP, billing…); unique with `external_id`.
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_source: Option<String>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, Queryable)]
@@ -574,6 +582,7 @@ pub fn create_contact(
         ));
     }
     let tags = common::clean_tags(input.tags.as_deref().unwrap_or(&[]))?;
+    let (source, external) = objects::external_key_of(&input.external_source, &input.external_id)?;
     db::write_tx(conn, |c| {
         let e164 = check_parts(c, input)?;
         let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
@@ -594,6 +603,8 @@ pub fn create_contact(
                 contacts::social_profiles.eq(common::json_text(
                     &input.social_profiles.clone().unwrap_or_default(),
                 )),
+                contacts::external_source.eq(&source),
+                contacts::external_id.eq(&external),
                 contacts::version.eq(1),
                 contacts::created_at.eq(&now),
                 contacts::updated_at.eq(&now),
@@ -650,6 +661,10 @@ pub fn update_contact(
             None if cleared("tags") => vec![],
             None => before.tags.clone(),
         };
+        let (source, external) = objects::external_key_after(
+            raw,
+            (row.external_source.clone(), row.external_id.clone()),
+        )?;
         let household = if cleared("household_id") {
             None
         } else {
@@ -689,6 +704,8 @@ pub fn update_contact(
                     .as_ref()
                     .map(common::json_text)
                     .unwrap_or(row.social_profiles.clone())),
+                contacts::external_source.eq(&source),
+                contacts::external_id.eq(&external),
                 contacts::version.eq(row.version + 1),
                 contacts::updated_at.eq(ids::now()),
             ))
@@ -973,3 +990,41 @@ pub async fn get_timeline(
         .await?;
     Ok(HttpResponse::Ok().json(page))
 }
+
+/// The live contact whose primary email this is.
+fn by_primary_email(conn: &mut DbConn, email: &str) -> ApiResult<Option<String>> {
+    Ok(crm_core::schema::contact_emails::table
+        .inner_join(contacts::table)
+        .filter(crm_core::schema::contact_emails::email.eq(email))
+        .filter(crm_core::schema::contact_emails::is_primary.eq(true))
+        .filter(contacts::archived_at.is_null())
+        .order(contacts::created_at.asc())
+        .select(contacts::id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Contacts as an integrable object; they also upsert by primary email.
+pub const OBJECT: ObjectKind = ObjectKind {
+    name: "contacts",
+    entity: "contact",
+    read: Permission::CustomersRead,
+    write: Permission::CustomersWrite,
+    list_spec: &LIST,
+    get: |c, me, id| Ok(objects::json(find(c, me, id)?)),
+    create: |c, me, body| {
+        Ok(objects::json(create_contact(
+            c,
+            me,
+            &objects::input(body)?,
+        )?))
+    },
+    update: |c, me, id, expected, body| {
+        Ok(objects::json(update_contact(c, me, id, expected, body)?))
+    },
+    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
+    list: |c, me, p| load_page(c, me, p).map(objects::json_page),
+    by_external: crm_core::find_by_external!(contacts),
+    by_email: Some(by_primary_email),
+    visible_to: common::sees_all,
+};

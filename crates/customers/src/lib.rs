@@ -16,6 +16,7 @@ pub mod products;
 use actix_web::web::{self, ServiceConfig};
 use crm_core::access::{Access, Operation, Ownership, Permission};
 use crm_core::extract::only;
+use crm_core::objects::{EventSource, ObjectKind};
 
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -79,6 +80,33 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(custom_fields::update_field)
         .service(custom_fields::archive_field);
 }
+
+/// This domain's integrable objects (see `crm_core::objects`).
+pub const OBJECTS: &[ObjectKind] = &[accounts::OBJECT, contacts::OBJECT];
+
+/// This domain's other entity types that appear in the change feed, and who sees them.
+pub const EVENT_SOURCES: &[EventSource] = &[
+    EventSource {
+        entity: "activity",
+        read: Permission::CustomersRead,
+        visible_to: common::sees_all,
+    },
+    EventSource {
+        entity: "household",
+        read: Permission::CustomersRead,
+        visible_to: common::sees_all,
+    },
+    EventSource {
+        entity: "product",
+        read: Permission::ProductsRead,
+        visible_to: |_| true,
+    },
+    EventSource {
+        entity: "price_book",
+        read: Permission::ProductsRead,
+        visible_to: |_| true,
+    },
+];
 
 const READ: Access = Access::Needs(Permission::CustomersRead);
 const WRITE: Access = Access::Needs(Permission::CustomersWrite);

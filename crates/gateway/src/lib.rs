@@ -12,6 +12,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use crm_core::access::AccessTable;
 use crm_core::extract;
+use crm_core::objects::ObjectRegistry;
 use crm_core::AppState;
 use std::net::TcpListener;
 use utoipa_swagger_ui::SwaggerUi;
@@ -43,9 +44,17 @@ fn cors(origins: &[String]) -> Cors {
     cors
 }
 
-/// The whole permission table: identity, platform and every domain crate.
+/// Every integrable object of every domain crate.
+pub fn objects() -> ObjectRegistry {
+    ObjectRegistry::new(&[crm_customers::OBJECTS], &[crm_customers::EVENT_SOURCES])
+}
+
+/// The whole permission table: identity, platform, integrations and every domain crate.
 pub fn access_table() -> AccessTable {
+    let per_object = crm_core::integrations::object_operations(&objects());
     AccessTable::new(&[
+        &per_object,
+        crm_core::integrations::OPERATIONS,
         crm_core::access::IDENTITY_OPERATIONS,
         observability::OPERATIONS,
         crm_customers::OPERATIONS,
@@ -60,6 +69,7 @@ pub fn access_table() -> AccessTable {
 /// Every route of the API, relative to `/api/v1`.
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     crm_core::identity::configure(cfg);
+    crm_core::integrations::configure(cfg);
     crm_customers::configure(cfg);
     crm_sales::configure(cfg);
     crm_marketing::configure(cfg);

@@ -8,6 +8,7 @@ pub fn document() -> Document {
     let mut doc = crm_core::identity::IdentityApi::openapi();
     for part in [
         crate::observability::HealthApi::openapi(),
+        crm_core::integrations::Api::openapi(),
         crm_customers::Api::openapi(),
         crm_sales::Api::openapi(),
         crm_marketing::Api::openapi(),
@@ -39,7 +40,16 @@ pub fn document() -> Document {
         "bearer",
         Vec::<String>::new(),
     )]);
-    doc
+    expand_per_object(doc)
+}
+
+/// One path per registered object for the generic integration paths.
+fn expand_per_object(doc: Document) -> Document {
+    let Ok(mut json) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    crm_core::integrations::expand_document(&mut json, &crate::objects());
+    serde_json::from_value(json).unwrap_or(doc)
 }
 
 /// The document as committed in `openapi/openapi.json`.

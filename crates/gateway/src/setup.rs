@@ -68,6 +68,7 @@ pub fn build_state(config: Config, registry: JobRegistry) -> Result<(AppState, B
         config: Arc::new(config),
         jwt: Arc::new(JwtKeys::new(secret.as_bytes())),
         jobs: Arc::new(registry),
+        objects: Arc::new(crate::objects()),
     };
     Ok((state, Bootstrap { admin }))
 }
