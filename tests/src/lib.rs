@@ -2,6 +2,8 @@
 //! a temporary SQLite file, or a new database on the PostgreSQL server named by
 //! `TEST_DATABASE_URL` (dropped afterwards).
 
+pub mod receiver;
+
 use crm_core::config::Config;
 use crm_core::jobs::{JobRegistry, WorkerPool};
 use crm_core::AppState;
@@ -199,7 +201,12 @@ impl TestApp {
             .into_iter()
             .filter_map(|n| res.header(&n).map(|v| (n.to_lowercase(), v.to_string())))
             .collect();
-        let text = res.into_string().unwrap_or_default();
+        // An event stream never ends: its headers are all a probe can read.
+        let text = if res.content_type() == "text/event-stream" {
+            String::new()
+        } else {
+            res.into_string().unwrap_or_default()
+        };
         Resp {
             status,
             headers,

@@ -13,6 +13,8 @@ mod contract;
 mod conventions;
 #[path = "api/customers.rs"]
 mod customers;
+#[path = "api/feed.rs"]
+mod feed;
 #[path = "api/integrations.rs"]
 mod integrations;
 #[path = "api/jobs.rs"]
@@ -23,3 +25,5 @@ mod matrix;
 mod platform;
 #[path = "api/readme.rs"]
 mod readme;
+#[path = "api/webhooks.rs"]
+mod webhooks;

@@ -78,6 +78,10 @@ pub enum Permission {
     ProductsManage,
     /// Define custom fields.
     MetaManage,
+    /// Subscribe URLs to events, see delivery logs, redeliver.
+    WebhooksManage,
+    /// Run bulk imports (each row also needs the object's write permission).
+    ImportsRun,
 }
 
 /// The permission table: which roles hold which permission.
@@ -94,6 +98,8 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         ProductsRead => true,
         ProductsManage => matches!(role, Admin | Manager),
         MetaManage => role == Admin,
+        WebhooksManage => role == Admin,
+        ImportsRun => !matches!(role, Analyst | Partner),
     }
 }
 

@@ -22,6 +22,17 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// Requests a minute per client address for calls without credentials (login…).
     pub anonymous_rate_limit_per_minute: u32,
+    /// How long the change feed keeps events.
+    pub event_retention: Duration,
+    /// First webhook retry delay; doubles per attempt up to an hour.
+    pub webhook_retry_base: Duration,
+    /// Attempts per webhook delivery (with the defaults, about a day of retries).
+    pub webhook_max_attempts: i32,
+    /// Failed attempts in a row after which a webhook is disabled.
+    pub webhook_disable_after: i32,
+    pub webhook_timeout: Duration,
+    /// Largest import file accepted.
+    pub import_max_bytes: u64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -65,6 +76,14 @@ impl Config {
             log_format_json: var("CRM_LOG_FORMAT").as_deref() == Some("json"),
             rate_limit_per_minute: number("CRM_RATE_LIMIT_PER_MINUTE", 600)?,
             anonymous_rate_limit_per_minute: number("CRM_ANONYMOUS_RATE_LIMIT_PER_MINUTE", 60)?,
+            event_retention: Duration::from_secs(
+                number::<u64>("CRM_EVENT_RETENTION_DAYS", 30)? * 24 * 3600,
+            ),
+            webhook_retry_base: Duration::from_secs(number("CRM_WEBHOOK_RETRY_BASE_SECS", 30)?),
+            webhook_max_attempts: number("CRM_WEBHOOK_MAX_ATTEMPTS", 30)?,
+            webhook_disable_after: number("CRM_WEBHOOK_DISABLE_AFTER", 50)?,
+            webhook_timeout: Duration::from_secs(number("CRM_WEBHOOK_TIMEOUT_SECS", 10)?),
+            import_max_bytes: number("CRM_IMPORT_MAX_BYTES", 200 * 1024 * 1024)?,
         })
     }
 
@@ -85,6 +104,12 @@ impl Config {
             log_format_json: false,
             rate_limit_per_minute: 100_000,
             anonymous_rate_limit_per_minute: 100_000,
+            event_retention: Duration::from_secs(30 * 24 * 3600),
+            webhook_retry_base: Duration::from_millis(200),
+            webhook_max_attempts: 5,
+            webhook_disable_after: 50,
+            webhook_timeout: Duration::from_secs(5),
+            import_max_bytes: 200 * 1024 * 1024,
         }
     }
 }

@@ -134,15 +134,25 @@ pub fn backend_of(conn: &DbConn) -> BackendKind {
 /// transaction that reads and then writes fails with SQLITE_BUSY when another writer
 /// committed in between, and the busy timeout cannot help it. Touching the lock table
 /// with a no-op write makes SQLite take the write lock (waiting up to the busy timeout).
+/// Serialise writers for the rest of the transaction. On SQLite this takes the database's
+/// write lock up front (so a read-then-write never fails with SQLITE_BUSY); on PostgreSQL a
+/// transaction-scoped advisory lock. Either way transactions that write events commit in
+/// the order of their event numbers, which is what makes the change feed gap-free: a
+/// reader that has seen event N can never later find an event below N appear.
+pub fn take_write_lock(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match backend_of(conn) {
+        BackendKind::Sqlite => conn.batch_execute("UPDATE write_lock SET n = n WHERE n < 0"),
+        BackendKind::Postgres => conn.batch_execute("SELECT pg_advisory_xact_lock(72657)"),
+    }
+}
+
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     conn.transaction(|c| {
-        if backend_of(c) == BackendKind::Sqlite {
-            c.batch_execute("UPDATE write_lock SET n = n WHERE n < 0")?;
-        }
+        take_write_lock(c)?;
         f(c)
     })
 }

@@ -16,8 +16,45 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use utoipa::ToSchema;
 
-pub type JobResult = Result<(), String>;
+/// Why a job failed, and optionally when to try again (a webhook receiver's `Retry-After`).
+#[derive(Debug, Clone)]
+pub struct JobFailure {
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for JobFailure {
+    fn from(message: String) -> Self {
+        JobFailure {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<&str> for JobFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+pub type JobResult = Result<(), JobFailure>;
 pub type JobHandler = Arc<dyn Fn(&mut DbConn, &Value) -> JobResult + Send + Sync>;
+pub type PeriodicTask = Arc<dyn Fn(&mut DbConn) + Send + Sync>;
+
+/// How a job kind backs off between attempts: `base` doubling, at most `cap`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempts: i32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.clamp(1, 20) as u32 - 1);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+}
 
 pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
@@ -27,6 +64,9 @@ pub const DEAD: &str = "dead";
 /// Job kinds and how the workers run them.
 pub struct JobRegistry {
     handlers: HashMap<String, JobHandler>,
+    policies: HashMap<String, RetryPolicy>,
+    /// Housekeeping run by the first worker every so often (event retention…).
+    periodic: Vec<(String, Duration, PeriodicTask)>,
     /// First retry delay; doubles with each attempt (capped at an hour).
     pub backoff_base: Duration,
     /// How long a claimed job is reserved for its worker before another may take it.
@@ -38,6 +78,8 @@ impl Default for JobRegistry {
     fn default() -> Self {
         JobRegistry {
             handlers: HashMap::new(),
+            policies: HashMap::new(),
+            periodic: Vec::new(),
             backoff_base: Duration::from_secs(2),
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_millis(200),
@@ -53,6 +95,24 @@ impl JobRegistry {
         self.handlers.insert(kind.to_string(), Arc::new(handler));
     }
 
+    /// Register a job kind with its own backoff.
+    pub fn register_with_policy<F>(&mut self, kind: &str, policy: RetryPolicy, handler: F)
+    where
+        F: Fn(&mut DbConn, &Value) -> JobResult + Send + Sync + 'static,
+    {
+        self.policies.insert(kind.to_string(), policy);
+        self.register(kind, handler);
+    }
+
+    /// Run `task` about every `every` on one worker of each server.
+    pub fn register_periodic<F>(&mut self, name: &str, every: Duration, task: F)
+    where
+        F: Fn(&mut DbConn) + Send + Sync + 'static,
+    {
+        self.periodic
+            .push((name.to_string(), every, Arc::new(task)));
+    }
+
     pub fn kinds(&self) -> Vec<String> {
         let mut k: Vec<String> = self.handlers.keys().cloned().collect();
         k.sort();
@@ -60,8 +120,19 @@ impl JobRegistry {
     }
 
     fn backoff(&self, attempts: i32) -> Duration {
-        let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32 - 1);
-        (self.backoff_base * factor).min(Duration::from_secs(3600))
+        RetryPolicy {
+            base: self.backoff_base,
+            cap: Duration::from_secs(3600),
+        }
+        .delay(attempts)
+    }
+
+    fn retry_delay(&self, kind: &str, attempts: i32, failure: &JobFailure) -> Duration {
+        let backoff = match self.policies.get(kind) {
+            Some(p) => p.delay(attempts),
+            None => self.backoff(attempts),
+        };
+        backoff.max(failure.retry_after.unwrap_or_default())
     }
 }
 
@@ -189,25 +260,25 @@ fn finish(
                 jobs::finished_at.eq(&now),
             ))
             .execute(conn)?,
-        Err(error) if job.attempts >= job.max_attempts => diesel::update(mine)
+        Err(failure) if job.attempts >= job.max_attempts => diesel::update(mine)
             .set((
                 jobs::status.eq(DEAD),
                 jobs::locked_by.eq(None::<String>),
                 jobs::locked_until.eq(None::<String>),
-                jobs::last_error.eq(&error),
+                jobs::last_error.eq(&failure.message),
                 jobs::updated_at.eq(&now),
                 jobs::finished_at.eq(&now),
             ))
             .execute(conn)?,
-        Err(error) => {
-            let delay = registry.backoff(job.attempts);
+        Err(failure) => {
+            let delay = registry.retry_delay(&job.kind, job.attempts, &failure);
             let run_at = ids::now_plus(chrono::Duration::milliseconds(delay.as_millis() as i64));
             diesel::update(mine)
                 .set((
                     jobs::status.eq(QUEUED),
                     jobs::locked_by.eq(None::<String>),
                     jobs::locked_until.eq(None::<String>),
-                    jobs::last_error.eq(&error),
+                    jobs::last_error.eq(&failure.message),
                     jobs::run_at.eq(&run_at),
                     jobs::updated_at.eq(&now),
                 ))
@@ -219,10 +290,7 @@ fn finish(
 
 fn run_one(conn: &mut DbConn, job: &Job, registry: &JobRegistry) -> JobResult {
     let Some(handler) = registry.handlers.get(&job.kind).cloned() else {
-        return Err(format!(
-            "no handler is registered for job kind {:?}",
-            job.kind
-        ));
+        return Err(format!("no handler is registered for job kind {:?}", job.kind).into());
     };
     let payload: Value = serde_json::from_str(&job.payload).unwrap_or(Value::Null);
     // A panicking handler must not take the worker thread down with it.
@@ -238,7 +306,7 @@ pub fn work_once(pool: &DbPool, registry: &JobRegistry, worker: &str) -> Result<
     };
     let outcome = run_one(&mut conn, &job, registry);
     if let Err(e) = &outcome {
-        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e, "job failed");
+        tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e.message, "job failed");
     }
     finish(&mut conn, &job, outcome, registry)?;
     Ok(true)
@@ -257,7 +325,9 @@ impl WorkerPool {
             .map(|n| {
                 let (pool, registry, stop) = (pool.clone(), registry.clone(), stop.clone());
                 let name = format!("worker-{n}-{}", ids::new_id());
-                std::thread::spawn(move || worker_loop(&pool, &registry, &stop, &name))
+                // The first worker also runs the periodic housekeeping.
+                let periodic = n == 0;
+                std::thread::spawn(move || worker_loop(&pool, &registry, &stop, &name, periodic))
             })
             .collect();
         WorkerPool { stop, threads }
@@ -272,8 +342,41 @@ impl WorkerPool {
     }
 }
 
-fn worker_loop(pool: &DbPool, registry: &JobRegistry, stop: &AtomicBool, name: &str) {
+fn run_periodic(
+    pool: &DbPool,
+    registry: &JobRegistry,
+    last_run: &mut HashMap<String, std::time::Instant>,
+) {
+    for (task, every, run) in &registry.periodic {
+        if last_run.get(task).is_some_and(|t| t.elapsed() < *every) {
+            continue;
+        }
+        last_run.insert(task.clone(), std::time::Instant::now());
+        match pool.get() {
+            Ok(mut conn) => {
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut conn)));
+                if outcome.is_err() {
+                    tracing::error!(task = %task, "periodic task panicked");
+                }
+            }
+            Err(e) => tracing::error!(task = %task, error = %e, "periodic task has no connection"),
+        }
+    }
+}
+
+fn worker_loop(
+    pool: &DbPool,
+    registry: &JobRegistry,
+    stop: &AtomicBool,
+    name: &str,
+    periodic: bool,
+) {
+    let mut last_run = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
+        if periodic {
+            run_periodic(pool, registry, &mut last_run);
+        }
         match work_once(pool, registry, name) {
             Ok(true) => continue,
             Ok(false) => {}

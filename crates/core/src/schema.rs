@@ -387,3 +387,106 @@ diesel::allow_tables_to_appear_in_same_query!(
     custom_field_defs,
     custom_values,
 );
+
+// Integrations: feed retention, webhooks, imports.
+
+diesel::table! {
+    feed_state (id) {
+        id -> Integer,
+        pruned_through -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        description -> Nullable<Text>,
+        event_types -> Text,
+        filters -> Text,
+        secret -> Text,
+        active -> Bool,
+        consecutive_failures -> Integer,
+        disabled_at -> Nullable<Text>,
+        disabled_reason -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Integer,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Text,
+        updated_at -> Text,
+        delivered_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        delivery_id -> Text,
+        attempted_at -> Text,
+        status_code -> Nullable<Integer>,
+        latency_ms -> BigInt,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    imports (id) {
+        id -> Text,
+        object -> Text,
+        format -> Text,
+        mode -> Text,
+        match_on -> Nullable<Text>,
+        mapping -> Text,
+        dry_run -> Bool,
+        status -> Text,
+        size_bytes -> BigInt,
+        total_rows -> Nullable<BigInt>,
+        processed -> BigInt,
+        created -> BigInt,
+        updated -> BigInt,
+        failed -> BigInt,
+        error -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Text,
+        updated_at -> Text,
+        finished_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    import_chunks (import_id, n) {
+        import_id -> Text,
+        n -> Integer,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    import_errors (id) {
+        id -> Text,
+        import_id -> Text,
+        line -> BigInt,
+        field -> Nullable<Text>,
+        message -> Text,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+diesel::allow_tables_to_appear_in_same_query!(webhooks, webhook_deliveries, webhook_attempts);

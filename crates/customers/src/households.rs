@@ -236,6 +236,10 @@ pub async fn update(
         .db(move |c| {
             db::write_tx(c, |c| {
                 let before = find(c, &me, &id)?;
+                // Archived records are gone until restored, for writes as for reads.
+                if before.archived_at.is_some() {
+                    return Err(ApiError::not_found("household"));
+                }
                 etag::check(expected, before.version)?;
                 diesel::update(households::table.find(&id))
                     .set((

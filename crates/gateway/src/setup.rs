@@ -50,7 +50,10 @@ fn jwt_secret(config: &Config) -> Result<String, String> {
 }
 
 /// Connect, migrate, and prepare everything the server needs.
-pub fn build_state(config: Config, registry: JobRegistry) -> Result<(AppState, Bootstrap), String> {
+pub fn build_state(
+    config: Config,
+    mut registry: JobRegistry,
+) -> Result<(AppState, Bootstrap), String> {
     let pool = db::connect_and_migrate(&config.database_url, config.db_pool_size)
         .map_err(|e| e.to_string())?;
     let secret = jwt_secret(&config)?;
@@ -63,9 +66,11 @@ pub fn build_state(config: Config, registry: JobRegistry) -> Result<(AppState, B
         )
         .map_err(|e| format!("creating the first admin: {e}"))?
     };
+    let config = Arc::new(config);
+    crm_core::integrations::register_jobs(&mut registry, config.clone());
     let state = AppState {
         pool,
-        config: Arc::new(config),
+        config,
         jwt: Arc::new(JwtKeys::new(secret.as_bytes())),
         jobs: Arc::new(registry),
         objects: Arc::new(crate::objects()),

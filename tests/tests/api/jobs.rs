@@ -20,7 +20,7 @@ fn fast_registry() -> (JobRegistry, Arc<AtomicUsize>) {
         }
     });
     r.register("test.broken", |_, payload| {
-        Err(format!("cannot handle {payload}"))
+        Err(format!("cannot handle {payload}").into())
     });
     (r, calls)
 }

@@ -245,6 +245,14 @@ pub async fn batch(
     }
     for (i, item) in items.iter().enumerate() {
         item.validate()?;
+        let needs_body = !matches!(item.op, BatchOp::Delete);
+        if needs_body && item.body.is_none() {
+            return Err(ApiError::field(
+                &format!("items[{i}].body"),
+                "required",
+                "create, update and upsert items need a body",
+            ));
+        }
         if item.body.as_ref().is_some_and(|b| !b.is_object()) {
             return Err(ApiError::field(
                 &format!("items[{i}].body"),

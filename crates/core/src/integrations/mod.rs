@@ -5,7 +5,10 @@
 pub mod batch;
 pub mod composite;
 pub mod exports;
+pub mod feed;
+pub mod stream;
 pub mod upsert;
+pub mod webhooks;
 
 use crate::access::{Access, Operation, Permission};
 use crate::extract::only;
@@ -16,7 +19,51 @@ use serde_json::Value;
 /// Routes relative to `/api/v1`. Mounted before the domain crates, so that
 /// `/accounts/batch` is not taken for an account id.
 pub fn configure(cfg: &mut ServiceConfig) {
+    use webhooks as w;
     cfg.service(
+        web::resource("/events")
+            .route(web::get().to(feed::list_events))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/events/stream")
+            .route(web::get().to(stream::stream))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/webhooks")
+            .route(web::get().to(w::list_webhooks))
+            .route(web::post().to(w::create_webhook))
+            .default_service(only("GET, POST")),
+    )
+    .service(
+        web::resource("/webhooks/{id}")
+            .route(web::get().to(w::get_webhook))
+            .route(web::patch().to(w::update_webhook))
+            .route(web::delete().to(w::delete_webhook))
+            .default_service(only("GET, PATCH, DELETE")),
+    )
+    .service(
+        web::resource("/webhooks/{id}/ping")
+            .route(web::post().to(w::ping))
+            .default_service(only("POST")),
+    )
+    .service(
+        web::resource("/webhooks/{id}/deliveries")
+            .route(web::get().to(w::list_deliveries))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/webhooks/{id}/deliveries/{delivery_id}")
+            .route(web::get().to(w::get_delivery))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/webhooks/{id}/deliveries/{delivery_id}/redeliver")
+            .route(web::post().to(w::redeliver))
+            .default_service(only("POST")),
+    )
+    .service(
         web::resource("/composite")
             .route(web::post().to(composite::composite))
             .default_service(only("POST")),
@@ -66,11 +113,51 @@ const PER_EMAIL_OBJECT: &[(&str, &str, Needs)] =
     &[("PUT", "/api/v1/{collection}/by-email/{email}", Needs::Write)];
 
 /// The rows of the permission table for operations that are not per object.
-pub const OPERATIONS: &[Operation] = &[Operation::new(
-    "POST",
-    "/api/v1/composite",
-    Access::Authenticated,
-)];
+pub const OPERATIONS: &[Operation] = {
+    const HOOKS: Access = Access::Needs(Permission::WebhooksManage);
+    &[
+        Operation::new("POST", "/api/v1/composite", Access::Authenticated),
+        // Everyone may read the feed; what each caller sees is filtered in the query.
+        Operation::new("GET", "/api/v1/events", Access::Authenticated),
+        Operation::new("GET", "/api/v1/events/stream", Access::Authenticated),
+        Operation::new("GET", "/api/v1/webhooks", HOOKS),
+        Operation::new("POST", "/api/v1/webhooks", HOOKS),
+        Operation::new("GET", "/api/v1/webhooks/{id}", HOOKS),
+        Operation::new("PATCH", "/api/v1/webhooks/{id}", HOOKS),
+        Operation::new("DELETE", "/api/v1/webhooks/{id}", HOOKS),
+        Operation::new("POST", "/api/v1/webhooks/{id}/ping", HOOKS),
+        Operation::new("GET", "/api/v1/webhooks/{id}/deliveries", HOOKS),
+        Operation::new(
+            "GET",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}",
+            HOOKS,
+        ),
+        Operation::new(
+            "POST",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            HOOKS,
+        ),
+    ]
+};
+
+/// Register the integration jobs (webhook deliveries) and housekeeping (event retention).
+pub fn register_jobs(
+    registry: &mut crate::jobs::JobRegistry,
+    config: std::sync::Arc<crate::config::Config>,
+) {
+    webhooks::register_jobs(registry, config.clone());
+    let retention =
+        chrono::Duration::from_std(config.event_retention).unwrap_or(chrono::Duration::days(30));
+    registry.register_periodic(
+        "event-retention",
+        std::time::Duration::from_secs(600),
+        move |conn| match feed::prune(conn, retention) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "pruned events past retention"),
+            Err(e) => tracing::error!(error = %e, "pruning events failed"),
+        },
+    );
+}
 
 fn per_object(registry: &ObjectRegistry) -> Vec<(&'static str, String, &'static str, Permission)> {
     let mut out = vec![];
@@ -146,8 +233,13 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
     paths(
         upsert::upsert_external, upsert::upsert_by_email, batch::batch, composite::composite,
         exports::export,
+        feed::list_events, stream::stream,
+        webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
+        webhooks::update_webhook, webhooks::delete_webhook, webhooks::ping,
+        webhooks::list_deliveries, webhooks::get_delivery, webhooks::redeliver,
     ),
     tags(
+        (name = "webhooks", description = "Signed event deliveries to your URLs, with a delivery log, redelivery and ping"),
         (name = "integrations", description = "Upserts by external key, batch and composite writes, imports, exports, the change feed, the event stream and webhooks"),
     )
 )]

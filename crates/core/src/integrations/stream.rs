@@ -1,0 +1,123 @@
+//! `GET /events/stream`: the change feed pushed as server-sent events, filtered to what the
+//! caller may see, resumable with `Last-Event-ID`. The stream polls the same feed query,
+//! so every replica serves it without shared memory and it never misses an event.
+
+use super::feed::{self, FeedEvent, FeedQuery};
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::respond::ListProblems;
+use crate::state::AppState;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use utoipa::IntoParams;
+
+const POLL: Duration = Duration::from_millis(250);
+/// A comment line this often keeps proxies from closing an idle stream, and lets the
+/// server notice a client that went away.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Start after this cursor (`Last-Event-ID` wins); without either, only new events.
+    #[param(nullable = false, pattern = "^[0-9]{1,18}$")]
+    pub after: Option<String>,
+    /// Comma-separated event types; `ticket.*` matches every ticket event.
+    #[param(
+        nullable = false,
+        pattern = r"^(\*|[a-z_]+\.(\*|[a-z_]+))(,(\*|[a-z_]+\.(\*|[a-z_]+)))*$"
+    )]
+    pub types: Option<String>,
+}
+
+struct Stream {
+    state: web::Data<AppState>,
+    query: FeedQuery,
+    last_sent: Instant,
+    greeted: bool,
+}
+
+fn frame(e: &FeedEvent) -> String {
+    let data = serde_json::to_string(e).unwrap_or_default();
+    format!(
+        "id: {}\nevent: {}\ndata: {data}\n\n",
+        e.cursor, e.event_type
+    )
+}
+
+async fn next_frame(mut s: Stream) -> Option<(Result<Bytes, crate::error::ApiError>, Stream)> {
+    if !s.greeted {
+        s.greeted = true;
+        return Some((Ok(Bytes::from_static(b"retry: 2000\n\n")), s));
+    }
+    loop {
+        let q = s.query.clone();
+        let page = match s.state.db(move |c| feed::read(c, &q)).await {
+            Ok(p) => p,
+            Err(e) => return Some((Err(e), s)),
+        };
+        s.query.after = page.next_cursor.parse().ok();
+        if !page.data.is_empty() {
+            s.last_sent = Instant::now();
+            let text: String = page.data.iter().map(frame).collect();
+            return Some((Ok(Bytes::from(text)), s));
+        }
+        if s.last_sent.elapsed() >= KEEP_ALIVE {
+            s.last_sent = Instant::now();
+            return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s));
+        }
+        actix_web::rt::time::sleep(POLL).await;
+    }
+}
+
+/// Server-sent events of every change the caller may see, as they happen.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "integrations",
+    params(StreamParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (browsers send it on reconnect)")),
+    responses(
+        (status = 200, description = "`text/event-stream`: one `event: <type>` per change with the event as JSON in `data`", content_type = "text/event-stream", body = String),
+        (status = 410, description = "The cursor is older than the retention period", body = crate::error::Problem, content_type = "application/problem+json"),
+        ListProblems))]
+pub async fn stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    params: web::Query<StreamParams>,
+) -> ApiResult<HttpResponse> {
+    let last_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let after = match last_id.or(params.after.as_deref()) {
+        Some(raw) => Some(feed::parse_cursor(raw)?),
+        None => None,
+    };
+    let types = feed::parse_types(params.types.as_deref())?;
+    let start = state
+        .db(move |c| match after {
+            Some(a) => feed::check_not_expired(c, a).map(|_| a),
+            None => feed::head(c),
+        })
+        .await?;
+    let query = FeedQuery {
+        after: Some(start),
+        types,
+        limit: feed::DEFAULT_LIMIT,
+        entities: state.objects.visible_entities(&me),
+    };
+    let s = Stream {
+        state,
+        query,
+        last_sent: Instant::now(),
+        greeted: false,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures_util::stream::unfold(s, next_frame)))
+}

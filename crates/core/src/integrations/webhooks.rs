@@ -1,0 +1,868 @@
+//! Webhooks: subscriptions to event types (with optional filters on the record), delivered
+//! through the job queue. Each delivery is signed — `X-CRM-Signature: v1=<hex>` is
+//! HMAC-SHA256 with the subscription's secret over `<X-CRM-Timestamp>.<body>` — retried with
+//! exponential backoff for about a day (not after a 4xx other than 408/429; `Retry-After`
+//! honoured), logged attempt by attempt, and can be redelivered by hand. A subscription that
+//! keeps failing is disabled and a `webhook.disabled` event tells the admins.
+//!
+//! Deliveries are created in the transaction that writes the event (`fan_out`), so every
+//! write path — API, batch, composite, import, automation — fires webhooks, and a rolled
+//! back change fires none.
+
+use crate::audit::{self, Actor, Change};
+use crate::auth::{random_token, Principal};
+use crate::config::Config;
+use crate::db::{self, DbConn};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{path_id, Json};
+use crate::ids;
+use crate::jobs::{self, JobFailure, JobRegistry, JobResult, RetryPolicy};
+use crate::params::IdempotencyParams;
+use crate::respond::{ListProblems, ReadProblems, WriteProblems};
+use crate::schema::{webhook_attempts, webhook_deliveries, webhooks};
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
+use validator::Validate;
+
+pub const DELIVER_JOB: &str = "webhook.deliver";
+
+#[derive(Debug, Clone, Queryable)]
+struct WebhookRow {
+    id: String,
+    url: String,
+    description: Option<String>,
+    event_types: String,
+    filters: String,
+    secret: String,
+    active: bool,
+    consecutive_failures: i32,
+    disabled_at: Option<String>,
+    disabled_reason: Option<String>,
+    created_by: Option<String>,
+    version: i32,
+    created_at: String,
+    updated_at: String,
+    archived_at: Option<String>,
+}
+
+/// A subscription.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub event_types: Vec<String>,
+    /// Field of the record → value it must have, e.g. `{"owner_id": "…"}`.
+    #[schema(value_type = Object)]
+    pub filters: Map<String, Value>,
+    /// Deliveries are made only while active; re-activate with PATCH `active: true`.
+    pub active: bool,
+    pub consecutive_failures: i32,
+    pub disabled_at: Option<String>,
+    pub disabled_reason: Option<String>,
+    /// The signing secret, shown only in the response that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_by: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+impl From<WebhookRow> for Webhook {
+    fn from(r: WebhookRow) -> Self {
+        Webhook {
+            id: r.id,
+            url: r.url,
+            description: r.description,
+            event_types: serde_json::from_str(&r.event_types).unwrap_or_default(),
+            filters: serde_json::from_str(&r.filters).unwrap_or_default(),
+            active: r.active,
+            consecutive_failures: r.consecutive_failures,
+            disabled_at: r.disabled_at,
+            disabled_reason: r.disabled_reason,
+            secret: None,
+            created_by: r.created_by,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            archived_at: r.archived_at,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    /// An http or https URL (ASCII, no fragment).
+    #[validate(length(min = 8, max = 2000))]
+    #[schema(
+        format = "uri",
+        min_length = 8,
+        max_length = 2000,
+        pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?](%[0-9A-Fa-f]{2}|[A-Za-z0-9._~!$&'()*+,;=:@/?-])*)?$"
+    )]
+    pub url: Option<String>,
+    #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// Patterns such as `contact.*`, `opportunity.updated` or `*`.
+    #[validate(length(min = 1, max = 50))]
+    #[schema(min_items = 1, max_items = 50, value_type = Option<Vec<EventTypePattern>>)]
+    pub event_types: Option<Vec<String>>,
+    /// Field of the record → required value.
+    #[schema(value_type = Option<Object>)]
+    pub filters: Option<Map<String, Value>>,
+    /// The signing secret (at least 24 characters); generated when absent.
+    #[validate(length(min = 24, max = 200))]
+    #[schema(min_length = 24, max_length = 200)]
+    pub secret: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// An event type (`contact.created`) or a family of them (`contact.*`, `*`).
+#[derive(ToSchema)]
+#[schema(pattern = r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")]
+pub struct EventTypePattern(pub String);
+
+/// One delivery of one event to one subscription.
+#[derive(Debug, Clone, Queryable, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// The exact body sent.
+    pub body: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(Debug, Clone, Queryable, Serialize, ToSchema)]
+pub struct Attempt {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempted_at: String,
+    pub status_code: Option<i32>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub attempts_log: Vec<Attempt>,
+}
+
+/// An http(s) URL as RFC 3986 writes one: a host, an optional port, then a path and query
+/// of URI characters (no fragment: receivers never see it).
+fn check_url(url: &str) -> ApiResult<()> {
+    let bad = || ApiError::field("url", "url", "must be an http:// or https:// URL");
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(split);
+    let (host, port) = authority.split_once(':').unwrap_or((authority, "1"));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let port_ok = (1..=5).contains(&port.len()) && port.chars().all(|c| c.is_ascii_digit());
+    let tail_ok = tail.split('%').enumerate().all(|(i, part)| {
+        let hex_ok =
+            i == 0 || (part.len() >= 2 && part[..2].chars().all(|c| c.is_ascii_hexdigit()));
+        hex_ok
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._~!$&'()*+,;=:@/?-".contains(c))
+    });
+    if host_ok && port_ok && tail_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn check_types(types: &[String]) -> ApiResult<()> {
+    super::feed::parse_types(Some(&types.join(",")))
+        .map(|_| ())
+        .map_err(|_| {
+            ApiError::field(
+                "event_types",
+                "pattern",
+                "patterns look like contact.*, account.updated or *",
+            )
+        })
+}
+
+fn find(conn: &mut DbConn, id: &str) -> ApiResult<WebhookRow> {
+    webhooks::table
+        .find(id)
+        .filter(webhooks::archived_at.is_null())
+        .first::<WebhookRow>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("webhook"))
+}
+
+fn audit_change(
+    conn: &mut DbConn,
+    me: &Principal,
+    action: &str,
+    w: &Webhook,
+    changes: Value,
+) -> ApiResult<()> {
+    audit::record(
+        conn,
+        Change {
+            actor: &Actor::from(me),
+            action,
+            entity_type: "webhook",
+            entity_id: &w.id,
+            changes,
+            record: json!(w),
+        },
+    )
+}
+
+fn create(conn: &mut DbConn, me: &Principal, input: &WebhookInput) -> ApiResult<Webhook> {
+    input.validate()?;
+    let url = input
+        .url
+        .as_deref()
+        .ok_or_else(|| ApiError::field("url", "required", "is required"))?;
+    check_url(url)?;
+    let types = input
+        .event_types
+        .clone()
+        .ok_or_else(|| ApiError::field("event_types", "required", "is required"))?;
+    check_types(&types)?;
+    let secret = match &input.secret {
+        Some(s) => s.clone(),
+        None => format!("whsec_{}", random_token(32).map_err(ApiError::internal)?),
+    };
+    db::write_tx(conn, |c| {
+        let (id, now) = (ids::new_id(), ids::now());
+        diesel::insert_into(webhooks::table)
+            .values((
+                webhooks::id.eq(&id),
+                webhooks::url.eq(url),
+                webhooks::description.eq(&input.description),
+                webhooks::event_types.eq(json!(types).to_string()),
+                webhooks::filters.eq(json!(input.filters.clone().unwrap_or_default()).to_string()),
+                webhooks::secret.eq(&secret),
+                webhooks::active.eq(input.active.unwrap_or(true)),
+                webhooks::created_by.eq(&me.user_id),
+                webhooks::version.eq(1),
+                webhooks::created_at.eq(&now),
+                webhooks::updated_at.eq(&now),
+            ))
+            .execute(c)?;
+        let w: Webhook = find(c, &id)?.into();
+        audit_change(
+            c,
+            me,
+            "created",
+            &w,
+            json!({"url": w.url, "event_types": w.event_types}),
+        )?;
+        Ok(Webhook {
+            secret: Some(secret.clone()),
+            ..w
+        })
+    })
+}
+
+fn update(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    expected: Option<i32>,
+    input: &WebhookInput,
+) -> ApiResult<Webhook> {
+    input.validate()?;
+    if let Some(url) = &input.url {
+        check_url(url)?;
+    }
+    if let Some(types) = &input.event_types {
+        check_types(types)?;
+    }
+    db::write_tx(conn, |c| {
+        let row = find(c, id)?;
+        crate::etag::check(expected, row.version)?;
+        let before: Webhook = row.clone().into();
+        let active = input.active.unwrap_or(row.active);
+        // Re-activating starts the failure count afresh.
+        let reactivated = active && !row.active;
+        diesel::update(webhooks::table.find(id))
+            .set((
+                webhooks::url.eq(input.url.as_ref().unwrap_or(&row.url)),
+                webhooks::description.eq(input.description.as_ref().or(row.description.as_ref())),
+                webhooks::event_types.eq(input
+                    .event_types
+                    .as_ref()
+                    .map(|t| json!(t).to_string())
+                    .unwrap_or(row.event_types.clone())),
+                webhooks::filters.eq(input
+                    .filters
+                    .as_ref()
+                    .map(|f| json!(f).to_string())
+                    .unwrap_or(row.filters.clone())),
+                webhooks::secret.eq(input.secret.as_ref().unwrap_or(&row.secret)),
+                webhooks::active.eq(active),
+                webhooks::consecutive_failures.eq(if reactivated {
+                    0
+                } else {
+                    row.consecutive_failures
+                }),
+                webhooks::disabled_at.eq(if active {
+                    None
+                } else {
+                    row.disabled_at.clone()
+                }),
+                webhooks::disabled_reason.eq(if active {
+                    None
+                } else {
+                    row.disabled_reason.clone()
+                }),
+                webhooks::version.eq(row.version + 1),
+                webhooks::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        let after: Webhook = find(c, id)?.into();
+        let changes = audit::diff(&json!(before), &json!(after), &["secret"]);
+        audit_change(c, me, "updated", &after, changes)?;
+        Ok(after)
+    })
+}
+
+fn archive(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<()> {
+    db::write_tx(conn, |c| {
+        let row = find(c, id)?;
+        diesel::update(webhooks::table.find(id))
+            .set((
+                webhooks::archived_at.eq(ids::now()),
+                webhooks::active.eq(false),
+                webhooks::version.eq(row.version + 1),
+                webhooks::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        audit_change(c, me, "archived", &row.into(), json!({}))
+    })
+}
+
+/// The body every receiver gets.
+fn event_body(event_id: &str, event_type: &str, occurred_at: &str, data: &Value) -> String {
+    json!({"id": event_id, "type": event_type, "occurred_at": occurred_at, "data": data})
+        .to_string()
+}
+
+fn filters_match(filters: &str, data: &Value) -> bool {
+    let filters: Map<String, Value> = serde_json::from_str(filters).unwrap_or_default();
+    filters.iter().all(|(field, want)| &data[field] == want)
+}
+
+fn new_delivery(
+    conn: &mut DbConn,
+    webhook_id: &str,
+    event_id: &str,
+    event_type: &str,
+    body: &str,
+) -> ApiResult<String> {
+    let (id, now) = (ids::new_id(), ids::now());
+    diesel::insert_into(webhook_deliveries::table)
+        .values((
+            webhook_deliveries::id.eq(&id),
+            webhook_deliveries::webhook_id.eq(webhook_id),
+            webhook_deliveries::event_id.eq(event_id),
+            webhook_deliveries::event_type.eq(event_type),
+            webhook_deliveries::body.eq(body),
+            webhook_deliveries::status.eq("pending"),
+            webhook_deliveries::attempts.eq(0),
+            webhook_deliveries::created_at.eq(&now),
+            webhook_deliveries::updated_at.eq(&now),
+        ))
+        .execute(conn)?;
+    // The job's own attempt limit is a backstop; the delivery counts its attempts itself.
+    jobs::enqueue(conn, DELIVER_JOB, &json!({"delivery_id": id}), 1000)?;
+    Ok(id)
+}
+
+/// Create a delivery for every active subscription this event matches. Called in the
+/// transaction that writes the event.
+pub fn fan_out(
+    conn: &mut DbConn,
+    event_id: &str,
+    event_type: &str,
+    occurred_at: &str,
+    data: &Value,
+) -> ApiResult<()> {
+    let subs: Vec<(String, String, String)> = webhooks::table
+        .filter(webhooks::active.eq(true))
+        .filter(webhooks::archived_at.is_null())
+        .select((webhooks::id, webhooks::event_types, webhooks::filters))
+        .load(conn)?;
+    let mut body = None;
+    for (id, types, filters) in subs {
+        let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
+        if super::feed::type_matches(&types, event_type)
+            && !types.is_empty()
+            && filters_match(&filters, data)
+        {
+            let body =
+                body.get_or_insert_with(|| event_body(event_id, event_type, occurred_at, data));
+            new_delivery(conn, &id, event_id, event_type, body)?;
+        }
+    }
+    Ok(())
+}
+
+/// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| {
+        // HMAC takes keys of any length; this cannot happen.
+        unreachable!("HMAC key rejected")
+    });
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let bytes = mac.finalize().into_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v1={hex}")
+}
+
+/// What one HTTP attempt came to.
+struct AttemptOutcome {
+    status: Option<u16>,
+    error: Option<String>,
+    retry_after: Option<Duration>,
+    latency: Duration,
+}
+
+fn post(agent: &ureq::Agent, d: &Delivery, url: &str, secret: &str) -> AttemptOutcome {
+    let timestamp = chrono::Utc::now().timestamp();
+    let started = Instant::now();
+    let result = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .set("User-Agent", "crm-webhooks/1")
+        .set("X-CRM-Event-Id", &d.event_id)
+        .set("X-CRM-Event-Type", &d.event_type)
+        .set("X-CRM-Delivery-Id", &d.id)
+        .set("X-CRM-Timestamp", &timestamp.to_string())
+        .set("X-CRM-Signature", &signature(secret, timestamp, &d.body))
+        .send_string(&d.body);
+    let latency = started.elapsed();
+    match result {
+        Ok(res) => AttemptOutcome {
+            status: Some(res.status()),
+            error: None,
+            retry_after: None,
+            latency,
+        },
+        Err(ureq::Error::Status(code, res)) => AttemptOutcome {
+            status: Some(code),
+            error: Some(format!("the receiver answered {code}")),
+            retry_after: res
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+            latency,
+        },
+        Err(e) => AttemptOutcome {
+            status: None,
+            error: Some(e.to_string()),
+            retry_after: None,
+            latency,
+        },
+    }
+}
+
+/// Whether a failed attempt is worth repeating: network errors, 5xx, 408 and 429.
+fn retryable(status: Option<u16>) -> bool {
+    match status {
+        None => true,
+        Some(s) => s >= 500 || s == 408 || s == 429,
+    }
+}
+
+/// Count a failure against the subscription; disable it when they keep coming.
+fn note_failure(
+    conn: &mut DbConn,
+    w: &WebhookRow,
+    config: &Config,
+    delivery_dead: bool,
+) -> ApiResult<()> {
+    let failures = w.consecutive_failures + 1;
+    let disable = failures >= config.webhook_disable_after || delivery_dead;
+    diesel::update(webhooks::table.find(&w.id))
+        .set(webhooks::consecutive_failures.eq(failures))
+        .execute(conn)?;
+    if !disable || !w.active {
+        return Ok(());
+    }
+    let reason = if delivery_dead {
+        "a delivery failed on every attempt".to_string()
+    } else {
+        format!("{failures} deliveries in a row failed")
+    };
+    diesel::update(webhooks::table.find(&w.id))
+        .set((
+            webhooks::active.eq(false),
+            webhooks::disabled_at.eq(ids::now()),
+            webhooks::disabled_reason.eq(&reason),
+        ))
+        .execute(conn)?;
+    tracing::warn!(webhook_id = %w.id, url = %w.url, reason = %reason, "webhook disabled");
+    let after: Webhook = find(conn, &w.id)?.into();
+    audit::emit(
+        conn,
+        "webhook.disabled",
+        "webhook",
+        &w.id,
+        &Actor::system(),
+        &json!(after),
+    )
+}
+
+fn deliver(conn: &mut DbConn, agent: &ureq::Agent, config: &Config, payload: &Value) -> JobResult {
+    let delivery_id = payload["delivery_id"].as_str().unwrap_or_default();
+    let fail = |e: ApiError| JobFailure::from(e.to_string());
+    let Some(d) = webhook_deliveries::table
+        .find(delivery_id)
+        .first::<Delivery>(conn)
+        .optional()
+        .map_err(|e| fail(e.into()))?
+    else {
+        return Ok(());
+    };
+    let w: WebhookRow = webhooks::table
+        .find(&d.webhook_id)
+        .first(conn)
+        .map_err(|e| fail(e.into()))?;
+    if d.status != "pending" {
+        return Ok(());
+    }
+    if !w.active || w.archived_at.is_some() {
+        return set_delivery(
+            conn,
+            &d,
+            "failed",
+            None,
+            Some("the webhook is disabled".into()),
+        )
+        .map_err(fail);
+    }
+    let outcome = post(agent, &d, &w.url, &w.secret);
+    let delivered = outcome.status.is_some_and(|s| (200..300).contains(&s));
+    let attempts = d.attempts + 1;
+    let will_retry =
+        !delivered && retryable(outcome.status) && attempts < config.webhook_max_attempts;
+    db::write_tx(conn, |c| {
+        record_attempt(c, &d, &outcome)?;
+        if delivered {
+            diesel::update(webhooks::table.find(&w.id))
+                .set(webhooks::consecutive_failures.eq(0))
+                .execute(c)?;
+            return set_delivery(c, &d, "delivered", outcome.status, None);
+        }
+        note_failure(c, &w, config, !will_retry && retryable(outcome.status))?;
+        let status = if will_retry { "pending" } else { "failed" };
+        set_delivery(c, &d, status, outcome.status, outcome.error.clone())
+    })
+    .map_err(fail)?;
+    if will_retry {
+        return Err(JobFailure {
+            message: outcome.error.unwrap_or_default(),
+            retry_after: outcome.retry_after,
+        });
+    }
+    Ok(())
+}
+
+fn record_attempt(conn: &mut DbConn, d: &Delivery, o: &AttemptOutcome) -> ApiResult<()> {
+    diesel::insert_into(webhook_attempts::table)
+        .values((
+            webhook_attempts::id.eq(ids::new_id()),
+            webhook_attempts::delivery_id.eq(&d.id),
+            webhook_attempts::attempted_at.eq(ids::now()),
+            webhook_attempts::status_code.eq(o.status.map(i32::from)),
+            webhook_attempts::latency_ms.eq(o.latency.as_millis() as i64),
+            webhook_attempts::error.eq(&o.error),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn set_delivery(
+    conn: &mut DbConn,
+    d: &Delivery,
+    status: &str,
+    code: Option<u16>,
+    error: Option<String>,
+) -> ApiResult<()> {
+    let now = ids::now();
+    diesel::update(webhook_deliveries::table.find(&d.id))
+        .set((
+            webhook_deliveries::status.eq(status),
+            webhook_deliveries::attempts
+                .eq(d.attempts + i32::from(code.is_some() || error.is_some())),
+            webhook_deliveries::last_status_code.eq(code.map(i32::from).or(d.last_status_code)),
+            webhook_deliveries::last_error.eq(error),
+            webhook_deliveries::updated_at.eq(&now),
+            webhook_deliveries::delivered_at.eq((status == "delivered").then_some(now.clone())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Register the delivery job with its backoff.
+pub fn register_jobs(registry: &mut JobRegistry, config: Arc<Config>) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(config.webhook_timeout)
+        .redirects(0)
+        .build();
+    let policy = RetryPolicy {
+        base: config.webhook_retry_base,
+        cap: Duration::from_secs(3600),
+    };
+    registry.register_with_policy(DELIVER_JOB, policy, move |conn, payload| {
+        deliver(conn, &agent, &config, payload)
+    });
+}
+
+// ---- HTTP handlers ----
+
+/// Subscribe a URL to events.
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookInput,
+    params(IdempotencyParams),
+    responses((status = 201, description = "Subscribed; `secret` is shown this once", body = Webhook), WriteProblems))]
+pub async fn create_webhook(
+    state: web::Data<AppState>,
+    me: Principal,
+    body: Json<WebhookInput>,
+) -> ApiResult<HttpResponse> {
+    let w = state.db(move |c| create(c, &me, &body)).await?;
+    Ok(crate::respond::created(
+        format!("/api/v1/webhooks/{}", w.id),
+        w.version,
+        &w,
+    ))
+}
+
+/// Every subscription.
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
+    responses((status = 200, description = "Subscriptions, newest first", body = Vec<Webhook>), ListProblems))]
+pub async fn list_webhooks(state: web::Data<AppState>, _me: Principal) -> ApiResult<HttpResponse> {
+    let rows: Vec<WebhookRow> = state
+        .db(|c| {
+            Ok(webhooks::table
+                .filter(webhooks::archived_at.is_null())
+                .order(webhooks::created_at.desc())
+                .load(c)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows.into_iter().map(Webhook::from).collect::<Vec<_>>()))
+}
+
+/// One subscription.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, format = "uuid", description = "Webhook id")),
+    responses((status = 200, description = "The subscription", body = Webhook), ReadProblems))]
+pub async fn get_webhook(
+    state: web::Data<AppState>,
+    _me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path_id(&id)?;
+    let w: Webhook = state.db(move |c| find(c, &id)).await?.into();
+    Ok(crate::respond::with_etag(w.version, &w))
+}
+
+/// Change a subscription; `active: true` re-enables a disabled one.
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", request_body = WebhookInput,
+    params(("id" = String, Path, format = "uuid", description = "Webhook id"), crate::params::IfMatchParams),
+    responses((status = 200, description = "Updated", body = Webhook), WriteProblems))]
+pub async fn update_webhook(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+    body: Json<WebhookInput>,
+) -> ApiResult<HttpResponse> {
+    let id = path_id(&id)?;
+    let expected = crate::extract::if_match(&req)?;
+    let w = state
+        .db(move |c| update(c, &me, &id, expected, &body))
+        .await?;
+    Ok(crate::respond::with_etag(w.version, &w))
+}
+
+/// Delete a subscription (pending deliveries stop).
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, format = "uuid", description = "Webhook id")),
+    responses((status = 204, description = "Deleted"), WriteProblems))]
+pub async fn delete_webhook(
+    state: web::Data<AppState>,
+    me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path_id(&id)?;
+    state.db(move |c| archive(c, &me, &id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Send a `webhook.ping` event to the URL now (through the queue, signed like any other).
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/ping", tag = "webhooks",
+    params(("id" = String, Path, format = "uuid", description = "Webhook id")),
+    responses((status = 202, description = "A delivery was queued", body = Delivery), WriteProblems))]
+pub async fn ping(
+    state: web::Data<AppState>,
+    _me: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path_id(&id)?;
+    let d = state
+        .db(move |c| {
+            db::write_tx(c, |c| {
+                let w = find(c, &id)?;
+                let event_id = ids::new_id();
+                let body = event_body(
+                    &event_id,
+                    "webhook.ping",
+                    &ids::now(),
+                    &json!({"webhook_id": w.id}),
+                );
+                let d = new_delivery(c, &w.id, &event_id, "webhook.ping", &body)?;
+                Ok(webhook_deliveries::table.find(&d).first::<Delivery>(c)?)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Accepted().json(d))
+}
+
+/// The delivery log, newest first (up to 200).
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, format = "uuid", description = "Webhook id"),
+        ("status" = Option<String>, Query, nullable = false, pattern = "^(pending|delivered|failed)$", description = "Only deliveries in this state")),
+    responses((status = 200, description = "Deliveries", body = Vec<Delivery>), ReadProblems))]
+pub async fn list_deliveries(
+    state: web::Data<AppState>,
+    _me: Principal,
+    id: web::Path<String>,
+    query: web::Query<DeliveryFilter>,
+) -> ApiResult<HttpResponse> {
+    let id = path_id(&id)?;
+    let status = query.into_inner().status;
+    if status
+        .as_deref()
+        .is_some_and(|s| !["pending", "delivered", "failed"].contains(&s))
+    {
+        return Err(ApiError::BadRequest(
+            "status is pending, delivered or failed".into(),
+        ));
+    }
+    let rows: Vec<Delivery> = state
+        .db(move |c| {
+            find(c, &id)?;
+            let mut q = webhook_deliveries::table
+                .filter(webhook_deliveries::webhook_id.eq(&id))
+                .into_boxed::<crate::db::MultiBackend>();
+            if let Some(s) = status {
+                q = q.filter(webhook_deliveries::status.eq(s));
+            }
+            Ok(q.order((
+                webhook_deliveries::created_at.desc(),
+                webhook_deliveries::id.desc(),
+            ))
+            .limit(200)
+            .load(c)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+}
+
+fn find_delivery(conn: &mut DbConn, webhook_id: &str, delivery_id: &str) -> ApiResult<Delivery> {
+    webhook_deliveries::table
+        .find(delivery_id)
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+        .first::<Delivery>(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("delivery"))
+}
+
+/// One delivery with every attempt: when, status code, latency, error.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}", tag = "webhooks",
+    params(("id" = String, Path, format = "uuid", description = "Webhook id"),
+        ("delivery_id" = String, Path, format = "uuid", description = "Delivery id")),
+    responses((status = 200, description = "The delivery and its attempts", body = DeliveryDetail), ReadProblems))]
+pub async fn get_delivery(
+    state: web::Data<AppState>,
+    _me: Principal,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, delivery_id) = path.into_inner();
+    let (id, delivery_id) = (path_id(&id)?, path_id(&delivery_id)?);
+    let detail = state
+        .db(move |c| {
+            let delivery = find_delivery(c, &id, &delivery_id)?;
+            let attempts_log = webhook_attempts::table
+                .filter(webhook_attempts::delivery_id.eq(&delivery_id))
+                .order(webhook_attempts::attempted_at.asc())
+                .load::<Attempt>(c)?;
+            Ok(DeliveryDetail {
+                delivery,
+                attempts_log,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// Send a delivery's body again, as a new delivery (the receiver sees the same event id).
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path, format = "uuid", description = "Webhook id"),
+        ("delivery_id" = String, Path, format = "uuid", description = "Delivery id")),
+    responses((status = 202, description = "A new delivery was queued", body = Delivery), WriteProblems))]
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    _me: Principal,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, delivery_id) = path.into_inner();
+    let (id, delivery_id) = (path_id(&id)?, path_id(&delivery_id)?);
+    let d = state
+        .db(move |c| {
+            db::write_tx(c, |c| {
+                let w = find(c, &id)?;
+                let old = find_delivery(c, &id, &delivery_id)?;
+                let new = new_delivery(c, &w.id, &old.event_id, &old.event_type, &old.body)?;
+                Ok(webhook_deliveries::table.find(&new).first::<Delivery>(c)?)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Accepted().json(d))
+}
