@@ -78,6 +78,10 @@ pub enum Permission {
     ProductsManage,
     /// Define custom fields.
     MetaManage,
+    /// Write accounting records (invoices, payments). They are pushed in from the
+    /// accounting system, usually with an admin's or manager's integration key; everyone
+    /// who sees customers reads them with `CustomersRead`.
+    BillingWrite,
 }
 
 /// The permission table: which roles hold which permission.
@@ -94,6 +98,7 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         ProductsRead => true,
         ProductsManage => matches!(role, Admin | Manager),
         MetaManage => role == Admin,
+        BillingWrite => matches!(role, Admin | Manager),
     }
 }
 
