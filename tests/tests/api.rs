@@ -7,6 +7,8 @@ mod access;
 mod api_keys;
 #[path = "api/auth.rs"]
 mod auth;
+#[path = "api/billing.rs"]
+mod billing;
 #[path = "api/contract.rs"]
 mod contract;
 #[path = "api/conventions.rs"]

@@ -82,6 +82,10 @@ pub enum Permission {
     WebhooksManage,
     /// Run bulk imports (each row also needs the object's write permission).
     ImportsRun,
+    /// Write accounting records (invoices, payments). They are pushed in from the
+    /// accounting system, usually with an admin's or manager's integration key; everyone
+    /// who sees customers reads them with `CustomersRead`.
+    BillingWrite,
 }
 
 /// The permission table: which roles hold which permission.
@@ -100,6 +104,7 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         MetaManage => role == Admin,
         WebhooksManage => role == Admin,
         ImportsRun => !matches!(role, Analyst | Partner),
+        BillingWrite => matches!(role, Admin | Manager),
     }
 }
 

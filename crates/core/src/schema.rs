@@ -348,6 +348,47 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    invoices (id) {
+        id -> Text,
+        account_id -> Text,
+        order_id -> Nullable<Text>,
+        number -> Text,
+        currency -> Text,
+        amount_total -> BigInt,
+        amount_paid -> BigInt,
+        issued_on -> Text,
+        due_on -> Text,
+        status -> Text,
+        notes -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        account_id -> Text,
+        invoice_id -> Nullable<Text>,
+        amount -> BigInt,
+        currency -> Text,
+        received_on -> Text,
+        method -> Text,
+        reference -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_accounts -> contacts (contact_id));
@@ -355,6 +396,9 @@ diesel::joinable!(contact_accounts -> accounts (account_id));
 diesel::joinable!(contact_consents -> contacts (contact_id));
 diesel::joinable!(activity_links -> activities (activity_id));
 diesel::joinable!(contacts -> households (household_id));
+diesel::joinable!(invoices -> accounts (account_id));
+diesel::joinable!(payments -> accounts (account_id));
+diesel::joinable!(payments -> invoices (invoice_id));
 
 diesel::joinable!(users -> teams (team_id));
 diesel::joinable!(api_keys -> users (user_id));
@@ -386,6 +430,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     price_book_entries,
     custom_field_defs,
     custom_values,
+    invoices,
+    payments,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -46,7 +46,10 @@ fn cors(origins: &[String]) -> Cors {
 
 /// Every integrable object of every domain crate.
 pub fn objects() -> ObjectRegistry {
-    ObjectRegistry::new(&[crm_customers::OBJECTS], &[crm_customers::EVENT_SOURCES])
+    ObjectRegistry::new(
+        &[crm_customers::OBJECTS, crm_sales::OBJECTS],
+        &[crm_customers::EVENT_SOURCES],
+    )
 }
 
 /// The whole permission table: identity, platform, integrations and every domain crate.

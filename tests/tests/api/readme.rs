@@ -77,6 +77,16 @@ fn the_customers_walkthrough_works_when_pasted_into_a_shell() {
 }
 
 #[test]
+fn the_billing_walkthrough_works_when_pasted_into_a_shell() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("billing"));
+    assert!(
+        stdout.contains("\"currency\":\"EUR\",\"open_balance\":100000,\"overdue_amount\":100000,\"invoices_open\":1,\"invoices_overdue\":1"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_readme_walkthrough_works_when_pasted_into_a_shell() {
     let app = TestApp::start();
     let script = walkthrough("basics");
