@@ -14,12 +14,15 @@ build:
 ## The whole suite on SQLite (with the spec fuzzer), then on a throwaway PostgreSQL cluster.
 test: test-sqlite fuzz test-postgres
 
+# The import test kills and restarts a real `crm` process, so the binary is built first.
 test-sqlite:
 	@echo "== tests on SQLite =="
+	$(CARGO) build --bin crm
 	env -u TEST_DATABASE_URL $(CARGO) $(NEXTEST) --workspace
 
 test-postgres:
 	@echo "== tests on PostgreSQL =="
+	$(CARGO) build --bin crm
 	tests/with-postgres.sh $(CARGO) $(NEXTEST) --workspace
 
 ## Schemathesis over every operation of the live spec, on a fresh SQLite database.

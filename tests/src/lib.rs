@@ -190,6 +190,25 @@ impl TestApp {
             Some(b) => req.set("Content-Type", "application/json").send_string(b),
             None => req.call(),
         };
+        Self::read_response(method, path, result)
+    }
+
+    /// Send a body of any type as it is (a CSV file, NDJSON…), as the admin.
+    pub fn upload(&self, path: &str, content_type: &str, body: &[u8]) -> Resp {
+        let result = self
+            .agent
+            .post(&format!("{}{}", self.base, path))
+            .set("Authorization", &format!("Bearer {}", self.admin_token))
+            .set("Content-Type", content_type)
+            .send_bytes(body);
+        Self::read_response("POST", path, result)
+    }
+
+    fn read_response(
+        method: &str,
+        path: &str,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Resp {
         let res = match result {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,

@@ -17,6 +17,10 @@ mod conventions;
 mod customers;
 #[path = "api/feed.rs"]
 mod feed;
+#[path = "api/guide.rs"]
+mod guide;
+#[path = "api/imports.rs"]
+mod imports;
 #[path = "api/integrations.rs"]
 mod integrations;
 #[path = "api/jobs.rs"]

@@ -140,7 +140,15 @@ fn insert_event(
             events::payload.eq(payload.to_string()),
         ))
         .execute(conn)?;
-    crate::integrations::webhooks::fan_out(conn, &id, event_type, &occurred_at, payload)
+    let meta = crate::integrations::webhooks::EventMeta {
+        id: &id,
+        event_type,
+        entity_type,
+        entity_id,
+        actor_id: actor.id.as_deref(),
+        occurred_at: &occurred_at,
+    };
+    crate::integrations::webhooks::fan_out(conn, &meta, payload)
 }
 
 /// The fields that differ between two JSON objects, as `{"field": {"from", "to"}}`.

@@ -28,11 +28,15 @@ pub struct Config {
     pub webhook_retry_base: Duration,
     /// Attempts per webhook delivery (with the defaults, about a day of retries).
     pub webhook_max_attempts: i32,
-    /// Failed attempts in a row after which a webhook is disabled.
+    /// Deliveries in a row that failed for good (a 4xx, or every retry) after which a
+    /// webhook is disabled.
     pub webhook_disable_after: i32,
     pub webhook_timeout: Duration,
     /// Largest import file accepted.
     pub import_max_bytes: u64,
+    /// How long a worker holds a job before another may take it over (a crashed worker's
+    /// jobs resume after this); long jobs renew it as they go.
+    pub job_lease: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -81,9 +85,10 @@ impl Config {
             ),
             webhook_retry_base: Duration::from_secs(number("CRM_WEBHOOK_RETRY_BASE_SECS", 30)?),
             webhook_max_attempts: number("CRM_WEBHOOK_MAX_ATTEMPTS", 30)?,
-            webhook_disable_after: number("CRM_WEBHOOK_DISABLE_AFTER", 50)?,
+            webhook_disable_after: number("CRM_WEBHOOK_DISABLE_AFTER", 20)?,
             webhook_timeout: Duration::from_secs(number("CRM_WEBHOOK_TIMEOUT_SECS", 10)?),
             import_max_bytes: number("CRM_IMPORT_MAX_BYTES", 200 * 1024 * 1024)?,
+            job_lease: Duration::from_secs(number("CRM_JOB_LEASE_SECS", 60)?),
         })
     }
 
@@ -110,6 +115,7 @@ impl Config {
             webhook_disable_after: 50,
             webhook_timeout: Duration::from_secs(5),
             import_max_bytes: 200 * 1024 * 1024,
+            job_lease: Duration::from_secs(60),
         }
     }
 }

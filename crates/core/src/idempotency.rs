@@ -46,9 +46,10 @@ pub async fn middleware(
         .and_then(|v| v.to_str().ok())
         .map(secret_digest);
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let (Some(key), Some(scope), Some(state), true) =
-        (key, credential, state, req.method() == Method::POST)
-    else {
+    // Import uploads are streamed (up to hundreds of MB) and never buffered; an import is
+    // a job the client can look up, so it is not replayed by key.
+    let replayable = req.method() == Method::POST && !req.path().ends_with("/imports");
+    let (Some(key), Some(scope), Some(state), true) = (key, credential, state, replayable) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {

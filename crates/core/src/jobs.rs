@@ -288,14 +288,44 @@ fn finish(
     Ok(())
 }
 
+thread_local! {
+    /// The job this worker thread is running, for `keep_alive`.
+    static CURRENT: std::cell::RefCell<Option<(String, Option<String>, Duration)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Extend the running job's lease (long jobs call this as they make progress, so that no
+/// other worker takes the job while this one is alive). Returns false when the lease was
+/// lost to another worker: the caller should stop.
+pub fn keep_alive(conn: &mut DbConn) -> Result<bool, ApiError> {
+    let Some((id, worker, lease)) = CURRENT.with(|c| c.borrow().clone()) else {
+        return Ok(true);
+    };
+    let until = ids::now_plus(chrono::Duration::milliseconds(lease.as_millis() as i64));
+    let n = diesel::update(
+        jobs::table
+            .find(&id)
+            .filter(jobs::locked_by.eq(&worker))
+            .filter(jobs::status.eq(RUNNING)),
+    )
+    .set(jobs::locked_until.eq(until))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 fn run_one(conn: &mut DbConn, job: &Job, registry: &JobRegistry) -> JobResult {
     let Some(handler) = registry.handlers.get(&job.kind).cloned() else {
         return Err(format!("no handler is registered for job kind {:?}", job.kind).into());
     };
     let payload: Value = serde_json::from_str(&job.payload).unwrap_or(Value::Null);
+    CURRENT
+        .with(|c| *c.borrow_mut() = Some((job.id.clone(), job.locked_by.clone(), registry.lease)));
     // A panicking handler must not take the worker thread down with it.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(conn, &payload)))
-        .unwrap_or_else(|_| Err("the job handler panicked".into()))
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(conn, &payload)))
+            .unwrap_or_else(|_| Err("the job handler panicked".into()));
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    outcome
 }
 
 /// Claim and run one job if one is ready. Returns whether a job ran.

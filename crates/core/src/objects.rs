@@ -42,6 +42,8 @@ pub struct ObjectKind {
     pub by_email: Option<FindByEmail>,
     /// Row-level visibility beyond the role (partners see only what is shared).
     pub visible_to: fn(&Principal) -> bool,
+    /// The JSON schema of the create/update body, which tells imports how to type CSV cells.
+    pub input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
 }
 
 /// An entity type that appears in events without being an integrable object (activities,

@@ -799,4 +799,5 @@ pub const OBJECT: ObjectKind = ObjectKind {
     by_external: crm_core::find_by_external!(accounts),
     by_email: None,
     visible_to: common::sees_all,
+    input_schema: <AccountInput as utoipa::PartialSchema>::schema,
 };

@@ -1027,4 +1027,5 @@ pub const OBJECT: ObjectKind = ObjectKind {
     by_external: crm_core::find_by_external!(contacts),
     by_email: Some(by_primary_email),
     visible_to: common::sees_all,
+    input_schema: <ContactInput as utoipa::PartialSchema>::schema,
 };

@@ -170,7 +170,7 @@ fn print_banner(addr: &str, boot: &crm_gateway::Bootstrap) {
         Some((email, None)) => {
             println!("Created the first admin {email} with the password from CRM_ADMIN_PASSWORD.");
             println!("Get a token:");
-            println!("  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"email\":\"{email}\",\"password\":\"$CRM_ADMIN_PASSWORD\"}}'");
+            println!("  curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"email\":\"{email}\",\"password\":\"'\"$CRM_ADMIN_PASSWORD\"'\"}}'");
         }
         None => {
             println!("Get a token:");

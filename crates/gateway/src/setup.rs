@@ -67,13 +67,20 @@ pub fn build_state(
         .map_err(|e| format!("creating the first admin: {e}"))?
     };
     let config = Arc::new(config);
-    crm_core::integrations::register_jobs(&mut registry, config.clone());
+    let objects = Arc::new(crate::objects());
+    registry.lease = config.job_lease;
+    crm_core::integrations::register_jobs(
+        &mut registry,
+        config.clone(),
+        objects.clone(),
+        pool.clone(),
+    );
     let state = AppState {
         pool,
         config,
         jwt: Arc::new(JwtKeys::new(secret.as_bytes())),
         jobs: Arc::new(registry),
-        objects: Arc::new(crate::objects()),
+        objects,
     };
     Ok((state, Bootstrap { admin }))
 }

@@ -834,4 +834,5 @@ pub const OBJECT: ObjectKind = ObjectKind {
     by_external: crm_core::find_by_external!(invoices),
     by_email: None,
     visible_to: common::sees_all,
+    input_schema: <InvoiceInput as utoipa::PartialSchema>::schema,
 };

@@ -721,4 +721,5 @@ pub const OBJECT: ObjectKind = ObjectKind {
     by_external: crm_core::find_by_external!(payments),
     by_email: None,
     visible_to: common::sees_all,
+    input_schema: <PaymentInput as utoipa::PartialSchema>::schema,
 };

@@ -1,18 +1,20 @@
-//! The README's curl walk-through, run as written against a live server.
+//! The README's curl walk-throughs, run as written against a live server.
 
 use crm_tests::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use serde_json::{json, Value};
 use std::process::Command;
 
-/// The shell blocks between `<!-- walkthrough:NAME -->` and `<!-- /walkthrough -->`.
-fn walkthrough(name: &str) -> String {
+/// The shell blocks between `<!-- KIND:NAME -->` and `<!-- /KIND -->`.
+fn sh_blocks(kind: &str, name: &str) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .unwrap_or_default();
-    let start = format!("<!-- walkthrough:{name} -->");
+    let start = format!("<!-- {kind}:{name} -->");
+    let end = format!("<!-- /{kind} -->");
     let section = readme
         .split_once(&start)
-        .and_then(|(_, rest)| rest.split_once("<!-- /walkthrough -->"))
+        .and_then(|(_, rest)| rest.split_once(&end))
         .map(|(s, _)| s.to_string())
-        .unwrap_or_else(|| panic!("README has no walkthrough {name}"));
+        .unwrap_or_else(|| panic!("README has no {kind} {name}"));
     let mut script = String::new();
     let mut inside = false;
     for line in section.lines() {
@@ -26,6 +28,16 @@ fn walkthrough(name: &str) -> String {
         }
     }
     script
+}
+
+/// The shell blocks of `<!-- walkthrough:NAME -->`.
+pub(crate) fn walkthrough(name: &str) -> String {
+    sh_blocks("walkthrough", name)
+}
+
+/// The shell blocks of `<!-- snippet:NAME -->`.
+pub(crate) fn snippet(name: &str) -> String {
+    sh_blocks("snippet", name)
 }
 
 fn run(app: &TestApp, script: &str) -> String {
@@ -96,4 +108,100 @@ fn the_readme_walkthrough_works_when_pasted_into_a_shell() {
     assert!(stdout.contains("\"role\":\"admin\""), "{stdout}");
     assert!(stdout.contains("application/problem+json"), "{stdout}");
     assert!(stdout.contains("\"status\":422"), "{stdout}");
+}
+
+#[test]
+fn the_sync_walkthrough_upserts_by_key_reads_the_feed_once_and_exports() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("sync"));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.get(..3),
+        Some(&["201", "200", "\"succeeded\":2,\"failed\":0"][..]),
+        "created, then updated by the same key; the batch wrote both items\n{stdout}"
+    );
+    assert_eq!(
+        lines.get(3..7),
+        Some(
+            &[
+                "account.created Globex",
+                "account.updated Globex Corporation",
+                "account.created Initech",
+                "account.created Umbrella",
+            ][..]
+        ),
+        "every account change once, in order\n{stdout}"
+    );
+    let cursor = lines
+        .get(7)
+        .and_then(|l| l.strip_prefix("next_cursor: "))
+        .filter(|c| c.parse::<u64>().is_ok())
+        .unwrap_or_else(|| panic!("no next_cursor line\n{stdout}"));
+    let again: Value = serde_json::from_str(lines.get(8).copied().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("second read is not JSON ({e})\n{stdout}"));
+    assert_eq!(
+        again,
+        json!({"data": [], "next_cursor": cursor, "has_more": false}),
+        "nothing after the cursor\n{stdout}"
+    );
+    let header: Vec<&str> = lines
+        .get(9)
+        .copied()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("CSV header has no {name}\n{stdout}"))
+    };
+    let (name, key) = (column("name"), column("external_id"));
+    column("id");
+    let rows: Vec<(String, String)> = lines[10..]
+        .iter()
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), header.len(), "{l}");
+            (cells[key].to_string(), cells[name].to_string())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("C-1001", "Globex Corporation"),
+            ("C-1002", "Initech"),
+            ("C-1003", "Umbrella"),
+        ]
+        .map(|(k, n)| (k.to_string(), n.to_string())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_composite_walkthrough_creates_an_account_and_its_linked_contact() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let stdout = run(&app, &walkthrough("composite"));
+    let answer: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+    let results = &answer["results"];
+    assert_eq!(results[0]["reference_id"], "acct", "{stdout}");
+    assert_eq!(results[0]["status"], 201, "{stdout}");
+    assert_eq!(results[1]["reference_id"], "ceo", "{stdout}");
+    assert_eq!(results[1]["status"], 201, "{stdout}");
+    let account_id = results[0]["body"]["id"].as_str().unwrap_or_default();
+    assert!(!account_id.is_empty(), "{stdout}");
+    assert_eq!(
+        results[1]["body"]["accounts"][0]["account_id"], account_id,
+        "@{{acct.id}} became the new account's id\n{stdout}"
+    );
+    // Both were committed.
+    let account = app.get(&format!("/api/v1/accounts/{account_id}"), t);
+    assert_eq!(account.status, 200, "{}", account.text);
+    assert_eq!(account.json()["external_id"], "C-2001");
+    let contact_id = results[1]["body"]["id"].as_str().unwrap_or_default();
+    let contact = app.get(&format!("/api/v1/contacts/{contact_id}"), t);
+    assert_eq!(contact.status, 200, "{}", contact.text);
+    assert_eq!(contact.json()["accounts"][0]["account_id"], account_id);
 }

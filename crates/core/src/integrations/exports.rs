@@ -43,6 +43,9 @@ fn cell(v: &Value) -> String {
 }
 
 fn csv_rows(rows: &[Value], columns: &[String], header: bool) -> ApiResult<Vec<u8>> {
+    if columns.is_empty() {
+        return Ok(vec![]);
+    }
     let mut w = csv::Writer::from_writer(vec![]);
     if header {
         w.write_record(columns).map_err(ApiError::internal)?;

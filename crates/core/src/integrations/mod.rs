@@ -6,6 +6,7 @@ pub mod batch;
 pub mod composite;
 pub mod exports;
 pub mod feed;
+pub mod imports;
 pub mod stream;
 pub mod upsert;
 pub mod webhooks;
@@ -28,6 +29,16 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .service(
         web::resource("/events/stream")
             .route(web::get().to(stream::stream))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/imports")
+            .route(web::post().to(imports::create_import))
+            .default_service(only("POST")),
+    )
+    .service(
+        web::resource("/imports/{id}")
+            .route(web::get().to(imports::get_import))
             .default_service(only("GET")),
     )
     .service(
@@ -115,11 +126,14 @@ const PER_EMAIL_OBJECT: &[(&str, &str, Needs)] =
 /// The rows of the permission table for operations that are not per object.
 pub const OPERATIONS: &[Operation] = {
     const HOOKS: Access = Access::Needs(Permission::WebhooksManage);
+    const IMPORTS: Access = Access::Needs(Permission::ImportsRun);
     &[
         Operation::new("POST", "/api/v1/composite", Access::Authenticated),
         // Everyone may read the feed; what each caller sees is filtered in the query.
         Operation::new("GET", "/api/v1/events", Access::Authenticated),
         Operation::new("GET", "/api/v1/events/stream", Access::Authenticated),
+        Operation::new("POST", "/api/v1/imports", IMPORTS),
+        Operation::new("GET", "/api/v1/imports/{id}", IMPORTS),
         Operation::new("GET", "/api/v1/webhooks", HOOKS),
         Operation::new("POST", "/api/v1/webhooks", HOOKS),
         Operation::new("GET", "/api/v1/webhooks/{id}", HOOKS),
@@ -140,12 +154,16 @@ pub const OPERATIONS: &[Operation] = {
     ]
 };
 
-/// Register the integration jobs (webhook deliveries) and housekeeping (event retention).
+/// Register the integration jobs (webhook deliveries, imports) and housekeeping (event
+/// retention).
 pub fn register_jobs(
     registry: &mut crate::jobs::JobRegistry,
     config: std::sync::Arc<crate::config::Config>,
+    objects: std::sync::Arc<ObjectRegistry>,
+    pool: crate::db::DbPool,
 ) {
     webhooks::register_jobs(registry, config.clone());
+    imports::register_jobs(registry, objects, pool);
     let retention =
         chrono::Duration::from_std(config.event_retention).unwrap_or(chrono::Duration::days(30));
     registry.register_periodic(
@@ -233,6 +251,7 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
     paths(
         upsert::upsert_external, upsert::upsert_by_email, batch::batch, composite::composite,
         exports::export,
+        imports::create_import, imports::get_import,
         feed::list_events, stream::stream,
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::get_webhook,
         webhooks::update_webhook, webhooks::delete_webhook, webhooks::ping,

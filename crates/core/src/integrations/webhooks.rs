@@ -370,10 +370,28 @@ fn archive(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<()> {
     })
 }
 
+/// An event as webhooks send it (the feed's shape, without the cursor).
+pub struct EventMeta<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub entity_type: &'a str,
+    pub entity_id: &'a str,
+    pub actor_id: Option<&'a str>,
+    pub occurred_at: &'a str,
+}
+
 /// The body every receiver gets.
-fn event_body(event_id: &str, event_type: &str, occurred_at: &str, data: &Value) -> String {
-    json!({"id": event_id, "type": event_type, "occurred_at": occurred_at, "data": data})
-        .to_string()
+fn event_body(e: &EventMeta<'_>, data: &Value) -> String {
+    json!({
+        "id": e.id,
+        "type": e.event_type,
+        "entity_type": e.entity_type,
+        "entity_id": e.entity_id,
+        "actor_id": e.actor_id,
+        "occurred_at": e.occurred_at,
+        "data": data,
+    })
+    .to_string()
 }
 
 fn filters_match(filters: &str, data: &Value) -> bool {
@@ -409,13 +427,7 @@ fn new_delivery(
 
 /// Create a delivery for every active subscription this event matches. Called in the
 /// transaction that writes the event.
-pub fn fan_out(
-    conn: &mut DbConn,
-    event_id: &str,
-    event_type: &str,
-    occurred_at: &str,
-    data: &Value,
-) -> ApiResult<()> {
+pub fn fan_out(conn: &mut DbConn, event: &EventMeta<'_>, data: &Value) -> ApiResult<()> {
     let subs: Vec<(String, String, String)> = webhooks::table
         .filter(webhooks::active.eq(true))
         .filter(webhooks::archived_at.is_null())
@@ -424,13 +436,12 @@ pub fn fan_out(
     let mut body = None;
     for (id, types, filters) in subs {
         let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
-        if super::feed::type_matches(&types, event_type)
+        if super::feed::type_matches(&types, event.event_type)
             && !types.is_empty()
             && filters_match(&filters, data)
         {
-            let body =
-                body.get_or_insert_with(|| event_body(event_id, event_type, occurred_at, data));
-            new_delivery(conn, &id, event_id, event_type, body)?;
+            let body = body.get_or_insert_with(|| event_body(event, data));
+            new_delivery(conn, &id, event.id, event.event_type, body)?;
         }
     }
     Ok(())
@@ -504,17 +515,23 @@ fn retryable(status: Option<u16>) -> bool {
 }
 
 /// Count a failure against the subscription; disable it when they keep coming.
+/// Count a delivery that failed for good against the subscription, and disable it when
+/// such failures keep coming (or one delivery used up a day of retries). Attempts that
+/// will be retried do not count: a short outage must not switch a webhook off.
 fn note_failure(
     conn: &mut DbConn,
     w: &WebhookRow,
     config: &Config,
     delivery_dead: bool,
 ) -> ApiResult<()> {
-    let failures = w.consecutive_failures + 1;
-    let disable = failures >= config.webhook_disable_after || delivery_dead;
     diesel::update(webhooks::table.find(&w.id))
-        .set(webhooks::consecutive_failures.eq(failures))
+        .set(webhooks::consecutive_failures.eq(webhooks::consecutive_failures + 1))
         .execute(conn)?;
+    let failures: i32 = webhooks::table
+        .find(&w.id)
+        .select(webhooks::consecutive_failures)
+        .first(conn)?;
+    let disable = failures >= config.webhook_disable_after || delivery_dead;
     if !disable || !w.active {
         return Ok(());
     }
@@ -583,7 +600,9 @@ fn deliver(conn: &mut DbConn, agent: &ureq::Agent, config: &Config, payload: &Va
                 .execute(c)?;
             return set_delivery(c, &d, "delivered", outcome.status, None);
         }
-        note_failure(c, &w, config, !will_retry && retryable(outcome.status))?;
+        if !will_retry {
+            note_failure(c, &w, config, retryable(outcome.status))?;
+        }
         let status = if will_retry { "pending" } else { "failed" };
         set_delivery(c, &d, status, outcome.status, outcome.error.clone())
     })
@@ -744,12 +763,15 @@ pub async fn ping(
             db::write_tx(c, |c| {
                 let w = find(c, &id)?;
                 let event_id = ids::new_id();
-                let body = event_body(
-                    &event_id,
-                    "webhook.ping",
-                    &ids::now(),
-                    &json!({"webhook_id": w.id}),
-                );
+                let meta = EventMeta {
+                    id: &event_id,
+                    event_type: "webhook.ping",
+                    entity_type: "webhook",
+                    entity_id: &w.id,
+                    actor_id: None,
+                    occurred_at: &ids::now(),
+                };
+                let body = event_body(&meta, &json!({"webhook_id": w.id}));
                 let d = new_delivery(c, &w.id, &event_id, "webhook.ping", &body)?;
                 Ok(webhook_deliveries::table.find(&d).first::<Delivery>(c)?)
             })
