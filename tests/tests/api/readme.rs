@@ -205,3 +205,32 @@ fn the_composite_walkthrough_creates_an_account_and_its_linked_contact() {
     assert_eq!(contact.status, 200, "{}", contact.text);
     assert_eq!(contact.json()["accounts"][0]["account_id"], account_id);
 }
+
+#[test]
+fn the_import_walkthrough_reports_broken_rows_by_line_and_imports_the_rest() {
+    let app = TestApp::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{}", walkthrough("import")))
+        .current_dir(dir.path())
+        .env("CRM", &app.base)
+        .env("TOKEN", &app.admin_token)
+        .output()
+        .unwrap_or_else(|e| panic!("bash: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "processed 4, created 2, updated 0, failed 2",
+            "\"line\":3,\"field\":\"employee_count\"",
+            "\"line\":4,\"field\":\"name\"",
+        ],
+        "{stdout}"
+    );
+    let acme = app.get("/api/v1/accounts?q=acme", &app.admin_token).json();
+    assert_eq!(acme["data"][0]["external_id"], "A-1");
+    assert_eq!(acme["data"][0]["employee_count"], 120);
+}
