@@ -63,6 +63,19 @@ impl ListParams {
     }
 
     /// A timestamp filter, normalised to the stored format.
+    /// An ISO 4217 currency code filter (`EUR`); anything else is a 400.
+    pub fn currency_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.filter(name) {
+            None => Ok(None),
+            Some(v) if v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase()) => {
+                Ok(Some(v.to_string()))
+            }
+            Some(v) => Err(ApiError::BadRequest(format!(
+                "{name} must be an ISO 4217 code such as EUR, not {v:?}"
+            ))),
+        }
+    }
+
     pub fn time_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
         self.filter(name)
             .map(|v| {

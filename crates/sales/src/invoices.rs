@@ -641,8 +641,8 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
             }
         };
     }
-    if let Some(v) = p.filter("currency") {
-        q = q.filter(invoices::currency.eq(v.to_string()));
+    if let Some(v) = p.currency_filter("currency")? {
+        q = q.filter(invoices::currency.eq(v));
     }
     if let Some(v) = p.filter("number") {
         q = q.filter(invoices::number.eq(v.trim().to_string()));

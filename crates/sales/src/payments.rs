@@ -512,8 +512,8 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         Some(false) => q = q.filter(payments::invoice_id.is_not_null()),
         None => {}
     }
-    if let Some(v) = p.filter("currency") {
-        q = q.filter(payments::currency.eq(v.to_string()));
+    if let Some(v) = p.currency_filter("currency")? {
+        q = q.filter(payments::currency.eq(v));
     }
     if let Some(v) = p.filter("method") {
         let m = Method::parse(v).ok_or_else(|| {

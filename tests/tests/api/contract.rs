@@ -95,7 +95,10 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
                 .replace("{object}", "contact")
                 .replace("{key}", "no_such_field");
             // JSON bodies only: a file upload (an import's CSV) is probed by its own tests.
-            if op["requestBody"]["content"].get("application/json").is_some() {
+            if op["requestBody"]["content"]
+                .get("application/json")
+                .is_some()
+            {
                 check(
                     &app,
                     &probe,

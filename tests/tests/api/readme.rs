@@ -219,7 +219,11 @@ fn the_import_walkthrough_reports_broken_rows_by_line_and_imports_the_rest() {
         .output()
         .unwrap_or_else(|e| panic!("bash: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
