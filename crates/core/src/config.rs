@@ -32,6 +32,9 @@ pub struct Config {
     /// webhook is disabled.
     pub webhook_disable_after: i32,
     pub webhook_timeout: Duration,
+    /// Let webhooks target private, loopback and link-local addresses (off in production:
+    /// a webhook must not become a way into the internal network).
+    pub webhook_allow_private_urls: bool,
     /// Largest import file accepted.
     pub import_max_bytes: u64,
     /// How long a worker holds a job before another may take it over (a crashed worker's
@@ -87,6 +90,8 @@ impl Config {
             webhook_max_attempts: number("CRM_WEBHOOK_MAX_ATTEMPTS", 30)?,
             webhook_disable_after: number("CRM_WEBHOOK_DISABLE_AFTER", 20)?,
             webhook_timeout: Duration::from_secs(number("CRM_WEBHOOK_TIMEOUT_SECS", 10)?),
+            webhook_allow_private_urls: var("CRM_WEBHOOK_ALLOW_PRIVATE_URLS").as_deref()
+                == Some("true"),
             import_max_bytes: number("CRM_IMPORT_MAX_BYTES", 200 * 1024 * 1024)?,
             job_lease: Duration::from_secs(number("CRM_JOB_LEASE_SECS", 60)?),
         })
@@ -114,6 +119,8 @@ impl Config {
             webhook_max_attempts: 5,
             webhook_disable_after: 50,
             webhook_timeout: Duration::from_secs(5),
+            // Tests deliver to receivers on loopback.
+            webhook_allow_private_urls: true,
             import_max_bytes: 200 * 1024 * 1024,
             job_lease: Duration::from_secs(60),
         }

@@ -256,13 +256,42 @@ fn upsert(
     };
     let body = Value::Object(fields);
     match existing {
-        Some(id) => apply(conn, me, kind, Write::Update { id, if_match, body }),
+        Some(id) => match unchanged(conn, me, kind, &id, if_match, &body)? {
+            // Re-sending what is already there writes nothing and fires nothing, so two
+            // systems syncing both ways do not echo each other's changes forever.
+            Some(record) => Ok(Outcome {
+                status: 200,
+                id,
+                record: Some(record),
+            }),
+            None => apply(conn, me, kind, Write::Update { id, if_match, body }),
+        },
         // RFC 9110: If-Match fails when there is no current representation.
         None if if_match.is_some() => Err(ApiError::PreconditionFailed(
             "If-Match was sent but no record has this key yet".into(),
         )),
         None => apply(conn, me, kind, Write::Create(body)),
     }
+}
+
+/// The current record when every field of `body` already has the value sent.
+fn unchanged(
+    conn: &mut DbConn,
+    me: &Principal,
+    kind: &ObjectKind,
+    id: &str,
+    if_match: Option<i32>,
+    body: &Value,
+) -> ApiResult<Option<Value>> {
+    me.require(kind.write)?;
+    let current = (kind.get)(conn, me, id)?;
+    if if_match.is_some_and(|v| Some(i64::from(v)) != current["version"].as_i64()) {
+        return Ok(None);
+    }
+    let same = body
+        .as_object()
+        .is_some_and(|b| b.iter().all(|(k, v)| current.get(k) == Some(v)));
+    Ok(same.then_some(current))
 }
 
 /// External keys are path segments: 1 to 200 characters, no `/`.

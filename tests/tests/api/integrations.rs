@@ -40,6 +40,18 @@ fn upsert_by_external_key_creates_then_updates() {
     assert_eq!(updated["version"], 2);
     assert_eq!(app.count("accounts"), 1);
 
+    // Sending the same values again changes nothing: no new version, no event, no webhook.
+    let events = app.count("events");
+    let same = put(
+        &app,
+        "/api/v1/accounts/external/erp/C-1001",
+        t,
+        &json!({"industry": "Retail"}),
+    );
+    assert_eq!(same.status, 200, "{}", same.text);
+    assert_eq!(same.json()["version"], 2);
+    assert_eq!(app.count("events"), events);
+
     // Another system's key is another record; a contradicting key in the body is a 422.
     let other = put(
         &app,

@@ -241,3 +241,25 @@ fn bad_subscriptions_are_refused_and_a_failing_one_is_disabled() {
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(receiver.received().len(), 3);
 }
+
+#[test]
+fn webhooks_to_private_addresses_are_refused_unless_allowed() {
+    let app = TestApp::start_with(Default::default(), |c| c.webhook_allow_private_urls = false);
+    let t = &app.admin_token;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/x",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let p = app
+            .post(
+                "/api/v1/webhooks",
+                t,
+                &json!({"url": url, "event_types": ["*"]}),
+            )
+            .problem(422);
+        assert_eq!(p["errors"][0]["code"], "private_address", "{url}");
+    }
+    assert_eq!(app.count("webhooks"), 0);
+}

@@ -171,6 +171,63 @@ pub struct DeliveryDetail {
     pub attempts_log: Vec<Attempt>,
 }
 
+/// Whether an address is inside a private network, the host itself, or otherwise not a
+/// public destination — where a webhook could reach services it should not (SSRF).
+fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// The first private address the URL's host resolves to, if any. A host that does not
+/// resolve (yet) is not refused here; the delivery checks again.
+fn private_destination(url: &str) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let lower = url.to_ascii_lowercase();
+    let (default_port, rest) = match lower.strip_prefix("https://") {
+        Some(r) => (443, r),
+        None => (80, lower.strip_prefix("http://")?),
+    };
+    let authority = rest.split(['/', '?']).next()?;
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (authority, default_port),
+    };
+    (host, port)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .find(|ip| is_private(*ip))
+}
+
+fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
+    match private_destination(url).filter(|_| !allow_private) {
+        Some(ip) => Err(ApiError::field(
+            "url",
+            "private_address",
+            format!("the host resolves to {ip}, a private address; webhooks go to public URLs (see CRM_WEBHOOK_ALLOW_PRIVATE_URLS)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// An http(s) URL as RFC 3986 writes one: a host, an optional port, then a path and query
 /// of URI characters (no fragment: receivers never see it).
 fn check_url(url: &str) -> ApiResult<()> {
@@ -244,13 +301,19 @@ fn audit_change(
     )
 }
 
-fn create(conn: &mut DbConn, me: &Principal, input: &WebhookInput) -> ApiResult<Webhook> {
+fn create(
+    conn: &mut DbConn,
+    me: &Principal,
+    input: &WebhookInput,
+    allow_private: bool,
+) -> ApiResult<Webhook> {
     input.validate()?;
     let url = input
         .url
         .as_deref()
         .ok_or_else(|| ApiError::field("url", "required", "is required"))?;
     check_url(url)?;
+    check_destination(url, allow_private)?;
     let types = input
         .event_types
         .clone()
@@ -292,16 +355,23 @@ fn create(conn: &mut DbConn, me: &Principal, input: &WebhookInput) -> ApiResult<
     })
 }
 
-fn update(
-    conn: &mut DbConn,
-    me: &Principal,
-    id: &str,
+/// A PATCH of a subscription, and whether private destinations are allowed.
+struct Patch<'a> {
     expected: Option<i32>,
-    input: &WebhookInput,
-) -> ApiResult<Webhook> {
+    input: &'a WebhookInput,
+    allow_private: bool,
+}
+
+fn update(conn: &mut DbConn, me: &Principal, id: &str, patch: Patch<'_>) -> ApiResult<Webhook> {
+    let Patch {
+        expected,
+        input,
+        allow_private,
+    } = patch;
     input.validate()?;
     if let Some(url) = &input.url {
         check_url(url)?;
+        check_destination(url, allow_private)?;
     }
     if let Some(types) = &input.event_types {
         check_types(types)?;
@@ -465,6 +535,8 @@ struct AttemptOutcome {
     error: Option<String>,
     retry_after: Option<Duration>,
     latency: Duration,
+    /// Not worth retrying whatever the status (a refused destination).
+    permanent: bool,
 }
 
 fn post(agent: &ureq::Agent, d: &Delivery, url: &str, secret: &str) -> AttemptOutcome {
@@ -487,6 +559,7 @@ fn post(agent: &ureq::Agent, d: &Delivery, url: &str, secret: &str) -> AttemptOu
             error: None,
             retry_after: None,
             latency,
+            permanent: false,
         },
         Err(ureq::Error::Status(code, res)) => AttemptOutcome {
             status: Some(code),
@@ -496,12 +569,14 @@ fn post(agent: &ureq::Agent, d: &Delivery, url: &str, secret: &str) -> AttemptOu
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs),
             latency,
+            permanent: false,
         },
         Err(e) => AttemptOutcome {
             status: None,
             error: Some(e.to_string()),
             retry_after: None,
             latency,
+            permanent: false,
         },
     }
 }
@@ -587,11 +662,25 @@ fn deliver(conn: &mut DbConn, agent: &ureq::Agent, config: &Config, payload: &Va
         )
         .map_err(fail);
     }
-    let outcome = post(agent, &d, &w.url, &w.secret);
+    let outcome = match private_destination(&w.url).filter(|_| !config.webhook_allow_private_urls) {
+        Some(ip) => AttemptOutcome {
+            status: None,
+            error: Some(format!(
+                "refused: {} resolves to the private address {ip}",
+                w.url
+            )),
+            retry_after: None,
+            latency: Duration::ZERO,
+            permanent: true,
+        },
+        None => post(agent, &d, &w.url, &w.secret),
+    };
     let delivered = outcome.status.is_some_and(|s| (200..300).contains(&s));
     let attempts = d.attempts + 1;
-    let will_retry =
-        !delivered && retryable(outcome.status) && attempts < config.webhook_max_attempts;
+    let will_retry = !delivered
+        && !outcome.permanent
+        && retryable(outcome.status)
+        && attempts < config.webhook_max_attempts;
     db::write_tx(conn, |c| {
         record_attempt(c, &d, &outcome)?;
         if delivered {
@@ -678,7 +767,8 @@ pub async fn create_webhook(
     me: Principal,
     body: Json<WebhookInput>,
 ) -> ApiResult<HttpResponse> {
-    let w = state.db(move |c| create(c, &me, &body)).await?;
+    let allow = state.config.webhook_allow_private_urls;
+    let w = state.db(move |c| create(c, &me, &body, allow)).await?;
     Ok(crate::respond::created(
         format!("/api/v1/webhooks/{}", w.id),
         w.version,
@@ -728,8 +818,16 @@ pub async fn update_webhook(
 ) -> ApiResult<HttpResponse> {
     let id = path_id(&id)?;
     let expected = crate::extract::if_match(&req)?;
+    let allow_private = state.config.webhook_allow_private_urls;
     let w = state
-        .db(move |c| update(c, &me, &id, expected, &body))
+        .db(move |c| {
+            let patch = Patch {
+                expected,
+                input: &body,
+                allow_private,
+            };
+            update(c, &me, &id, patch)
+        })
         .await?;
     Ok(crate::respond::with_etag(w.version, &w))
 }
