@@ -285,6 +285,8 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         archived_at -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
     }
 }
 

@@ -82,7 +82,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// This domain's integrable objects (see `crm_core::objects`).
-pub const OBJECTS: &[ObjectKind] = &[accounts::OBJECT, contacts::OBJECT];
+pub const OBJECTS: &[ObjectKind] = &[accounts::OBJECT, contacts::OBJECT, products::OBJECT];
 
 /// This domain's other entity types that appear in the change feed, and who sees them.
 pub const EVENT_SOURCES: &[EventSource] = &[
@@ -95,11 +95,6 @@ pub const EVENT_SOURCES: &[EventSource] = &[
         entity: "household",
         read: Permission::CustomersRead,
         visible_to: common::sees_all,
-    },
-    EventSource {
-        entity: "product",
-        read: Permission::ProductsRead,
-        visible_to: |_| true,
     },
     EventSource {
         entity: "price_book",

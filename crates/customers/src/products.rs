@@ -10,6 +10,7 @@ use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{product_components as pc, products};
@@ -34,6 +35,8 @@ struct ProductRow {
     created_at: String,
     updated_at: String,
     archived_at: Option<String>,
+    external_source: Option<String>,
+    external_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -58,6 +61,8 @@ pub struct Product {
     pub warranty_months: Option<i32>,
     /// For a bundle, the products it is made of; empty for a single item.
     pub components: Vec<Component>,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
     pub version: i32,
     pub created_at: String,
     pub updated_at: String,
@@ -90,6 +95,13 @@ pub struct ProductInput {
     #[validate(length(max = 100))]
     #[schema(max_items = 100)]
     pub components: Option<Vec<Component>>,
+    /// The record's key in another system (the ERP's catalogue); unique with `external_id`.
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_source: Option<String>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_id: Option<String>,
 }
 
 const LIST: ListSpec = ListSpec {
@@ -129,6 +141,8 @@ fn assemble(conn: &mut DbConn, r: ProductRow) -> ApiResult<Product> {
         unit: r.unit,
         warranty_months: r.warranty_months,
         components,
+        external_source: r.external_source,
+        external_id: r.external_id,
         version: r.version,
         created_at: r.created_at,
         updated_at: r.updated_at,
@@ -285,6 +299,7 @@ fn create_product(conn: &mut DbConn, me: &Principal, input: &ProductInput) -> Ap
         .filter(|s| !s.is_empty())
         .ok_or_else(|| common::invalid("name", "required", "is required"))?
         .to_string();
+    let (source, external) = objects::external_key_of(&input.external_source, &input.external_id)?;
     db::write_tx(conn, |c| {
         sku_taken(c, &sku, "")?;
         let (id, now) = (ids::new_id(), ids::now());
@@ -298,6 +313,8 @@ fn create_product(conn: &mut DbConn, me: &Principal, input: &ProductInput) -> Ap
                 products::active.eq(input.active.unwrap_or(true)),
                 products::unit.eq(input.unit.as_deref().unwrap_or("each")),
                 products::warranty_months.eq(input.warranty_months),
+                products::external_source.eq(&source),
+                products::external_id.eq(&external),
                 products::version.eq(1),
                 products::created_at.eq(&now),
                 products::updated_at.eq(&now),
@@ -331,6 +348,10 @@ fn update_product(
             .unwrap_or(&before.sku)
             .to_string();
         sku_taken(c, &sku, id)?;
+        let (source, external) = objects::external_key_after(
+            raw,
+            (before.external_source.clone(), before.external_id.clone()),
+        )?;
         let pick = |f: &str, new: &Option<String>, old: &Option<String>| {
             if cleared(f) {
                 None
@@ -355,6 +376,8 @@ fn update_product(
                 } else {
                     input.warranty_months.or(before.warranty_months)
                 }),
+                products::external_source.eq(&source),
+                products::external_id.eq(&external),
                 products::version.eq(before.version + 1),
                 products::updated_at.eq(ids::now()),
             ))
@@ -535,3 +558,29 @@ pub async fn restore_one(
     let p = state.db(move |c| set_archived(c, &me, &id, false)).await?;
     Ok(respond::with_etag(p.version, &p))
 }
+
+/// Products as an integrable object: an ERP keeps the catalogue in sync by its own ids.
+pub const OBJECT: ObjectKind = ObjectKind {
+    name: "products",
+    entity: "product",
+    read: Permission::ProductsRead,
+    write: Permission::ProductsManage,
+    list_spec: &LIST,
+    get: |c, _, id| Ok(objects::json(find(c, id)?)),
+    create: |c, me, body| {
+        Ok(objects::json(create_product(
+            c,
+            me,
+            &objects::input(body)?,
+        )?))
+    },
+    update: |c, me, id, expected, body| {
+        Ok(objects::json(update_product(c, me, id, expected, body)?))
+    },
+    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
+    list: |c, _, p| load_page(c, p).map(objects::json_page),
+    by_external: crm_core::find_by_external!(products),
+    by_email: None,
+    visible_to: |_| true,
+    input_schema: <ProductInput as utoipa::PartialSchema>::schema,
+};

@@ -313,3 +313,47 @@ fn exports_stream_ndjson_and_csv_with_list_filters_and_visibility() {
     let res = app.send("GET", "/api/v1/exports/accounts", Some(&partner), &[], None);
     assert_eq!((res.status, res.text.as_str()), (200, ""));
 }
+
+#[test]
+fn an_erp_keeps_the_product_catalogue_in_sync_by_its_own_ids() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let created = put(
+        &app,
+        "/api/v1/products/external/erp/P-1",
+        t,
+        &json!({"sku": "W-1", "name": "Widget"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let updated = put(
+        &app,
+        "/api/v1/products/external/erp/P-1",
+        t,
+        &json!({"name": "Widget Pro"}),
+    );
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert_eq!(
+        (
+            updated.json()["sku"].clone(),
+            updated.json()["name"].clone()
+        ),
+        (json!("W-1"), json!("Widget Pro"))
+    );
+    assert_eq!(app.count("products"), 1);
+    // Only those who manage the catalogue may write it, through any path.
+    let (_, rep) = app.user("sales_rep");
+    put(
+        &app,
+        "/api/v1/products/external/erp/P-2",
+        &rep,
+        &json!({"sku": "W-2", "name": "x"}),
+    )
+    .problem(403);
+    app.post(
+        "/api/v1/products/batch",
+        &rep,
+        &json!({"items": [{"op": "create", "body": {"sku": "W-3", "name": "y"}}]}),
+    )
+    .problem(403);
+    assert_eq!(app.count("products"), 1);
+}

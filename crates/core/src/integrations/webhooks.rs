@@ -196,21 +196,35 @@ fn is_private(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// The first private address the URL's host resolves to, if any. A host that does not
-/// resolve (yet) is not refused here; the delivery checks again.
-fn private_destination(url: &str) -> Option<std::net::IpAddr> {
-    use std::net::ToSocketAddrs;
+/// The URL's host and port.
+fn host_and_port(url: &str) -> Option<(String, u16)> {
     let lower = url.to_ascii_lowercase();
     let (default_port, rest) = match lower.strip_prefix("https://") {
         Some(r) => (443, r),
         None => (80, lower.strip_prefix("http://")?),
     };
     let authority = rest.split(['/', '?']).next()?;
-    let (host, port) = match authority.split_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (authority, default_port),
-    };
-    (host, port)
+    match authority.split_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((authority.to_string(), default_port)),
+    }
+}
+
+/// A private address the URL names without asking DNS: an IP literal or `localhost`.
+/// (Subscribing must not wait on DNS; the delivery resolves and checks again.)
+fn private_literal(url: &str) -> Option<std::net::IpAddr> {
+    let (host, _) = host_and_port(url)?;
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    }
+    host.parse().ok().filter(|ip| is_private(*ip))
+}
+
+/// The first private address the URL's host resolves to, if any.
+fn private_destination(url: &str) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = host_and_port(url)?;
+    (host.as_str(), port)
         .to_socket_addrs()
         .ok()?
         .map(|a| a.ip())
@@ -218,11 +232,11 @@ fn private_destination(url: &str) -> Option<std::net::IpAddr> {
 }
 
 fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
-    match private_destination(url).filter(|_| !allow_private) {
+    match private_literal(url).filter(|_| !allow_private) {
         Some(ip) => Err(ApiError::field(
             "url",
             "private_address",
-            format!("the host resolves to {ip}, a private address; webhooks go to public URLs (see CRM_WEBHOOK_ALLOW_PRIVATE_URLS)"),
+            format!("the host is {ip}, a private address; webhooks go to public URLs (see CRM_WEBHOOK_ALLOW_PRIVATE_URLS)"),
         )),
         None => Ok(()),
     }
