@@ -173,6 +173,14 @@ fn principal_from(row: UserRow, api_key_id: Option<String>) -> Result<Principal,
     })
 }
 
+/// The principal of an active user, for work done on a user's behalf outside a request
+/// (an import job runs as the user who started it). `None` once the user is deactivated.
+pub fn principal_of_user(conn: &mut DbConn, user_id: &str) -> Result<Option<Principal>, ApiError> {
+    active_user(conn, user_id)?
+        .map(|row| principal_from(row, None))
+        .transpose()
+}
+
 /// Resolve a bearer credential to a principal: API keys by digest, anything else as a JWT.
 pub fn authenticate(conn: &mut DbConn, keys: &JwtKeys, token: &str) -> Result<Principal, ApiError> {
     if token.starts_with(API_KEY_PREFIX) {

@@ -174,6 +174,21 @@ fn imports_refuse_what_they_cannot_read() {
         (0, 0),
         "nothing half-stored"
     );
+    // Another user's import is not theirs to see.
+    let mine = accepted(app.upload(
+        "/api/v1/imports?object=accounts",
+        "text/csv",
+        b"name\nAcme\n",
+    ));
+    let (_, rep) = app.user("sales_rep");
+    app.send(
+        "GET",
+        &format!("/api/v1/imports/{mine}"),
+        Some(&rep),
+        &[],
+        None,
+    )
+    .problem(404);
     let (_, analyst) = app.user("analyst");
     let res = app.send(
         "GET",

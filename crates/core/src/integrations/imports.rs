@@ -13,7 +13,7 @@ use crate::ids;
 use crate::jobs::{self, JobFailure, JobRegistry, JobResult};
 use crate::objects::{self, MatchKey, ObjectKind, ObjectRegistry, Write};
 use crate::respond::{ReadProblems, WriteProblems};
-use crate::schema::{import_chunks, import_errors, imports, users};
+use crate::schema::{import_chunks, import_errors, imports};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::prelude::*;
@@ -567,21 +567,6 @@ fn commit_slice(
     })
 }
 
-fn principal_of(conn: &mut DbConn, user_id: &str) -> ApiResult<Principal> {
-    let (email, name, role, team_id): (String, String, String, Option<String>) = users::table
-        .find(user_id)
-        .select((users::email, users::name, users::role, users::team_id))
-        .first(conn)?;
-    Ok(Principal {
-        user_id: user_id.to_string(),
-        email,
-        name,
-        role: crate::access::Role::parse(&role).unwrap_or(crate::access::Role::Analyst),
-        team_id,
-        api_key_id: None,
-    })
-}
-
 fn plan_for(import: &ImportRow, registry: &ObjectRegistry) -> ApiResult<Plan> {
     let kind = *registry.get(&import.object)?;
     let mapping: Map<String, Value> = serde_json::from_str(&import.mapping).unwrap_or_default();
@@ -634,7 +619,10 @@ fn run(
         Ok(p) => p,
         Err(e) => return set_status(conn, import_id, "failed", Some(e.to_string())),
     };
-    let me = principal_of(conn, &import.created_by)?;
+    let Some(me) = crate::auth::principal_of_user(conn, &import.created_by)? else {
+        let why = "the user who started this import is no longer active";
+        return set_status(conn, import_id, "failed", Some(why.into()));
+    };
     set_status(conn, import_id, "running", None)?;
     if import.total_rows.is_none() {
         let total = rows_of(pool, &import).count() as i64;
@@ -859,11 +847,18 @@ pub async fn get_import(
     let id = path_id(&id)?;
     let import = state
         .db(move |c| {
-            let row = load(c, &id)?;
-            // Imports are their uploader's (and admins').
-            if row.created_by != me.user_id && me.role != crate::access::Role::Admin {
-                return Err(ApiError::not_found("import"));
+            // Imports are their uploader's (and admins'): others' never leave the database.
+            let mut q = imports::table
+                .find(&id)
+                .select(ImportRow::as_select())
+                .into_boxed::<crate::db::MultiBackend>();
+            if !me.is_admin() {
+                q = q.filter(imports::created_by.eq(me.user_id.clone()));
             }
+            let row = q
+                .first(c)
+                .optional()?
+                .ok_or_else(|| ApiError::not_found("import"))?;
             to_import(c, row)
         })
         .await?;
