@@ -151,6 +151,9 @@ pub struct Operation {
     pub method: &'static str,
     /// The OpenAPI path template, `/api/v1/users/{id}`.
     pub path: &'static str,
+    /// The router pattern that serves it: the same as `path`, except for operations that
+    /// one generic route serves per object (`/api/v1/{collection}/batch`).
+    pub route: &'static str,
     pub access: Access,
     pub ownership: Ownership,
 }
@@ -160,9 +163,15 @@ impl Operation {
         Operation {
             method,
             path,
+            route: path,
             access,
             ownership: Ownership::None,
         }
+    }
+
+    /// Served by a generic route pattern rather than by a route of its own path.
+    pub const fn served_by(self, route: &'static str) -> Self {
+        Operation { route, ..self }
     }
 
     pub const fn owned(self, ownership: Ownership) -> Self {
@@ -213,10 +222,16 @@ pub const IDENTITY_OPERATIONS: &[Operation] = {
     ]
 };
 
-/// The joined permission table, matched against request paths.
+/// The joined permission table, matched against the path as the router sees it.
 pub struct AccessTable {
     entries: Vec<(actix_web::dev::ResourceDef, Operation)>,
 }
+
+/// The operation the auth middleware authorized a request for. The `Principal` extractor
+/// checks it against the route that actually matched, so a handler can never run under
+/// another row's permission (say, if the router and the table ever disagreed on a path).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizedOperation(pub Operation);
 
 impl AccessTable {
     pub fn new(parts: &[&[Operation]]) -> Self {
@@ -234,12 +249,35 @@ impl AccessTable {
         self.entries.iter().map(|(_, op)| op)
     }
 
-    /// The operation a request addresses, if any.
+    /// The operation a request addresses, if any. `path` must be the path the router
+    /// matches (percent-decoded), never the raw request target.
     pub fn find(&self, method: &str, path: &str) -> Option<&Operation> {
         self.entries
             .iter()
             .find(|(def, op)| op.method == method && def.is_match(path))
             .map(|(_, op)| op)
+    }
+
+    /// The methods the table has for a path (for `Allow` on a 405), if it has any.
+    pub fn methods_for(&self, path: &str) -> Option<String> {
+        let mut methods: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|(def, _)| def.is_match(path))
+            .map(|(_, op)| op.method)
+            .collect();
+        methods.sort_unstable();
+        methods.dedup();
+        (!methods.is_empty()).then(|| methods.join(", "))
+    }
+
+    /// What a request that matches no row gets: 405 for a known path, else 404. Either
+    /// way it never reaches a handler, so a route without a row is unreachable.
+    pub fn refusal(&self, method: &str, path: &str) -> ApiError {
+        match self.methods_for(path) {
+            Some(allow) => ApiError::MethodNotAllowed { allow },
+            None => ApiError::NotFound(format!("no route {method} {path}; see /openapi.json")),
+        }
     }
 }
 

@@ -247,7 +247,8 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         if let Some(p) = req.extensions().get::<Principal>() {
             let p = p.clone();
-            return Box::pin(async move { Ok(p) });
+            let checked = check_matched_route(req);
+            return Box::pin(async move { checked.map(|()| p) });
         }
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer(req);
@@ -272,31 +273,64 @@ pub fn role_may(p: &Principal, permission: Permission) -> bool {
 
 /// Enforce the permission table on every request before any handler extracts its
 /// body: a caller without valid credentials always gets a 401 and a role without the
-/// permission a 403 (never a 422 that leaks the shape of the endpoint). The principal is
-/// left in the request for the handler's extractor.
+/// permission a 403 (never a 422 that leaks the shape of the endpoint). The row is found
+/// by the percent-decoded path the router matches, and a request that matches no row is
+/// refused here (fail closed). The principal and the authorized row are left in the
+/// request for the handler's extractor, which checks the row against the matched route.
 pub async fn middleware(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     use actix_web::ResponseError;
-    let operation = req
-        .app_data::<web::Data<access::AccessTable>>()
-        .and_then(|t| t.find(req.method().as_str(), req.path()).copied());
-    let access = operation.map(|op| op.access);
-    if access == Some(access::Access::Public) || req.method() == actix_web::http::Method::OPTIONS {
+    let Some(table) = req.app_data::<web::Data<access::AccessTable>>().cloned() else {
+        let e = ApiError::internal("the permission table is not installed");
+        return Ok(req.into_response(e.error_response()));
+    };
+    // `match_info()` holds the path after actix's percent-decoding: what routing sees.
+    let routed_path = req.match_info().as_str().to_string();
+    let method = req.method().as_str().to_string();
+    let Some(operation) = table.find(&method, &routed_path).copied() else {
+        let e = table.refusal(&method, &routed_path);
+        return Ok(req.into_response(e.error_response()));
+    };
+    req.extensions_mut()
+        .insert(access::AuthorizedOperation(operation));
+    if operation.access == access::Access::Public {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let (http_req, mut payload) = req.into_parts();
     let principal = Principal::from_request(&http_req, &mut payload).await;
     let req = actix_web::dev::ServiceRequest::from_parts(http_req, payload);
-    let allowed = principal.and_then(|p| match access {
-        Some(access::Access::Needs(permission)) => p.require(permission),
+    let allowed = principal.and_then(|p| match operation.access {
+        access::Access::Needs(permission) => p.require(permission),
         _ => Ok(()),
     });
     match allowed {
         Ok(()) => Ok(next.call(req).await?.map_into_boxed_body()),
         Err(e) => Ok(req.into_response(e.error_response())),
     }
+}
+
+/// After routing: the route that matched must be the row the middleware authorized.
+fn check_matched_route(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(access::AuthorizedOperation(op)) = req
+        .extensions()
+        .get::<access::AuthorizedOperation>()
+        .copied()
+    else {
+        // Outside the API scope (no middleware ran): nothing was authorized.
+        return Err(ApiError::Forbidden(
+            "this operation is not in the permission table".into(),
+        ));
+    };
+    let matched = req.match_pattern();
+    if matched.as_deref() == Some(op.route) && req.method().as_str() == op.method {
+        return Ok(());
+    }
+    tracing::error!(authorized = op.route, matched = ?matched, "route and permission row disagree");
+    Err(ApiError::Forbidden(
+        "this operation is not in the permission table".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -322,5 +356,71 @@ mod tests {
             .encode(br#"{"alg":"none","typ":"JWT"}"#);
         let forged = format!("{none}.{}.", parts[1]);
         assert!(decode_access_token(&keys, &forged).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fail_closed {
+    use super::*;
+    use crate::access::{Access, AccessTable, Operation};
+    use actix_web::{test, App};
+
+    async fn reached(who: Principal) -> String {
+        format!("reached as {}", who.name)
+    }
+
+    fn someone() -> Principal {
+        Principal {
+            user_id: "u".into(),
+            email: "u@example.com".into(),
+            name: "someone".into(),
+            role: Role::Admin,
+            team_id: None,
+            api_key_id: None,
+        }
+    }
+
+    /// `/things/me` is public in the table, but the router only serves `/things/{id}`:
+    /// a handler must never run under a row that is not its route's.
+    const TABLE: &[Operation] = &[
+        Operation::new("GET", "/api/v1/things/me", Access::Public),
+        Operation::new("GET", "/api/v1/open", Access::Public),
+    ];
+
+    #[actix_web::test]
+    async fn a_route_without_a_row_is_unreachable_and_a_mismatched_row_is_refused() {
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(AccessTable::new(&[TABLE])))
+                .service(
+                    web::scope("/api/v1")
+                        .wrap(actix_web::middleware::from_fn(middleware))
+                        // Stands in for an authenticated caller, so the handler's extractor
+                        // takes the cached principal path.
+                        .wrap_fn(|req, srv| {
+                            req.extensions_mut().insert(someone());
+                            actix_web::dev::Service::call(srv, req)
+                        })
+                        .route("/open", web::get().to(reached))
+                        .route("/things/{id}", web::get().to(reached))
+                        .route("/unlisted", web::get().to(reached)),
+                ),
+        )
+        .await;
+        let status = |path: &'static str| {
+            let req = test::TestRequest::get().uri(path).to_request();
+            let app = &app;
+            async move { test::call_service(app, req).await.status().as_u16() }
+        };
+        assert_eq!(status("/api/v1/open").await, 200);
+        assert_eq!(status("/api/v1/%6Fpen").await, 200);
+        // A route nobody wrote a row for: refused before routing, like an unknown path.
+        assert_eq!(status("/api/v1/unlisted").await, 404);
+        assert_eq!(status("/api/v1/%75nlisted").await, 404);
+        // The row says public `/things/me`, the router picked `/things/{id}`.
+        assert_eq!(status("/api/v1/things/me").await, 403);
+        // Another method on a known path is a 405, not a pass.
+        let req = test::TestRequest::post().uri("/api/v1/open").to_request();
+        assert_eq!(test::call_service(&app, req).await.status().as_u16(), 405);
     }
 }

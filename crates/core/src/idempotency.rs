@@ -1,8 +1,9 @@
 //! `Idempotency-Key` on POST: the first successful response is stored with a digest of
 //! the request; a repeat with the same key replays it, and the same key with a different
-//! request is a 422. Keys are scoped to the credential that sent them and kept 24 hours.
+//! request is a 422. Keys are scoped to the principal (user or API key) that sent them and kept 24 hours.
 
-use crate::auth::secret_digest;
+use crate::access::AuthorizedOperation;
+use crate::auth::{secret_digest, Principal};
 use crate::db::{self, DbConn};
 use crate::error::ApiError;
 use crate::ids;
@@ -10,9 +11,9 @@ use crate::schema::idempotency_keys as ik;
 use crate::state::AppState;
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::{header, Method, StatusCode};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use diesel::prelude::*;
 
 pub const HEADER: &str = "Idempotency-Key";
@@ -40,16 +41,23 @@ pub async fn middleware(
         .headers()
         .get(HEADER)
         .map(|v| v.to_str().unwrap_or("").to_string());
-    let credential = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(secret_digest);
+    // Keys belong to who sent them (the user, or the API key), not to one token: a
+    // client that refreshed its access token and retries must get the replay.
+    let principal_scope = req
+        .extensions()
+        .get::<Principal>()
+        .map(|p| match &p.api_key_id {
+            Some(key) => format!("key:{key}"),
+            None => format!("user:{}", p.user_id),
+        });
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let operation = req.extensions().get::<AuthorizedOperation>().map(|o| o.0);
     // Import uploads are streamed (up to hundreds of MB) and never buffered; an import is
     // a job the client can look up, so it is not replayed by key.
-    let replayable = req.method() == Method::POST && !req.path().ends_with("/imports");
-    let (Some(key), Some(scope), Some(state), true) = (key, credential, state, replayable) else {
+    let replayable =
+        req.method() == Method::POST && operation.is_some_and(|op| op.path != "/api/v1/imports");
+    let (Some(key), Some(scope), Some(state), true) = (key, principal_scope, state, replayable)
+    else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
@@ -65,7 +73,7 @@ pub async fn middleware(
     let request_hash = secret_digest(&format!(
         "{} {}?{}\n{}",
         req.method(),
-        req.path(),
+        req.match_info().as_str(),
         req.query_string(),
         String::from_utf8_lossy(&body)
     ));

@@ -88,19 +88,59 @@ enum Caller {
     Role(Role, String),
 }
 
-#[test]
-fn every_operation_answers_every_caller_as_the_permission_table_says() {
-    let app = TestApp::start();
+/// How a client may spell a path. The router decodes percent-escapes, so encoded
+/// spellings reach the same route and must be authorized exactly like it; the others
+/// match no route and must be refused without reaching any handler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Spelling {
+    Canonical,
+    PercentEncoded,
+    MixedCaseEncoded,
+    DoubleSlash,
+    TrailingSlash,
+}
+
+/// `/api/v1/webhooks` as `/api/v1/%77%65bhooks` and friends: the first resource segment
+/// gets its letters escaped (all upper-case hex, or alternating hex case).
+fn spell(path: &str, spelling: Spelling) -> String {
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return path.to_string();
+    };
+    let (segment, tail) = rest.split_once('/').map_or((rest, ""), |(s, t)| (s, t));
+    let escape = |mixed: bool| -> String {
+        segment
+            .chars()
+            .enumerate()
+            .map(
+                |(i, c)| match (c.is_ascii_alphabetic(), mixed && i % 2 == 1) {
+                    (true, true) => format!("%{:x}", c as u32),
+                    (true, false) => format!("%{:X}", c as u32),
+                    _ => c.to_string(),
+                },
+            )
+            .collect()
+    };
+    let join = |seg: String| {
+        if tail.is_empty() {
+            format!("/api/v1/{seg}")
+        } else {
+            format!("/api/v1/{seg}/{tail}")
+        }
+    };
+    match spelling {
+        Spelling::Canonical => path.to_string(),
+        Spelling::PercentEncoded => join(escape(false)),
+        Spelling::MixedCaseEncoded => join(escape(true)),
+        Spelling::DoubleSlash => path.replacen("/api/v1/", "/api/v1//", 1),
+        Spelling::TrailingSlash => format!("{path}/"),
+    }
+}
+
+fn callers(app: &TestApp) -> Vec<(String, Caller)> {
     let mut callers: Vec<(String, Caller)> = vec![
         ("no credentials".into(), Caller::Anonymous),
-        (
-            "expired token".into(),
-            Caller::Rejected(expired_token(&app)),
-        ),
-        (
-            "revoked API key".into(),
-            Caller::Rejected(revoked_key(&app)),
-        ),
+        ("expired token".into(), Caller::Rejected(expired_token(app))),
+        ("revoked API key".into(), Caller::Rejected(revoked_key(app))),
         (
             "forged token".into(),
             Caller::Rejected("eyJhbGciOiJub25lIn0.e30.".into()),
@@ -110,6 +150,13 @@ fn every_operation_answers_every_caller_as_the_permission_table_says() {
         let (_, token) = app.user(role.as_str());
         callers.push((format!("{} user", role.as_str()), Caller::Role(role, token)));
     }
+    callers
+}
+
+/// Every operation × every caller in one spelling of the path, against the table.
+fn check_matrix(spelling: Spelling) {
+    let app = TestApp::start();
+    let callers = callers(&app);
     let ops = spec_operations(&app);
     let mut checked = 0;
     let mut wrong = vec![];
@@ -118,11 +165,18 @@ fn every_operation_answers_every_caller_as_the_permission_table_says() {
             wrong.push(format!("{method} {path}: no permission row"));
             continue;
         };
-        let url = path
-            .replace("{id}", RANDOM_ID)
-            .replace("{object}", "contact")
-            .replace("{key}", "no_such_field");
+        let url = spell(
+            &path
+                .replace("{id}", RANDOM_ID)
+                .replace("{object}", "contact")
+                .replace("{key}", "no_such_field"),
+            spelling,
+        );
         let body = matches!(method.as_str(), "POST" | "PATCH" | "PUT").then_some("{}");
+        let reaches_route = matches!(
+            spelling,
+            Spelling::Canonical | Spelling::PercentEncoded | Spelling::MixedCaseEncoded
+        ) || !url.starts_with("/api/v1/");
         for (name, caller) in &callers {
             let (token, expect_allowed) = match caller {
                 Caller::Anonymous => (None, entry.access == Access::Public),
@@ -131,16 +185,26 @@ fn every_operation_answers_every_caller_as_the_permission_table_says() {
             };
             let res = app.send(method, &url, token, &[], body);
             checked += 1;
-            let outcome_ok = match (expect_allowed, caller) {
-                (true, _) => ![401, 403].contains(&res.status) && res.status < 500,
-                (false, Caller::Role(..)) => res.status == 403,
-                (false, _) => res.status == 401,
+            // A spelling that matches no route must be refused before any handler runs:
+            // the router's own 404 names the path it could not route.
+            let unrouted = res.status == 404
+                && res.json()["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("no route"));
+            let outcome_ok = match (reaches_route, expect_allowed, caller) {
+                (false, _, _) => unrouted,
+                (true, true, _) => ![401, 403].contains(&res.status) && res.status < 500,
+                (true, false, Caller::Role(..)) => res.status == 403,
+                (true, false, _) => res.status == 401,
             };
             if !outcome_ok {
                 wrong.push(format!(
-                    "{method} {path} as {name}: got {} (expected {})",
+                    "{method} {url} as {name}: got {} {} (expected {})",
                     res.status,
-                    if expect_allowed {
+                    res.text.chars().take(120).collect::<String>(),
+                    if !reaches_route {
+                        "404 no route"
+                    } else if expect_allowed {
                         "allowed"
                     } else if matches!(caller, Caller::Role(..)) {
                         "403"
@@ -152,7 +216,7 @@ fn every_operation_answers_every_caller_as_the_permission_table_says() {
         }
     }
     println!(
-        "authorization matrix: {} operations x {} callers = {checked} checks, {} wrong",
+        "authorization matrix ({spelling:?}): {} operations x {} callers = {checked} checks, {} wrong",
         ops.len(),
         callers.len(),
         wrong.len()
@@ -162,6 +226,62 @@ fn every_operation_answers_every_caller_as_the_permission_table_says() {
         "authorization matrix failures:\n{}",
         wrong.join("\n")
     );
+}
+
+#[test]
+fn every_operation_answers_every_caller_as_the_permission_table_says() {
+    check_matrix(Spelling::Canonical);
+}
+
+#[test]
+fn percent_encoded_paths_are_authorized_like_the_route_they_reach() {
+    check_matrix(Spelling::PercentEncoded);
+}
+
+#[test]
+fn mixed_case_encoded_paths_are_authorized_like_the_route_they_reach() {
+    check_matrix(Spelling::MixedCaseEncoded);
+}
+
+#[test]
+fn double_slash_paths_reach_no_handler() {
+    check_matrix(Spelling::DoubleSlash);
+}
+
+#[test]
+fn trailing_slash_paths_reach_no_handler() {
+    check_matrix(Spelling::TrailingSlash);
+}
+
+#[test]
+fn escaped_paths_open_neither_webhooks_to_analysts_nor_users_to_partners() {
+    let app = TestApp::start();
+    let (_, analyst) = app.user("analyst");
+    let body = json!({"url": "https://example.org/hook", "event_types": ["*"]});
+    for path in [
+        "/api/v1/webhooks",
+        "/api/v1/%77ebhooks",
+        "/api/v1/%57ebhooks",
+        "/api/v1/w%65bhooks",
+    ] {
+        let res = app.send("POST", path, Some(&analyst), &[], Some(&body.to_string()));
+        assert!(
+            [403, 404].contains(&res.status),
+            "POST {path} as analyst: {} {}",
+            res.status,
+            res.text
+        );
+    }
+    // Partner users do not see the employee directory, however the path is spelled.
+    let (_, partner) = app.user("partner");
+    for path in [
+        "/api/v1/users",
+        "/api/v1/%75sers",
+        "/api/v1/%75%73%65%72%73",
+    ] {
+        app.get(path, &partner).problem(403);
+    }
+    assert_eq!(app.count("webhooks"), 0);
 }
 
 /// Creates a record owned by the caller for an operation with an ownership rule, and

@@ -177,7 +177,9 @@ pub fn register_jobs(
     );
 }
 
-fn per_object(registry: &ObjectRegistry) -> Vec<(&'static str, String, &'static str, Permission)> {
+fn per_object(
+    registry: &ObjectRegistry,
+) -> Vec<(&'static str, &'static str, &'static str, Permission)> {
     let mut out = vec![];
     for kind in registry.all() {
         let by_email: &[_] = if kind.by_email.is_some() {
@@ -190,7 +192,7 @@ fn per_object(registry: &ObjectRegistry) -> Vec<(&'static str, String, &'static 
                 Needs::Read => kind.read,
                 Needs::Write => kind.write,
             };
-            out.push((*method, template.to_string(), kind.name, permission));
+            out.push((*method, *template, kind.name, permission));
         }
     }
     out
@@ -204,7 +206,7 @@ pub fn object_operations(registry: &ObjectRegistry) -> Vec<Operation> {
         .map(|(method, template, name, permission)| {
             let path: &'static str =
                 Box::leak(template.replace("{collection}", name).into_boxed_str());
-            Operation::new(method, path, Access::Needs(permission))
+            Operation::new(method, path, Access::Needs(permission)).served_by(template)
         })
         .collect()
 }
