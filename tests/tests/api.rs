@@ -15,6 +15,8 @@ mod contract;
 mod conventions;
 #[path = "api/customers.rs"]
 mod customers;
+#[path = "api/durability.rs"]
+mod durability;
 #[path = "api/feed.rs"]
 mod feed;
 #[path = "api/guide.rs"]

@@ -307,8 +307,28 @@ pub async fn middleware(
     });
     match allowed {
         Ok(()) => Ok(next.call(req).await?.map_into_boxed_body()),
+        Err(e @ ApiError::Unauthorized(_)) => {
+            let e = charge_failed_authentication(&req).unwrap_or(e);
+            Ok(req.into_response(e.error_response()))
+        }
         Err(e) => Ok(req.into_response(e.error_response())),
     }
+}
+
+/// A rejected credential costs the sender's address a token of the anonymous rate limit,
+/// so guessing keys or tokens is as slow as guessing passwords. A 429 once it is spent.
+fn charge_failed_authentication(req: &actix_web::dev::ServiceRequest) -> Option<ApiError> {
+    let limits = req.app_data::<web::Data<crate::ratelimit::RateLimits>>()?;
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.config.trusted_proxies.clone())
+        .unwrap_or_default();
+    let ip = crate::ratelimit::client_ip(req.request(), &trusted);
+    let wait = limits.take(&format!("ip:{ip}"), false).retry_after?;
+    Some(ApiError::TooManyRequests {
+        detail: format!("too many rejected credentials from this address; retry in {wait} s"),
+        retry_after: wait,
+    })
 }
 
 /// After routing: the route that matched must be the row the middleware authorized.

@@ -1,14 +1,53 @@
 //! Configuration from the environment. Every variable is listed in the README.
 
+use crate::db::SessionLimits;
+use std::net::IpAddr;
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+/// A secret from the environment. It cannot be printed: `Debug` shows `[redacted]`, so a
+/// `{:?}` of the configuration never leaks it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+/// Deliberately not `Debug`: the database URL may carry a password, and nothing should be
+/// able to print the whole configuration into a log.
+#[derive(Clone)]
 pub struct Config {
     /// `sqlite://PATH`, a plain file path, or `postgres://…`.
     pub database_url: String,
     pub listen: String,
     /// HMAC secret for access tokens; generated and kept beside the SQLite file when unset.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
+    /// Secrets that signed tokens before the last rotation: tokens they signed (their `kid`)
+    /// are still accepted until they expire; new tokens use `jwt_secret`.
+    pub jwt_previous_secrets: Vec<Secret>,
+    /// `iss` and `aud` of the access tokens this server issues and accepts.
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub cors_origins: Vec<String>,
@@ -16,7 +55,7 @@ pub struct Config {
     pub db_pool_size: u32,
     pub job_workers: usize,
     pub admin_email: Option<String>,
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     pub log_format_json: bool,
     /// Requests a minute per API key or user.
     pub rate_limit_per_minute: u32,
@@ -40,6 +79,15 @@ pub struct Config {
     /// How long a worker holds a job before another may take it over (a crashed worker's
     /// jobs resume after this); long jobs renew it as they go.
     pub job_lease: Duration,
+    /// Limits of every PostgreSQL session (statement, lock wait, idle in a transaction).
+    pub pg_session_limits: SessionLimits,
+    /// Proxies whose `X-Forwarded-For` is believed; anyone else's is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Failed logins for one account (or from one address) before a temporary lockout.
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    /// When set, `/metrics` answers only to `Authorization: Bearer <this token>`.
+    pub metrics_token: Option<Secret>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -56,30 +104,41 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     }
 }
 
+/// A comma-separated list variable.
+fn list(name: &str) -> Vec<String> {
+    var(name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, String> {
         Ok(Config {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/crm.db".into()),
             listen: var("CRM_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
-            jwt_secret: var("CRM_JWT_SECRET"),
+            jwt_secret: var("CRM_JWT_SECRET").map(Secret),
+            jwt_previous_secrets: list("CRM_JWT_PREVIOUS_SECRETS")
+                .into_iter()
+                .map(Secret)
+                .collect(),
+            jwt_issuer: var("CRM_JWT_ISSUER").unwrap_or_else(|| "crm".into()),
+            jwt_audience: var("CRM_JWT_AUDIENCE").unwrap_or_else(|| "crm-api".into()),
             access_token_ttl: Duration::from_secs(number("CRM_ACCESS_TOKEN_TTL_SECS", 900)?),
             refresh_token_ttl: Duration::from_secs(number(
                 "CRM_REFRESH_TOKEN_TTL_SECS",
                 30 * 24 * 3600,
             )?),
-            cors_origins: var("CRM_CORS_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            cors_origins: list("CRM_CORS_ORIGINS"),
             body_limit_bytes: number("CRM_BODY_LIMIT_BYTES", 1024 * 1024)?,
             db_pool_size: number("CRM_DB_POOL_SIZE", 10)?,
             job_workers: number("CRM_JOB_WORKERS", 2)?,
             admin_email: var("CRM_ADMIN_EMAIL"),
-            admin_password: var("CRM_ADMIN_PASSWORD"),
+            admin_password: var("CRM_ADMIN_PASSWORD").map(Secret),
             log_format_json: var("CRM_LOG_FORMAT").as_deref() == Some("json"),
             rate_limit_per_minute: number("CRM_RATE_LIMIT_PER_MINUTE", 600)?,
             anonymous_rate_limit_per_minute: number("CRM_ANONYMOUS_RATE_LIMIT_PER_MINUTE", 60)?,
@@ -94,6 +153,27 @@ impl Config {
                 == Some("true"),
             import_max_bytes: number("CRM_IMPORT_MAX_BYTES", 200 * 1024 * 1024)?,
             job_lease: Duration::from_secs(number("CRM_JOB_LEASE_SECS", 60)?),
+            pg_session_limits: SessionLimits {
+                statement_timeout: Duration::from_millis(number(
+                    "CRM_PG_STATEMENT_TIMEOUT_MS",
+                    60_000,
+                )?),
+                lock_timeout: Duration::from_millis(number("CRM_PG_LOCK_TIMEOUT_MS", 10_000)?),
+                idle_in_transaction_timeout: Duration::from_millis(number(
+                    "CRM_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                    60_000,
+                )?),
+            },
+            trusted_proxies: list("CRM_TRUSTED_PROXIES")
+                .iter()
+                .map(|p| {
+                    p.parse()
+                        .map_err(|_| format!("CRM_TRUSTED_PROXIES: {p:?} is not an IP address"))
+                })
+                .collect::<Result<_, _>>()?,
+            login_max_failures: number("CRM_LOGIN_MAX_FAILURES", 5)?,
+            login_lockout: Duration::from_secs(number("CRM_LOGIN_LOCKOUT_SECS", 900)?),
+            metrics_token: var("CRM_METRICS_TOKEN").map(Secret),
         })
     }
 
@@ -103,6 +183,9 @@ impl Config {
             database_url: database_url.to_string(),
             listen: "127.0.0.1:0".into(),
             jwt_secret: None,
+            jwt_previous_secrets: vec![],
+            jwt_issuer: "crm".into(),
+            jwt_audience: "crm-api".into(),
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             cors_origins: vec![],
@@ -123,6 +206,11 @@ impl Config {
             webhook_allow_private_urls: true,
             import_max_bytes: 200 * 1024 * 1024,
             job_lease: Duration::from_secs(60),
+            pg_session_limits: SessionLimits::default(),
+            trusted_proxies: vec![],
+            login_max_failures: 5,
+            login_lockout: Duration::from_secs(900),
+            metrics_token: None,
         }
     }
 }

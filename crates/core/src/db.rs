@@ -35,18 +35,84 @@ pub fn classify_url(url: &str) -> (BackendKind, String) {
     }
 }
 
+/// Limits every PostgreSQL session gets, so a stuck query, a lock wait or a transaction a
+/// client abandoned cannot hold rows (or a pool slot) for ever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            statement_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SessionLimits {
+    fn sql(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; \
+             SET idle_in_transaction_session_timeout = {};",
+            self.statement_timeout.as_millis(),
+            self.lock_timeout.as_millis(),
+            self.idle_in_transaction_timeout.as_millis()
+        )
+    }
+}
+
+/// A database URL fit to print: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    let shown = if user.len() == userinfo.len() {
+        user.to_string()
+    } else {
+        format!("{user}:***")
+    };
+    format!("{scheme}://{shown}@{host}")
+}
+
 /// r2d2 manager that opens the backend named by the URL scheme (never by trial) and
-/// applies SQLite's pragmas to every new connection.
-#[derive(Debug)]
+/// applies SQLite's pragmas, or PostgreSQL's session limits, to every new connection.
 pub struct Manager {
     kind: BackendKind,
     target: String,
+    limits: SessionLimits,
+}
+
+/// Never prints the connection string itself: it may carry a password.
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("kind", &self.kind)
+            .field("target", &redact_url(&self.target))
+            .finish()
+    }
 }
 
 impl Manager {
-    pub fn new(url: &str) -> Self {
+    pub fn new(url: &str, limits: SessionLimits) -> Self {
         let (kind, target) = classify_url(url);
-        Manager { kind, target }
+        Manager {
+            kind,
+            target,
+            limits,
+        }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.kind
     }
 }
 
@@ -59,9 +125,13 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<DbConn, Self::Error> {
         match self.kind {
-            BackendKind::Postgres => diesel::PgConnection::establish(&self.target)
-                .map(DbConn::Pg)
-                .map_err(diesel::r2d2::Error::ConnectionError),
+            BackendKind::Postgres => {
+                let mut c = diesel::PgConnection::establish(&self.target)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                c.batch_execute(&self.limits.sql())
+                    .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConn::Pg(c))
+            }
             BackendKind::Sqlite => {
                 let mut c = diesel::SqliteConnection::establish(&self.target)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
@@ -77,8 +147,12 @@ impl r2d2::ManageConnection for Manager {
             .map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection goes back to the pool only outside any transaction: one that a panic
+    /// or an error left inside a transaction would otherwise hold SQLite's write lock and
+    /// swallow the next request's writes into a transaction nobody commits. r2d2 drops
+    /// a broken connection, and closing it rolls that transaction back.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || in_transaction(conn)
     }
 }
 
@@ -93,8 +167,12 @@ pub enum DbSetupError {
 }
 
 /// Create the SQLite folder if needed, run pending migrations, and build the pool.
-pub fn connect_and_migrate(url: &str, pool_size: u32) -> Result<DbPool, DbSetupError> {
-    let manager = Manager::new(url);
+pub fn connect_and_migrate(
+    url: &str,
+    pool_size: u32,
+    limits: SessionLimits,
+) -> Result<DbPool, DbSetupError> {
+    let manager = Manager::new(url, limits);
     if manager.kind == BackendKind::Sqlite {
         if let Some(dir) = std::path::Path::new(&manager.target).parent() {
             if !dir.as_os_str().is_empty() {
@@ -113,6 +191,12 @@ pub fn connect_and_migrate(url: &str, pool_size: u32) -> Result<DbPool, DbSetupE
         .map_err(|e| DbSetupError::Connect(e.to_string()))
 }
 
+/// One connection outside any pool: what a separate reader of the database sees.
+pub fn connect_once(url: &str) -> Result<DbConn, DbSetupError> {
+    r2d2::ManageConnection::connect(&Manager::new(url, SessionLimits::default()))
+        .map_err(|e| DbSetupError::Connect(e.to_string()))
+}
+
 pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbSetupError> {
     let applied = match conn {
         DbConn::Pg(c) => c
@@ -121,6 +205,15 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbSetupError> {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
     applied.map_err(|e| DbSetupError::Migrate(e.to_string()))
+}
+
+/// Whether a transaction is open on the connection (or its transaction state is broken).
+pub fn in_transaction(conn: &mut DbConn) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConn::Pg(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
+        DbConn::Sqlite(c) => AnsiTransactionManager::is_broken_transaction_manager(c),
+    }
 }
 
 pub fn backend_of(conn: &DbConn) -> BackendKind {
@@ -160,6 +253,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_urls_and_managers_carry_no_password() {
+        let url = "postgres://crm:s3cret-pw@db.internal:5432/crm";
+        assert_eq!(redact_url(url), "postgres://crm:***@db.internal:5432/crm");
+        let shown = format!("{:?}", Manager::new(url, SessionLimits::default()));
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert_eq!(redact_url("postgres://crm@h/db"), "postgres://crm@h/db");
+        assert_eq!(redact_url("sqlite://data/crm.db"), "sqlite://data/crm.db");
+    }
 
     #[test]
     fn url_scheme_picks_the_backend() {

@@ -41,6 +41,9 @@ impl From<&str> for JobFailure {
 pub type JobResult = Result<(), JobFailure>;
 pub type JobHandler = Arc<dyn Fn(&mut DbConn, &Value) -> JobResult + Send + Sync>;
 pub type PeriodicTask = Arc<dyn Fn(&mut DbConn) + Send + Sync>;
+/// Told when a job of its kind is given up on (dead), with the job's payload and why, so
+/// the record the job works for (an import) does not stay "running" forever.
+pub type DeadHandler = Arc<dyn Fn(&mut DbConn, &Value, &str) + Send + Sync>;
 
 /// How a job kind backs off between attempts: `base` doubling, at most `cap`.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +70,7 @@ pub struct JobRegistry {
     policies: HashMap<String, RetryPolicy>,
     /// Housekeeping run by the first worker every so often (event retention…).
     periodic: Vec<(String, Duration, PeriodicTask)>,
+    dead_handlers: HashMap<String, DeadHandler>,
     /// First retry delay; doubles with each attempt (capped at an hour).
     pub backoff_base: Duration,
     /// How long a claimed job is reserved for its worker before another may take it.
@@ -80,6 +84,7 @@ impl Default for JobRegistry {
             handlers: HashMap::new(),
             policies: HashMap::new(),
             periodic: Vec::new(),
+            dead_handlers: HashMap::new(),
             backoff_base: Duration::from_secs(2),
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_millis(200),
@@ -111,6 +116,21 @@ impl JobRegistry {
     {
         self.periodic
             .push((name.to_string(), every, Arc::new(task)));
+    }
+
+    pub fn on_dead<F>(&mut self, kind: &str, handler: F)
+    where
+        F: Fn(&mut DbConn, &Value, &str) + Send + Sync + 'static,
+    {
+        self.dead_handlers
+            .insert(kind.to_string(), Arc::new(handler));
+    }
+
+    fn bury(&self, conn: &mut DbConn, kind: &str, payload: &str, why: &str) {
+        if let Some(handler) = self.dead_handlers.get(kind) {
+            let payload: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+            handler(conn, &payload, why);
+        }
     }
 
     pub fn kinds(&self) -> Vec<String> {
@@ -190,6 +210,47 @@ pub fn enqueue(
 }
 
 /// Take the next ready job: queued and due, or running with an expired lease.
+/// Jobs whose worker died (lease expired) after their last allowed attempt: a job that
+/// kills its worker every time would otherwise be leased again forever. Each expired
+/// lease already counted as an attempt when it was claimed.
+fn reap_expired(conn: &mut DbConn, registry: &JobRegistry) -> Result<(), ApiError> {
+    let now = ids::now();
+    let why = "the job's worker stopped during its last allowed attempt (lease expired)";
+    let doomed: Vec<(String, String, String)> = jobs::table
+        .filter(jobs::status.eq(RUNNING))
+        .filter(jobs::locked_until.lt(&now))
+        .filter(jobs::attempts.ge(jobs::max_attempts))
+        .select((jobs::id, jobs::kind, jobs::payload))
+        .load(conn)?;
+    for (id, kind, payload) in doomed {
+        let buried = db::write_tx(conn, |c| -> Result<usize, ApiError> {
+            let n = diesel::update(
+                jobs::table
+                    .find(&id)
+                    .filter(jobs::status.eq(RUNNING))
+                    .filter(jobs::locked_until.lt(&now)),
+            )
+            .set((
+                jobs::status.eq(DEAD),
+                jobs::locked_by.eq(None::<String>),
+                jobs::locked_until.eq(None::<String>),
+                jobs::last_error.eq(why),
+                jobs::updated_at.eq(&now),
+                jobs::finished_at.eq(&now),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                registry.bury(c, &kind, &payload, why);
+            }
+            Ok(n)
+        })?;
+        if buried == 1 {
+            tracing::warn!(job_id = %id, kind = %kind, "job given up: its worker kept dying");
+        }
+    }
+    Ok(())
+}
+
 pub fn claim(conn: &mut DbConn, worker: &str, lease: Duration) -> Result<Option<Job>, ApiError> {
     let now = ids::now();
     let until = ids::now_plus(chrono::Duration::milliseconds(lease.as_millis() as i64));
@@ -199,7 +260,8 @@ pub fn claim(conn: &mut DbConn, worker: &str, lease: Duration) -> Result<Option<
             .and(jobs::run_at.le(now.clone()))
             .or(jobs::status
                 .eq(RUNNING)
-                .and(jobs::locked_until.lt(now.clone())));
+                .and(jobs::locked_until.lt(now.clone()))
+                .and(jobs::attempts.lt(jobs::max_attempts)));
         // Several replicas may poll one PostgreSQL: skip rows another worker holds.
         let candidate: Option<String> = if let DbConn::Pg(pg) = &mut *c {
             jobs::table
@@ -260,16 +322,22 @@ fn finish(
                 jobs::finished_at.eq(&now),
             ))
             .execute(conn)?,
-        Err(failure) if job.attempts >= job.max_attempts => diesel::update(mine)
-            .set((
-                jobs::status.eq(DEAD),
-                jobs::locked_by.eq(None::<String>),
-                jobs::locked_until.eq(None::<String>),
-                jobs::last_error.eq(&failure.message),
-                jobs::updated_at.eq(&now),
-                jobs::finished_at.eq(&now),
-            ))
-            .execute(conn)?,
+        Err(failure) if job.attempts >= job.max_attempts => {
+            let n = diesel::update(mine)
+                .set((
+                    jobs::status.eq(DEAD),
+                    jobs::locked_by.eq(None::<String>),
+                    jobs::locked_until.eq(None::<String>),
+                    jobs::last_error.eq(&failure.message),
+                    jobs::updated_at.eq(&now),
+                    jobs::finished_at.eq(&now),
+                ))
+                .execute(conn)?;
+            if n == 1 {
+                registry.bury(conn, &job.kind, &job.payload, &failure.message);
+            }
+            n
+        }
         Err(failure) => {
             let delay = registry.retry_delay(&job.kind, job.attempts, &failure);
             let run_at = ids::now_plus(chrono::Duration::milliseconds(delay.as_millis() as i64));
@@ -331,10 +399,17 @@ fn run_one(conn: &mut DbConn, job: &Job, registry: &JobRegistry) -> JobResult {
 /// Claim and run one job if one is ready. Returns whether a job ran.
 pub fn work_once(pool: &DbPool, registry: &JobRegistry, worker: &str) -> Result<bool, ApiError> {
     let mut conn = pool.get()?;
+    reap_expired(&mut conn, registry)?;
     let Some(job) = claim(&mut conn, worker, registry.lease)? else {
         return Ok(false);
     };
     let outcome = run_one(&mut conn, &job, registry);
+    if db::in_transaction(&mut conn) {
+        // A panic unwound out of the handler's transaction: the pool discards this
+        // connection (rolling the transaction back); record the outcome on a fresh one.
+        drop(conn);
+        conn = pool.get()?;
+    }
     if let Err(e) = &outcome {
         tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %e.message, "job failed");
     }

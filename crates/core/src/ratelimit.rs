@@ -14,7 +14,14 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many callers' buckets are kept before the idle ones are dropped.
+const MAX_TRACKED_KEYS: usize = 50_000;
 
 type Limiter =
     RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -59,6 +66,12 @@ impl RateLimits {
             (&self.anonymous, self.anonymous_limit)
         };
         let refill = |missing: u32| (u64::from(missing) * 60).div_ceil(u64::from(limit));
+        // Keep memory bounded: forget buckets that are full again (idle callers) once
+        // too many keys are tracked; a forgotten bucket is the same as a full one.
+        if limiter.len() > MAX_TRACKED_KEYS {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         match limiter.check_key(&key.to_string()) {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
@@ -98,6 +111,10 @@ pub async fn middleware(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let principal = req.extensions().get::<Principal>().cloned();
+    let trusted = req
+        .app_data::<web::Data<crate::AppState>>()
+        .map(|s| s.config.trusted_proxies.clone())
+        .unwrap_or_default();
     let (key, authenticated) = match principal {
         Some(p) => (
             p.api_key_id
@@ -105,15 +122,7 @@ pub async fn middleware(
                 .unwrap_or(format!("user:{}", p.user_id)),
             true,
         ),
-        None => (
-            format!(
-                "ip:{}",
-                req.peer_addr()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default()
-            ),
-            false,
-        ),
+        None => (format!("ip:{}", client_ip(req.request(), &trusted)), false),
     };
     let decision = limits.take(&key, authenticated);
     let mut res = match decision.retry_after {
@@ -136,9 +145,110 @@ pub async fn middleware(
     Ok(res)
 }
 
+/// The address of the client: the peer, or, when the peer is a trusted proxy, the last
+/// address in `X-Forwarded-For` that is not itself a trusted proxy. A client that is not
+/// behind a trusted proxy cannot choose its address by sending the header.
+pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+        .to_string()
+}
+
+/// Failed logins per account and per address. After `max_failures` in a row a key is locked
+/// for `lockout`; a success clears the account's count. Kept in memory (per replica) and
+/// bounded: expired entries are dropped when the map grows.
+pub struct LoginThrottle {
+    max_failures: u32,
+    lockout: Duration,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    pub fn new(max_failures: u32, lockout: Duration) -> Self {
+        LoginThrottle {
+            max_failures: max_failures.max(1),
+            lockout,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seconds the first locked key still has to wait, if any is locked.
+    pub fn locked(&self, keys: &[String]) -> Option<u64> {
+        let table = self.table();
+        let now = Instant::now();
+        keys.iter()
+            .filter_map(|k| table.get(k))
+            .filter(|(n, _)| *n >= self.max_failures)
+            .filter_map(|(_, at)| (*at + self.lockout).checked_duration_since(now))
+            .map(|left| left.as_secs().max(1))
+            .max()
+    }
+
+    pub fn failed(&self, keys: &[String]) {
+        let mut table = self.table();
+        let now = Instant::now();
+        if table.len() > MAX_TRACKED_KEYS {
+            let lockout = self.lockout;
+            table.retain(|_, (_, at)| now.duration_since(*at) < lockout);
+        }
+        for key in keys {
+            let entry = table.entry(key.clone()).or_insert((0, now));
+            // A count older than the lockout starts again.
+            if now.duration_since(entry.1) >= self.lockout {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+            entry.1 = now;
+        }
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.table().remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logins_lock_after_the_failures_and_a_success_clears_the_account() {
+        let t = LoginThrottle::new(3, Duration::from_secs(60));
+        let keys = vec!["acct:a".to_string(), "ip:1".to_string()];
+        for _ in 0..2 {
+            t.failed(&keys);
+        }
+        assert_eq!(t.locked(&keys), None);
+        t.failed(&keys);
+        assert!(t.locked(&keys).is_some_and(|s| s > 0 && s <= 60));
+        assert!(t.locked(&["acct:b".to_string()]).is_none());
+        t.succeeded("acct:a");
+        assert!(t.locked(&["acct:a".to_string()]).is_none());
+        assert!(
+            t.locked(&["ip:1".to_string()]).is_some(),
+            "the address stays locked"
+        );
+    }
 
     #[test]
     fn a_bucket_refuses_once_spent_and_keys_are_separate() {

@@ -16,6 +16,8 @@ pub struct AppState {
     pub jobs: Arc<JobRegistry>,
     /// Every integrable object, registered by the domain crates.
     pub objects: Arc<ObjectRegistry>,
+    /// Failed logins per account and address, for the temporary lockout.
+    pub logins: Arc<crate::ratelimit::LoginThrottle>,
 }
 
 impl AppState {

@@ -96,15 +96,18 @@ fn main() -> ExitCode {
 }
 
 fn migrate(config: &Config) -> Result<(), String> {
-    let manager = crm_core::db::Manager::new(&config.database_url);
-    crm_core::db::connect_and_migrate(&config.database_url, 1).map_err(|e| e.to_string())?;
-    println!("migrations applied ({manager:?})");
+    crm_core::db::connect_and_migrate(&config.database_url, 1, config.pg_session_limits)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "migrations applied to {}",
+        crm_core::db::redact_url(&config.database_url)
+    );
     Ok(())
 }
 
 fn user_create(config: &Config, email: String, name: String, role: Role) -> Result<(), String> {
-    let pool =
-        crm_core::db::connect_and_migrate(&config.database_url, 1).map_err(|e| e.to_string())?;
+    let pool = crm_core::db::connect_and_migrate(&config.database_url, 1, config.pg_session_limits)
+        .map_err(|e| e.to_string())?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     let (password, generated) = match std::env::var("CRM_USER_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),

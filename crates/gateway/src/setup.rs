@@ -29,10 +29,10 @@ fn secret_file(config: &Config) -> PathBuf {
 
 fn jwt_secret(config: &Config) -> Result<String, String> {
     if let Some(s) = &config.jwt_secret {
-        if s.len() < 32 {
+        if s.expose().len() < 32 {
             return Err("CRM_JWT_SECRET must be at least 32 characters".into());
         }
-        return Ok(s.clone());
+        return Ok(s.expose().to_string());
     }
     let path = secret_file(config);
     if let Ok(s) = std::fs::read_to_string(&path) {
@@ -54,15 +54,19 @@ pub fn build_state(
     config: Config,
     mut registry: JobRegistry,
 ) -> Result<(AppState, Bootstrap), String> {
-    let pool = db::connect_and_migrate(&config.database_url, config.db_pool_size)
-        .map_err(|e| e.to_string())?;
+    let pool = db::connect_and_migrate(
+        &config.database_url,
+        config.db_pool_size,
+        config.pg_session_limits,
+    )
+    .map_err(|e| e.to_string())?;
     let secret = jwt_secret(&config)?;
     let admin = {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         crm_core::identity::users::bootstrap_admin(
             &mut conn,
             config.admin_email.as_deref(),
-            config.admin_password.as_deref(),
+            config.admin_password.as_ref().map(|p| p.expose()),
         )
         .map_err(|e| format!("creating the first admin: {e}"))?
     };
@@ -75,12 +79,17 @@ pub fn build_state(
         objects.clone(),
         pool.clone(),
     );
+    let logins = Arc::new(crm_core::ratelimit::LoginThrottle::new(
+        config.login_max_failures,
+        config.login_lockout,
+    ));
     let state = AppState {
         pool,
         config,
         jwt: Arc::new(JwtKeys::new(secret.as_bytes())),
         jobs: Arc::new(registry),
         objects,
+        logins,
     };
     Ok((state, Bootstrap { admin }))
 }

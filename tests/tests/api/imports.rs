@@ -319,3 +319,74 @@ fn a_100k_row_import_with_bad_rows_survives_a_killed_server() {
         (ROWS - 10) as i64
     );
 }
+
+#[test]
+fn a_plain_people_csv_imports_contacts_with_their_email_and_phone() {
+    let app = TestApp::start();
+    let csv = "first_name,last_name,email,phone\n\
+               Ada,Lovelace,ada@example.org,+44 20 7946 0958\n\
+               Alan,Turing,alan@example.org,\n";
+    let id = accepted(app.upload(
+        "/api/v1/imports?object=contacts&mode=create",
+        "text/csv",
+        csv.as_bytes(),
+    ));
+    let import = finished(&app, &id, Duration::from_secs(30));
+    assert_eq!(import["status"], "succeeded", "{import}");
+    assert_eq!(
+        (import["created"].clone(), import["failed"].clone()),
+        (json!(2), json!(0)),
+        "{import}"
+    );
+    let ada = app
+        .get("/api/v1/contacts?q=Lovelace", &app.admin_token)
+        .json();
+    let ada = &ada["data"][0];
+    assert_eq!(ada["emails"][0]["email"], "ada@example.org", "{ada}");
+    assert_eq!(ada["emails"][0]["primary"], true);
+    assert_eq!(ada["phones"][0]["e164"], "+442079460958", "{ada}");
+
+    // The same through a mapping whose targets are `email` and `phone`.
+    let mapping =
+        json!({"Given": "first_name", "Family": "last_name", "Mail": "email", "Tel": "phone"});
+    let path = format!(
+        "/api/v1/imports?object=contacts&mode=create&mapping={}",
+        urlencode(&mapping.to_string())
+    );
+    let id = accepted(app.upload(
+        &path,
+        "text/csv",
+        b"Given,Family,Mail,Tel\nGrace,Hopper,grace@example.org,+1 202 555 0143\n",
+    ));
+    let import = finished(&app, &id, Duration::from_secs(30));
+    assert_eq!(import["created"], 1, "{import}");
+    let grace = app
+        .get("/api/v1/contacts?q=Hopper", &app.admin_token)
+        .json();
+    assert_eq!(grace["data"][0]["emails"][0]["email"], "grace@example.org");
+}
+
+#[test]
+fn an_unknown_column_is_an_error_the_user_can_read_not_a_stuck_import() {
+    let app = TestApp::start();
+    let csv = "first_name,last_name,nickname\nAda,Lovelace,Countess\n";
+    let id = accepted(app.upload(
+        "/api/v1/imports?object=contacts&mode=create",
+        "text/csv",
+        csv.as_bytes(),
+    ));
+    let import = finished(&app, &id, Duration::from_secs(30));
+    assert_eq!(
+        import["status"], "succeeded",
+        "the import ran to its end: {import}"
+    );
+    assert_eq!(import["failed"], 1);
+    assert_eq!(import["errors"][0]["line"], 2);
+    assert_eq!(import["errors"][0]["field"], "nickname");
+    let message = import["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("not a field of contacts") && message.contains("first_name"),
+        "{message}"
+    );
+    assert_eq!(app.count("contacts"), 0);
+}

@@ -10,7 +10,7 @@ use crate::extract::Json;
 use crate::ids;
 use crate::schema::{refresh_tokens as rt, users};
 use crate::state::AppState;
-use actix_web::{post, web, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -91,33 +91,67 @@ fn bad_login() -> ApiError {
     ))]
 #[post("/auth/login")]
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     body.validate()?;
-    let st = state.clone();
-    let tokens = state
+    let email = body.email.trim().to_lowercase();
+    let client = crate::ratelimit::client_ip(&req, &state.config.trusted_proxies);
+    let keys = vec![format!("account:{email}"), format!("address:{client}")];
+    if let Some(wait) = state.logins.locked(&keys) {
+        return Err(locked_out(wait));
+    }
+    let lookup = email.clone();
+    let row: Option<(String, String, Option<String>)> = state
         .db(move |c| {
-            let email = body.email.trim().to_lowercase();
-            let row: Option<(String, String, Option<String>)> = users::table
-                .filter(users::email.eq(&email))
+            Ok(users::table
+                .filter(users::email.eq(&lookup))
                 .filter(users::active.eq(true))
                 .filter(users::archived_at.is_null())
                 .select((users::id, users::role, users::password_hash))
                 .first(c)
-                .optional()?;
-            let Some((id, role, Some(hash))) = row else {
-                auth::burn_password_check(&body.password);
-                return Err(bad_login());
-            };
-            if !verify_password(&body.password, &hash) {
-                return Err(bad_login());
-            }
-            let role = Role::parse(&role).ok_or_else(|| ApiError::internal("bad role"))?;
-            issue_pair(&st, c, &id, role, &ids::new_id())
+                .optional()?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(tokens))
+    // argon2 takes tens of milliseconds on purpose: it runs without a pooled connection.
+    let password = body.into_inner().password;
+    let verified = web::block(move || match row {
+        Some((id, role, Some(hash))) if verify_password(&password, &hash) => Some((id, role)),
+        Some((_, _, Some(_))) => None,
+        _ => {
+            auth::burn_password_check(&password);
+            None
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let Some((id, role)) = verified else {
+        state.logins.failed(&keys);
+        return Err(bad_login());
+    };
+    state.logins.succeeded(&keys[0]);
+    let role = Role::parse(&role).ok_or_else(|| ApiError::internal("bad role"))?;
+    let st = state.clone();
+    let tokens = state
+        .db(move |c| issue_pair(&st, c, &id, role, &ids::new_id()))
+        .await?;
+    Ok(no_store(HttpResponse::Ok()).json(tokens))
+}
+
+fn locked_out(wait: u64) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: format!(
+            "too many failed logins for this account or from this address; retry in {wait} s"
+        ),
+        retry_after: wait,
+    }
+}
+
+/// Responses that carry tokens must not be kept by any cache.
+fn no_store(mut res: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    res.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+    res
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
@@ -186,7 +220,7 @@ pub async fn refresh(
         .await?;
     // The family revocation must commit, so the 401 is returned outside the transaction.
     let tokens = outcome.map_err(|m| ApiError::Unauthorized(m.into()))?;
-    Ok(HttpResponse::Ok().json(tokens))
+    Ok(no_store(HttpResponse::Ok()).json(tokens))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest, security(()),
@@ -224,4 +258,29 @@ pub async fn logout(
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// End a user's sessions: every refresh token stops working (their access tokens run out
+/// within minutes, and already check that the user is active). With `api_keys`, the user's
+/// API keys are revoked too. Returns how many credentials were revoked.
+pub fn revoke_sessions(conn: &mut DbConn, user_id: &str, api_keys: bool) -> ApiResult<usize> {
+    use crate::schema::api_keys as ak;
+    let now = ids::now();
+    let mut n = diesel::update(
+        rt::table
+            .filter(rt::user_id.eq(user_id))
+            .filter(rt::revoked_at.is_null()),
+    )
+    .set(rt::revoked_at.eq(&now))
+    .execute(conn)?;
+    if api_keys {
+        n += diesel::update(
+            ak::table
+                .filter(ak::user_id.eq(user_id))
+                .filter(ak::revoked_at.is_null()),
+        )
+        .set(ak::revoked_at.eq(&now))
+        .execute(conn)?;
+    }
+    Ok(n)
 }

@@ -378,6 +378,13 @@ fn update_user(
         if input.password.is_some() {
             changes["password"] = serde_json::json!({"changed": true});
         }
+        // A new password, another role or a deactivation ends the user's sessions; a
+        // deactivated user's API keys stop working for good.
+        let deactivated = before.active && !after.active;
+        if input.password.is_some() || before.role != after.role || deactivated {
+            let revoked = super::sessions::revoke_sessions(c, id, deactivated)?;
+            changes["sessions_revoked"] = serde_json::json!(revoked);
+        }
         audit::record(
             c,
             Change {
@@ -432,6 +439,9 @@ fn set_archived(conn: &mut DbConn, id: &str, archiving: bool, me: &Principal) ->
             ))
             .execute(c)?;
         let after: User = find(c, id)?.into();
+        if archiving {
+            super::sessions::revoke_sessions(c, id, true)?;
+        }
         audit::record(
             c,
             Change {

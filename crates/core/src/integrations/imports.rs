@@ -311,8 +311,8 @@ fn field_types(kind: &ObjectKind) -> Map<String, Value> {
 }
 
 fn declared_type(types: &Map<String, Value>, field: &str) -> String {
-    let t = &types[field]["type"];
-    let names: Vec<&str> = match t {
+    let t = types.get(field).and_then(|f| f.get("type"));
+    let names: Vec<&str> = match t.unwrap_or(&Value::Null) {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
         _ => vec![],
@@ -374,6 +374,38 @@ struct Plan {
     csv: bool,
 }
 
+/// Columns that name how a row is matched rather than a field of the object.
+const KEY_COLUMNS: [&str; 4] = ["id", "external_id", "external_source", "email"];
+
+/// What every spreadsheet calls a person's address and number, and the list field of the
+/// object that holds them (`email` becomes the primary entry of `emails`).
+const CONTACT_POINTS: [(&str, &str, &str); 2] =
+    [("email", "emails", "email"), ("phone", "phones", "number")];
+
+/// Whether a column can land in the object: a field of its input schema, a key column,
+/// or a contact point the object keeps as a list.
+fn known_field(plan: &Plan, top: &str) -> bool {
+    plan.types.contains_key(top)
+        || KEY_COLUMNS.contains(&top)
+        || CONTACT_POINTS
+            .iter()
+            .any(|(single, list, _)| *single == top && plan.types.contains_key(*list))
+}
+
+fn unknown_column(plan: &Plan, column: &str) -> ApiError {
+    let mut fields: Vec<&str> = plan.types.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    ApiError::field(
+        column,
+        "unknown_column",
+        format!(
+            "{column:?} is not a field of {}; map it to one of {} or leave it out",
+            plan.kind.name,
+            fields.join(", ")
+        ),
+    )
+}
+
 /// The body of a row: mapped, typed (for CSV), with empty cells left out.
 fn row_body(plan: &Plan, row: Map<String, Value>) -> ApiResult<Map<String, Value>> {
     let mut body = Map::new();
@@ -381,20 +413,35 @@ fn row_body(plan: &Plan, row: Map<String, Value>) -> ApiResult<Map<String, Value
         let field = match plan.mapping.get(&column) {
             Some(Value::String(f)) => f.clone(),
             Some(_) => continue,
-            None if plan.mapping.is_empty() => column,
+            None if plan.mapping.is_empty() => column.clone(),
             None => continue,
         };
+        let top = field.split('.').next().unwrap_or(&field).to_string();
+        if !known_field(plan, &top) {
+            return Err(unknown_column(plan, &column));
+        }
         let value = match (&value, plan.csv) {
             (Value::String(s), true) if s.trim().is_empty() => continue,
-            (Value::String(s), true) => {
-                let top = field.split('.').next().unwrap_or(&field);
-                coerce(&field, s, &declared_type(&plan.types, top))?
-            }
+            (Value::String(s), true) => coerce(&field, s, &declared_type(&plan.types, &top))?,
             _ => value,
         };
         set_path(&mut body, &field, value);
     }
     Ok(body)
+}
+
+/// A lone `email` or `phone` becomes the primary entry of the object's `emails` or
+/// `phones`, unless the row gives the list itself.
+fn fold_contact_points(plan: &Plan, body: &mut Map<String, Value>) {
+    for (single, list, key) in CONTACT_POINTS {
+        if plan.types.contains_key(single) || !plan.types.contains_key(list) {
+            continue;
+        }
+        if let Some(value) = take_str(body, single) {
+            body.entry(list)
+                .or_insert_with(|| json!([{ key: value.trim(), "primary": true }]));
+        }
+    }
 }
 
 fn take_str(body: &mut Map<String, Value>, field: &str) -> Option<String> {
@@ -409,45 +456,45 @@ fn row_write(plan: &Plan, row: Map<String, Value>) -> ApiResult<Write> {
     let mut body = row_body(plan, row)?;
     let missing =
         |f: &str| ApiError::field(f, "required", format!("this import needs a {f} column"));
-    match plan.mode.as_str() {
+    let write = match plan.mode.as_str() {
         "update" => {
             let id = take_str(&mut body, "id").ok_or_else(|| missing("id"))?;
             let id = ids::parse_id(&id)
                 .ok_or_else(|| ApiError::field("id", "invalid", "is not a record id"))?;
-            Ok(Write::Update {
+            fold_contact_points(plan, &mut body);
+            Write::Update {
                 id,
                 if_match: None,
                 body: Value::Object(body),
-            })
+            }
         }
         "upsert" if plan.match_on == "email" => {
             let email = take_str(&mut body, "email").ok_or_else(|| missing("email"))?;
-            Ok(Write::Upsert {
+            fold_contact_points(plan, &mut body);
+            Write::Upsert {
                 key: MatchKey::Email(email),
                 if_match: None,
                 body: Value::Object(body),
-            })
+            }
         }
         "upsert" => {
             let id = take_str(&mut body, "external_id").ok_or_else(|| missing("external_id"))?;
             let source = take_str(&mut body, "external_source")
                 .or_else(|| plan.source.clone())
                 .ok_or_else(|| missing("external_source"))?;
-            Ok(Write::Upsert {
+            fold_contact_points(plan, &mut body);
+            Write::Upsert {
                 key: MatchKey::External { source, id },
                 if_match: None,
                 body: Value::Object(body),
-            })
+            }
         }
         _ => {
-            // A lone `email` column is the primary email of a new contact.
-            if let Some(email) = take_str(&mut body, "email") {
-                body.entry("emails")
-                    .or_insert_with(|| json!([{"email": email, "primary": true}]));
-            }
-            Ok(Write::Create(Value::Object(body)))
+            fold_contact_points(plan, &mut body);
+            Write::Create(Value::Object(body))
         }
-    }
+    };
+    Ok(write)
 }
 
 // ---- Running an import ----
@@ -649,6 +696,15 @@ pub fn register_jobs(registry: &mut JobRegistry, objects: Arc<ObjectRegistry>, p
     registry.register(RUN_JOB, move |conn, payload| -> JobResult {
         let id = payload["import_id"].as_str().unwrap_or_default();
         run(conn, &pool, &objects, id).map_err(|e| JobFailure::from(e.to_string()))
+    });
+    // However the job ended for good (an error on every attempt, a panic, a worker that
+    // kept dying), the import says so instead of staying "running".
+    registry.on_dead(RUN_JOB, |conn, payload, why| {
+        let id = payload["import_id"].as_str().unwrap_or_default();
+        let error = format!("the import stopped: {why}");
+        if let Err(e) = set_status(conn, id, "failed", Some(error)) {
+            tracing::error!(import_id = id, error = %e, "could not mark the import failed");
+        }
     });
 }
 
