@@ -33,5 +33,7 @@ mod matrix;
 mod platform;
 #[path = "api/readme.rs"]
 mod readme;
+#[path = "api/security.rs"]
+mod security;
 #[path = "api/webhooks.rs"]
 mod webhooks;
