@@ -21,6 +21,8 @@ mod durability;
 mod feed;
 #[path = "api/guide.rs"]
 mod guide;
+#[path = "api/hardening.rs"]
+mod hardening;
 #[path = "api/imports.rs"]
 mod imports;
 #[path = "api/integrations.rs"]
@@ -33,6 +35,8 @@ mod matrix;
 mod platform;
 #[path = "api/readme.rs"]
 mod readme;
+#[path = "api/secrets.rs"]
+mod secrets;
 #[path = "api/security.rs"]
 mod security;
 #[path = "api/webhooks.rs"]

@@ -58,16 +58,49 @@ pub fn secret_digest(secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The keys of access tokens: the current one signs (its `kid` in the header), and the
+/// ones it replaced still verify tokens they signed until those expire, so a secret can be
+/// rotated without logging everyone out. Every token carries and is checked for `iss`
+/// and `aud`.
 pub struct JwtKeys {
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    previous: Vec<(String, DecodingKey)>,
+    issuer: String,
+    audience: String,
+}
+
+/// A key's id: a digest prefix, so the header names the key without revealing it.
+fn key_id(secret: &[u8]) -> String {
+    let digest = Sha256::digest(secret);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
+        Self::rotated(secret, &[], "crm", "crm-api")
+    }
+
+    pub fn rotated(secret: &[u8], previous: &[&[u8]], issuer: &str, audience: &str) -> Self {
         JwtKeys {
+            kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            previous: previous
+                .iter()
+                .map(|p| (key_id(p), DecodingKey::from_secret(p)))
+                .collect(),
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+        }
+    }
+
+    fn decoding_key(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+        match kid {
+            None => Some(&self.decoding),
+            Some(k) if k == self.kid => Some(&self.decoding),
+            Some(k) => self.previous.iter().find(|(id, _)| id == k).map(|(_, d)| d),
         }
     }
 }
@@ -80,6 +113,8 @@ pub struct AccessClaims {
     pub exp: i64,
     pub jti: String,
     pub typ: String,
+    pub iss: String,
+    pub aud: String,
 }
 
 pub fn issue_access_token(
@@ -96,23 +131,38 @@ pub fn issue_access_token(
         exp: now + ttl_secs,
         jti: crate::ids::new_id(),
         typ: "access".into(),
+        iss: keys.issuer.clone(),
+        aud: keys.audience.clone(),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding)
-        .map_err(ApiError::internal)
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(keys.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &keys.encoding).map_err(ApiError::internal)
 }
 
-/// Decode an access token. Only HS256 is accepted: `alg: none` and other algorithms fail.
+/// Decode an access token. Only HS256 is accepted (`alg: none` and other algorithms
+/// fail), signed by the current key or a previous one named by `kid`, for this issuer
+/// and audience.
 pub fn decode_access_token(keys: &JwtKeys, token: &str) -> Result<AccessClaims, ApiError> {
+    let invalid = || ApiError::Unauthorized("the access token is not valid".into());
+    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+    let key = keys.decoding_key(header.kid.as_deref()).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "the access token was signed by a key this server no longer accepts; log in again"
+                .into(),
+        )
+    })?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation.set_issuer(&[&keys.issuer]);
+    validation.set_audience(&[&keys.audience]);
     let data =
-        jsonwebtoken::decode::<AccessClaims>(token, &keys.decoding, &validation).map_err(|e| {
+        jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Unauthorized(
                     "the access token has expired; refresh it or log in".into(),
                 ),
-                _ => ApiError::Unauthorized("the access token is not valid".into()),
+                _ => invalid(),
             }
         })?;
     if data.claims.typ != "access" {
@@ -376,6 +426,23 @@ mod tests {
             .encode(br#"{"alg":"none","typ":"JWT"}"#);
         let forged = format!("{none}.{}.", parts[1]);
         assert!(decode_access_token(&keys, &forged).is_err());
+    }
+
+    #[test]
+    fn a_rotated_key_still_verifies_its_tokens_and_iss_aud_are_checked() {
+        let old = JwtKeys::new(b"old-secret");
+        let token = issue_access_token(&old, "u1", Role::Agent, 60).unwrap_or_default();
+        let rotated = JwtKeys::rotated(b"new-secret", &[b"old-secret"], "crm", "crm-api");
+        assert!(
+            decode_access_token(&rotated, &token).is_ok(),
+            "grace period"
+        );
+        let dropped = JwtKeys::new(b"new-secret");
+        assert!(decode_access_token(&dropped, &token).is_err());
+        let other_audience = JwtKeys::rotated(b"old-secret", &[], "crm", "someone-else");
+        assert!(decode_access_token(&other_audience, &token).is_err());
+        let other_issuer = JwtKeys::rotated(b"old-secret", &[], "not-crm", "crm-api");
+        assert!(decode_access_token(&other_issuer, &token).is_err());
     }
 }
 

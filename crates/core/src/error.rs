@@ -70,6 +70,12 @@ pub enum ApiError {
     PreconditionRequired(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request target is longer than the server reads.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's header section is larger than the server reads.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{detail}")]
@@ -150,6 +156,8 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::PreconditionRequired(_) => "precondition-required",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UriTooLong(_) => "uri-too-long",
+            ApiError::HeadersTooLarge(_) => "headers-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Validation { .. } => "validation-failed",
             ApiError::TooManyRequests { .. } => "rate-limited",
@@ -201,6 +209,8 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -161,14 +161,65 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
             })?;
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+            refuse_control_characters(&value, "")?;
             T::deserialize(value).map(Json).map_err(|e| serde_error(&e))
         })
+    }
+}
+
+/// Control characters (C0 but tab, line feed and carriage return; DEL; C1) have no place in
+/// any text a client stores: they corrupt exports, terminals and logs. A 422 names the
+/// first field that carries one.
+pub fn refuse_control_characters(value: &serde_json::Value, at: &str) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) => match s
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            Some(c) => Err(ApiError::field(
+                if at.is_empty() { "body" } else { at },
+                "control_character",
+                format!("contains the control character U+{:04X}", c as u32),
+            )),
+            None => Ok(()),
+        },
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| refuse_control_characters(v, &format!("{at}[{i}]"))),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| refuse_control_characters(v, &join(k))),
+        _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_refused_with_the_field_but_newlines_pass() {
+        let ok = serde_json::json!({"notes": "line one\nline two\ttabbed", "name": "Zoë"});
+        assert!(refuse_control_characters(&ok, "").is_ok());
+        let bad = serde_json::json!({"emails": [{"email": "a@b.c"}, {"label": "x\u{0089}y"}]});
+        let err = refuse_control_characters(&bad, "")
+            .err()
+            .map(|e| e.problem());
+        assert_eq!(
+            err.map(|p| p.errors[0].field.clone()),
+            Some("emails[1].label".into())
+        );
+        assert!(refuse_control_characters(&serde_json::json!("a\u{0000}"), "").is_err());
+    }
 
     #[test]
     fn wrong_types_are_422_with_field_and_syntax_is_400() {

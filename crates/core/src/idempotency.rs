@@ -113,7 +113,7 @@ pub async fn middleware(
     let bytes = body::to_bytes(res.into_body())
         .await
         .map_err(|_| ApiError::internal("cannot buffer response body"))?;
-    let text = String::from_utf8_lossy(&bytes).to_string();
+    let text = without_secrets(&bytes);
     let outcome = state
         .db(move |c| store_outcome(c, &row_id, status, &headers, &text))
         .await;
@@ -121,6 +121,24 @@ pub async fn middleware(
         tracing::error!(error = %e, "could not store idempotent response");
     }
     Ok(ServiceResponse::new(http_req, builder.body(bytes)))
+}
+
+/// What is kept for replay: the body, except that a once-shown secret (a new API key's or
+/// webhook's `secret`) is never stored; the replay says it was shown once instead.
+fn without_secrets(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes).to_string();
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_str(&text) else {
+        return text;
+    };
+    if !body.get("secret").is_some_and(serde_json::Value::is_string) {
+        return text;
+    }
+    body.insert("secret".into(), serde_json::Value::Null);
+    body.insert(
+        "secret_note".into(),
+        "the secret was shown once, in the first response to this request; it is not stored".into(),
+    );
+    serde_json::Value::Object(body).to_string()
 }
 
 fn claim_key(conn: &mut DbConn, scope: &str, key: &str, hash: &str) -> Result<Claim, ApiError> {

@@ -126,9 +126,16 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                         .finish()
                 }),
             )
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec.clone()))
+            .service(
+                SwaggerUi::new("/docs/{_:.*}")
+                    .url("/openapi.json", spec.clone())
+                    // Swagger UI's default sends the spec to an online validator.
+                    .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none")),
+            )
             .default_service(web::to(routes::fallback))
             .wrap(actix_web::middleware::from_fn(middleware::problem_bodies))
+            .wrap(actix_web::middleware::from_fn(middleware::request_limits))
+            .wrap(actix_web::middleware::from_fn(middleware::security_headers))
             .wrap(cors(&origins))
             .wrap(actix_web::middleware::from_fn(middleware::request_context))
     })

@@ -49,6 +49,22 @@ fn jwt_secret(config: &Config) -> Result<String, String> {
     Ok(secret)
 }
 
+/// The signing key, the keys it replaced (still verifying until their tokens expire), and
+/// the issuer and audience every token carries.
+fn jwt_keys(secret: &str, config: &Config) -> JwtKeys {
+    let previous: Vec<&[u8]> = config
+        .jwt_previous_secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    JwtKeys::rotated(
+        secret.as_bytes(),
+        &previous,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+    )
+}
+
 /// Connect, migrate, and prepare everything the server needs.
 pub fn build_state(
     config: Config,
@@ -83,10 +99,11 @@ pub fn build_state(
         config.login_max_failures,
         config.login_lockout,
     ));
+    let jwt = Arc::new(jwt_keys(&secret, &config));
     let state = AppState {
         pool,
         config,
-        jwt: Arc::new(JwtKeys::new(secret.as_bytes())),
+        jwt,
         jobs: Arc::new(registry),
         objects,
         logins,

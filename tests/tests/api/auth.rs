@@ -66,7 +66,7 @@ fn expired_forged_and_alg_none_tokens_are_401() {
     let me = app.get("/api/v1/users/me", &app.admin_token).json();
     let sub = me["id"].as_str().unwrap_or_default();
     let now = chrono_now();
-    let claims = |exp: i64| json!({"sub": sub, "role": "admin", "iat": now - 7200, "exp": exp, "jti": "x", "typ": "access"});
+    let claims = |exp: i64| json!({"sub": sub, "role": "admin", "iat": now - 7200, "exp": exp, "jti": "x", "typ": "access", "iss": "crm", "aud": "crm-api"});
 
     let expired = token_with(claims(now - 3600), JWT_SECRET);
     let p = app.get("/api/v1/users/me", &expired).problem(401);

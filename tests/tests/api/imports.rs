@@ -212,7 +212,7 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// The server binary, built beside this test binary (`make test` builds it first).
-fn crm_binary() -> std::path::PathBuf {
+pub fn crm_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe
         .parent()

@@ -56,7 +56,7 @@ fn expired_token(app: &TestApp) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let claims = json!({"sub": me["id"], "role": "admin", "iat": now - 7200, "exp": now - 3600, "jti": "x", "typ": "access"});
+    let claims = json!({"sub": me["id"], "role": "admin", "iat": now - 7200, "exp": now - 3600, "jti": "x", "typ": "access", "iss": "crm", "aud": "crm-api"});
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
