@@ -106,10 +106,39 @@ pub async fn ready(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     }))
 }
 
+/// With `CRM_METRICS_TOKEN` set, only a scraper that sends it may read the metrics.
+fn check_metrics_token(req: &actix_web::HttpRequest, state: &AppState) -> ApiResult<()> {
+    let Some(expected) = &state.config.metrics_token else {
+        return Ok(());
+    };
+    let sent = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests, so the time taken says nothing about the token.
+    if crm_core::auth::secret_digest(sent) == crm_core::auth::secret_digest(expected.expose()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "the metrics need Authorization: Bearer <CRM_METRICS_TOKEN>".into(),
+        ))
+    }
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 401, description = "CRM_METRICS_TOKEN is set and was not sent", body = Problem, content_type = "application/problem+json"),
+    ))]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>, m: web::Data<Metrics>) -> ApiResult<HttpResponse> {
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    m: web::Data<Metrics>,
+) -> ApiResult<HttpResponse> {
+    check_metrics_token(&req, &state)?;
     let counts: Vec<(String, i64)> = state
         .db(|c| {
             Ok(jobs::table
@@ -131,7 +160,8 @@ pub async fn metrics(state: web::Data<AppState>, m: web::Data<Metrics>) -> ApiRe
         .body(buf))
 }
 
-/// Health and metrics need no credentials (metrics carry no customer data).
+/// Health and metrics need no user credentials (metrics carry no customer data); the
+/// metrics can be kept to a scraper's token with `CRM_METRICS_TOKEN`.
 pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/health/live", Access::Public),
     Operation::new("GET", "/health/ready", Access::Public),

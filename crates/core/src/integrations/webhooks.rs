@@ -177,23 +177,98 @@ fn is_private(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+                || v4.is_multicast()
+                || a == 0 // 0.0.0.0/8, "this network"
+                || a >= 240 // 240.0.0.0/4 reserved, and the broadcast address
+                || a == 100 && (64..128).contains(&b) // 100.64.0.0/10, carrier-grade NAT
+                || a == 198 && (18..20).contains(&b) // 198.18.0.0/15, benchmarking
+                || a == 192 && b == 0 && v4.octets()[2] == 0 // 192.0.0.0/24, protocol assignments
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || s[0] == 0x2002 // 6to4 embeds an IPv4 address
+                || (s[0], s[1], s[2], s[3], s[4], s[5]) == (0x64, 0xff9b, 0, 0, 0, 0) // NAT64
                 || v6
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
+}
+
+const NO_PUBLIC_ADDRESS: &str = "has no public address";
+
+/// A name lookup: `host:port` to the addresses it names.
+type Lookup = dyn Fn(&str) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync;
+
+/// The resolver of webhook deliveries: it looks the host up once, drops every address
+/// that is not public, and hands the HTTP client only what is left, so the client connects
+/// to exactly the addresses that were checked (a second lookup could answer differently:
+/// DNS rebinding). No public address, or a failed lookup, fails the delivery.
+#[derive(Clone)]
+pub struct PinnedResolver {
+    lookup: Arc<Lookup>,
+    allow_private: bool,
+}
+
+impl PinnedResolver {
+    pub fn system(allow_private: bool) -> Self {
+        Self::with_lookup(allow_private, |netloc| {
+            use std::net::ToSocketAddrs;
+            netloc.to_socket_addrs().map(Iterator::collect)
+        })
+    }
+
+    /// With another lookup (a test's resolver that answers what it is told).
+    pub fn with_lookup(
+        allow_private: bool,
+        lookup: impl Fn(&str) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
+    ) -> Self {
+        PinnedResolver {
+            lookup: Arc::new(lookup),
+            allow_private,
+        }
+    }
+}
+
+impl ureq::Resolver for PinnedResolver {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        let all = (self.lookup)(netloc)?;
+        let public: Vec<std::net::SocketAddr> = all
+            .iter()
+            .copied()
+            .filter(|a| self.allow_private || !is_private(a.ip()))
+            .collect();
+        if public.is_empty() {
+            let refused: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "refused: {netloc} {NO_PUBLIC_ADDRESS} (it resolves to {}); webhooks go to public URLs",
+                    refused.join(", ")
+                ),
+            ));
+        }
+        Ok(public)
+    }
+}
+
+/// The agent every delivery uses: no redirects (a redirect could point anywhere), and the
+/// pinned resolver.
+pub fn delivery_agent(config: &Config, resolver: PinnedResolver) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(config.webhook_timeout)
+        .redirects(0)
+        .resolver(resolver)
+        .build()
 }
 
 /// The URL's host and port.
@@ -218,17 +293,6 @@ fn private_literal(url: &str) -> Option<std::net::IpAddr> {
         return Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     }
     host.parse().ok().filter(|ip| is_private(*ip))
-}
-
-/// The first private address the URL's host resolves to, if any.
-fn private_destination(url: &str) -> Option<std::net::IpAddr> {
-    use std::net::ToSocketAddrs;
-    let (host, port) = host_and_port(url)?;
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()?
-        .map(|a| a.ip())
-        .find(|ip| is_private(*ip))
 }
 
 fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
@@ -260,8 +324,7 @@ fn check_url(url: &str) -> ApiResult<()> {
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     let port_ok = (1..=5).contains(&port.len()) && port.chars().all(|c| c.is_ascii_digit());
     let tail_ok = tail.split('%').enumerate().all(|(i, part)| {
-        let hex_ok =
-            i == 0 || (part.len() >= 2 && part[..2].chars().all(|c| c.is_ascii_hexdigit()));
+        let hex_ok = i == 0 || part.chars().take(2).filter(char::is_ascii_hexdigit).count() == 2;
         hex_ok
             && part
                 .chars()
@@ -585,13 +648,17 @@ fn post(agent: &ureq::Agent, d: &Delivery, url: &str, secret: &str) -> AttemptOu
             latency,
             permanent: false,
         },
-        Err(e) => AttemptOutcome {
-            status: None,
-            error: Some(e.to_string()),
-            retry_after: None,
-            latency,
-            permanent: false,
-        },
+        Err(e) => {
+            let error = e.to_string();
+            AttemptOutcome {
+                // The pinned resolver found no public address: retrying will not help.
+                permanent: error.contains(NO_PUBLIC_ADDRESS),
+                status: None,
+                error: Some(error),
+                retry_after: None,
+                latency,
+            }
+        }
     }
 }
 
@@ -676,19 +743,7 @@ fn deliver(conn: &mut DbConn, agent: &ureq::Agent, config: &Config, payload: &Va
         )
         .map_err(fail);
     }
-    let outcome = match private_destination(&w.url).filter(|_| !config.webhook_allow_private_urls) {
-        Some(ip) => AttemptOutcome {
-            status: None,
-            error: Some(format!(
-                "refused: {} resolves to the private address {ip}",
-                w.url
-            )),
-            retry_after: None,
-            latency: Duration::ZERO,
-            permanent: true,
-        },
-        None => post(agent, &d, &w.url, &w.secret),
-    };
+    let outcome = post(agent, &d, &w.url, &w.secret);
     let delivered = outcome.status.is_some_and(|s| (200..300).contains(&s));
     let attempts = d.attempts + 1;
     let will_retry = !delivered
@@ -757,10 +812,10 @@ fn set_delivery(
 
 /// Register the delivery job with its backoff.
 pub fn register_jobs(registry: &mut JobRegistry, config: Arc<Config>) {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(config.webhook_timeout)
-        .redirects(0)
-        .build();
+    let agent = delivery_agent(
+        &config,
+        PinnedResolver::system(config.webhook_allow_private_urls),
+    );
     let policy = RetryPolicy {
         base: config.webhook_retry_base,
         cap: Duration::from_secs(3600),
@@ -999,4 +1054,91 @@ pub async fn redeliver(
         })
         .await?;
     Ok(HttpResponse::Accepted().json(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use ureq::Resolver;
+
+    #[test]
+    fn refused_ranges_cover_the_special_use_blocks() {
+        for ip in [
+            "0.1.2.3",
+            "10.0.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "192.168.1.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(
+                is_private(ip.parse().unwrap_or(Ipv4Addr::LOCALHOST.into())),
+                "{ip}"
+            );
+        }
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
+            assert!(
+                !is_private(ip.parse().unwrap_or(Ipv4Addr::LOCALHOST.into())),
+                "{ip}"
+            );
+        }
+    }
+
+    /// A resolver that answers a public address first and loopback second: only the
+    /// public one is handed to the client; loopback alone, or a failed lookup, fails.
+    #[test]
+    fn the_pinned_resolver_keeps_only_public_addresses() {
+        let public: SocketAddr = "203.0.113.10:443"
+            .parse()
+            .unwrap_or(([0, 0, 0, 0], 0).into());
+        let loopback: SocketAddr = "127.0.0.1:443".parse().unwrap_or(([0, 0, 0, 0], 0).into());
+        let mixed = PinnedResolver::with_lookup(false, move |_| Ok(vec![public, loopback]));
+        assert_eq!(mixed.resolve("rebind.example:443").ok(), Some(vec![public]));
+        let inside = PinnedResolver::with_lookup(false, move |_| Ok(vec![loopback]));
+        let err = inside
+            .resolve("inside.example:443")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains(NO_PUBLIC_ADDRESS)));
+        let failing =
+            PinnedResolver::with_lookup(false, |_| Err(std::io::Error::other("lookup failed")));
+        assert!(failing.resolve("gone.example:443").is_err());
+    }
+
+    #[test]
+    fn a_delivery_never_connects_to_a_private_address_a_name_resolves_to() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let target = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::for_database("sqlite://unused.db");
+        let resolver = PinnedResolver::with_lookup(false, move |_| Ok(vec![target]));
+        let agent = delivery_agent(&config, resolver);
+        let url = format!("http://rebind.example:{}/hook", target.port());
+        let err = agent
+            .post(&url)
+            .send_string("{}")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains(NO_PUBLIC_ADDRESS)));
+        assert!(
+            listener.accept().is_err(),
+            "nothing connected to the loopback listener"
+        );
+    }
 }
