@@ -5,6 +5,10 @@
 - An `Idempotency-Key` reused with a different body is rightly a 422; the fuzzer repeats
   keys across unrelated requests, so well-formed keys are made unique per request.
   Malformed keys are left alone, so the server's rejection of them is still tested.
+- Text with control characters (other than tab and line breaks) is refused with a 422 on
+  every JSON body, a rule of the API's conventions that JSON Schema cannot state for every
+  string; generated bodies have them replaced by `?`. The Rust suite tests the refusal
+  (tests/tests/api/hardening.rs).
 - Stateful links follow fields such as a user's `team_id`; when that field is null the
   link yields no id (schemathesis would send "None"), so a fresh id stands in for it.
 """
@@ -14,6 +18,22 @@ import uuid
 import schemathesis
 
 WELL_FORMED_KEY = re.compile(r"^[!-~]{1,255}$")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@schemathesis.hook
+def map_body(ctx, body):
+    return without_control(body)
+
+
+def without_control(value):
+    if isinstance(value, str):
+        return CONTROL.sub("?", value)
+    if isinstance(value, dict):
+        return {k: without_control(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_control(v) for v in value]
+    return value
 
 
 @schemathesis.hook

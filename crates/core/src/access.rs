@@ -260,10 +260,13 @@ impl AccessTable {
 
     /// The methods the table has for a path (for `Allow` on a 405), if it has any.
     pub fn methods_for(&self, path: &str) -> Option<String> {
+        // The methods of the most specific pattern that matches (`/accounts/batch`, not
+        // also `/accounts/{id}`): literal patterns come first in the table.
+        let (_, first) = self.entries.iter().find(|(def, _)| def.is_match(path))?;
         let mut methods: Vec<&str> = self
             .entries
             .iter()
-            .filter(|(def, _)| def.is_match(path))
+            .filter(|(_, op)| op.path == first.path)
             .map(|(_, op)| op.method)
             .collect();
         methods.sort_unstable();

@@ -751,6 +751,13 @@ fn check_params(
     };
     let mut mapping: Map<String, Value> = match &p.mapping {
         None => Map::new(),
+        Some(raw) if !(2..=10_000).contains(&raw.chars().count()) => {
+            return Err(ApiError::field(
+                "mapping",
+                "length",
+                "must be 2 to 10,000 characters",
+            ))
+        }
         Some(raw) => match serde_json::from_str::<Value>(raw) {
             Ok(Value::Object(m)) if m.values().all(Value::is_string) => m,
             _ => {
@@ -826,6 +833,7 @@ fn discard(conn: &mut DbConn, id: &str) -> ApiResult<()> {
     responses(
         (status = 202, description = "Stored and queued; follow Location for progress", body = Import, headers(("Location" = String))),
         (status = 413, description = "Larger than CRM_IMPORT_MAX_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 414, description = "The request target (with its mapping) is over 32 KiB", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither CSV nor NDJSON", body = crate::error::Problem, content_type = "application/problem+json"),
         WriteProblems))]
 pub async fn create_import(
