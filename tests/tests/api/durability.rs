@@ -5,8 +5,8 @@ use crm_core::db::{self, DbConn};
 use crm_core::jobs::{self, enqueue, JobRegistry};
 use crm_tests::TestApp;
 use diesel::RunQueryDsl;
-use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use serde_json::json;
+use std::time::Duration;
 
 /// Rows of a table as a reader on its own connection sees them: committed rows only.
 fn committed_rows(app: &TestApp, table: &str) -> i64 {
@@ -21,19 +21,6 @@ fn committed_rows(app: &TestApp, table: &str) -> i64 {
         .get_result::<N>(&mut conn)
         .map(|r| r.n)
         .unwrap_or_else(|e| panic!("count {table}: {e}"))
-}
-
-fn wait_for_job(app: &TestApp, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let job = app
-            .get(&format!("/api/v1/jobs/{id}"), &app.admin_token)
-            .json();
-        if job["status"] == status || Instant::now() > deadline {
-            return job;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A job kind that exists only in tests: it panics halfway through a write transaction.
@@ -57,7 +44,7 @@ fn writes_after_a_job_panicked_in_its_transaction_are_committed() {
         let mut conn = app.state.pool.get().unwrap_or_else(|e| panic!("{e}"));
         enqueue(&mut conn, "test.panic-in-transaction", &json!({}), 1).unwrap_or_default()
     };
-    let job = wait_for_job(&app, &id, "dead");
+    let job = crate::jobs::wait_for_status(&app, &id, "dead");
     assert_eq!(job["status"], "dead", "{job}");
     assert!(job["last_error"]
         .as_str()

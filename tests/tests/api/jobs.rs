@@ -25,7 +25,8 @@ fn fast_registry() -> (JobRegistry, Arc<AtomicUsize>) {
     (r, calls)
 }
 
-fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
+/// Poll a job until it has `status` (or 20 s pass); returns it as last seen.
+pub fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let job = app
