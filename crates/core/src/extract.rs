@@ -162,8 +162,89 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
             refuse_control_characters(&value, "")?;
-            T::deserialize(value).map(Json).map_err(|e| serde_error(&e))
+            from_body(value).map(Json)
         })
+    }
+}
+
+/// A request body read into its type. Unlike `serde_json::from_value`, an object's type
+/// never takes a JSON array (serde's derive accepts `["token"]` as `{"refresh_token":
+/// "token"}` and `[]` as an object of optional fields): a wrong shape is a 422.
+pub fn from_body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    T::deserialize(strict::Strict(value)).map_err(|e| serde_error(&e))
+}
+
+mod strict {
+    use serde::de::value::{MapDeserializer, SeqDeserializer};
+    use serde::de::{Deserializer, Error as _, IntoDeserializer, Unexpected, Visitor};
+    use serde_json::{Error, Value};
+
+    /// `serde_json::Value` as a deserializer, but structs refuse arrays, at every depth.
+    pub struct Strict(pub Value);
+
+    impl<'de> IntoDeserializer<'de, Error> for Strict {
+        type Deserializer = Self;
+        fn into_deserializer(self) -> Self {
+            self
+        }
+    }
+
+    impl<'de> Deserializer<'de> for Strict {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(items) => {
+                    SeqDeserializer::new(items.into_iter().map(Strict)).deserialize_any(visitor)
+                }
+                Value::Object(map) => {
+                    MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Strict(v))))
+                        .deserialize_any(visitor)
+                }
+                other => other.deserialize_any(visitor),
+            }
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Array(_) => Err(Error::invalid_type(Unexpected::Seq, &visitor)),
+                other => Strict(other).deserialize_any(visitor),
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Value::Null => visitor.visit_none(),
+                other => visitor.visit_some(Strict(other)),
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            self.0.deserialize_enum(name, variants, visitor)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+        }
     }
 }
 
@@ -219,6 +300,36 @@ mod tests {
             Some("emails[1].label".into())
         );
         assert!(refuse_control_characters(&serde_json::json!("a\u{0000}"), "").is_err());
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Address {
+        city: Option<String>,
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Body {
+        token: String,
+        address: Option<Address>,
+        tags: Option<Vec<String>>,
+    }
+
+    #[test]
+    fn an_object_type_refuses_an_array_at_any_depth() {
+        use serde_json::json;
+        let ok: Result<Body, _> = from_body(json!({"token": "t", "address": {"city": "Oslo"},
+            "tags": ["a"]}));
+        assert_eq!(
+            ok.ok().map(|b| b.address),
+            Some(Some(Address {
+                city: Some("Oslo".into())
+            }))
+        );
+        assert!(from_body::<Body>(json!(["t"])).is_err());
+        assert!(from_body::<Body>(json!({"token": "t", "address": []})).is_err());
+        assert!(from_body::<Body>(json!({"token": "t", "address": null})).is_ok());
+        // serde_json alone takes both: this is what `from_body` exists for.
+        assert!(serde_json::from_value::<Body>(json!(["t", null, null])).is_ok());
     }
 
     #[test]

@@ -367,7 +367,7 @@ pub fn json<T: serde::Serialize>(record: T) -> Value {
 
 /// Parse a JSON body into an object's input type: shape errors are 422 with the field.
 pub fn input<T: serde::de::DeserializeOwned>(body: &Value) -> ApiResult<T> {
-    serde_json::from_value(body.clone()).map_err(|e| crate::extract::serde_error(&e))
+    crate::extract::from_body(body.clone())
 }
 
 /// The external key of a new record from its input: both parts or neither.

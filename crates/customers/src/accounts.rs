@@ -350,8 +350,7 @@ pub fn update_account(
     expected: Option<i32>,
     raw: &serde_json::Value,
 ) -> ApiResult<Account> {
-    let input: AccountInput =
-        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let input: AccountInput = crm_core::objects::input(raw)?;
     validate_input(&input)?;
     let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
     if cleared("name") {

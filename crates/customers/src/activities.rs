@@ -470,8 +470,7 @@ fn update_activity(
     expected: Option<i32>,
     raw: &serde_json::Value,
 ) -> ApiResult<Activity> {
-    let input: ActivityInput =
-        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let input: ActivityInput = crm_core::objects::input(raw)?;
     let cleared = |f: &str| raw.get(f).is_some_and(|v| v.is_null());
     db::write_tx(conn, |c| {
         let before = find(c, me, id)?;

@@ -633,8 +633,7 @@ pub fn update_contact(
     expected: Option<i32>,
     raw: &serde_json::Value,
 ) -> ApiResult<Contact> {
-    let input: ContactInput =
-        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let input: ContactInput = crm_core::objects::input(raw)?;
     let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
     db::write_tx(conn, |c| {
         let row = find_row(c, me, id)?;

@@ -334,8 +334,7 @@ fn update_product(
     expected: Option<i32>,
     raw: &serde_json::Value,
 ) -> ApiResult<Product> {
-    let input: ProductInput =
-        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let input: ProductInput = crm_core::objects::input(raw)?;
     input.validate()?;
     let cleared = |f: &str| raw.get(f).is_some_and(|v| v.is_null());
     db::write_tx(conn, |c| {

@@ -472,8 +472,7 @@ pub fn update_invoice(
     expected: Option<i32>,
     raw: &serde_json::Value,
 ) -> ApiResult<Invoice> {
-    let input: InvoiceInput =
-        serde_json::from_value(raw.clone()).map_err(|e| crm_core::extract::serde_error(&e))?;
+    let input: InvoiceInput = crm_core::objects::input(raw)?;
     let checked = check_input(&input)?;
     let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
     let stuck: Vec<FieldError> = [

@@ -51,6 +51,45 @@ fn an_over_long_request_target_is_a_414_problem_and_headers_a_431() {
 }
 
 #[test]
+fn the_longest_mapping_the_spec_allows_gets_a_problem_not_the_parsers_empty_400() {
+    let app = TestApp::start();
+    // 4,000 four-byte characters, percent-encoded: 48 KB of request target. Past 64 KiB
+    // the HTTP parser itself would answer an empty 400; the spec's maxLength keeps every
+    // allowed mapping below that, so the API's own 414 answers.
+    let value: String = "\u{1F600}".repeat(3_990);
+    let mapping = format!("{{\"a\":\"{value}\"}}");
+    let encoded: String = mapping.bytes().map(|b| format!("%{b:02X}")).collect();
+    let res = app.upload(
+        &format!("/api/v1/imports?object=accounts&mapping={encoded}"),
+        "text/csv",
+        b"name\nAcme\n",
+    );
+    res.problem(414);
+    let over = format!("{{\"a\":\"{}\"}}", "x".repeat(4_000));
+    let res = app.upload(
+        &format!("/api/v1/imports?object=accounts&mapping={over}"),
+        "text/csv",
+        b"name\nAcme\n",
+    );
+    let problem = res.problem(422);
+    assert_eq!(problem["errors"][0]["field"], "mapping", "{problem}");
+}
+
+#[test]
+fn a_json_array_is_never_taken_for_an_object() {
+    let app = TestApp::start();
+    // serde would read ["token"] as {"refresh_token": "token"} and log out with it.
+    for path in ["/api/v1/auth/logout", "/api/v1/auth/refresh"] {
+        let res = app.send("POST", path, None, &[], Some("[\"abc\"]"));
+        res.problem(422);
+    }
+    let res = app.post("/api/v1/teams", &app.admin_token, &json!(["Sales"]));
+    res.problem(422);
+    let teams = app.get("/api/v1/teams", &app.admin_token).json();
+    assert_eq!(teams["data"].as_array().map(Vec::len), Some(0), "{teams}");
+}
+
+#[test]
 fn text_with_control_characters_is_refused_and_nothing_is_stored() {
     let app = TestApp::start();
     let team = app
