@@ -340,15 +340,26 @@ fn taken(
 /// What a record without a value sorts as.
 pub const NUMBER_NULL: f64 = -1e300;
 
-/// For `sort=custom.<key>`: the SQL expression of the record's value (a correlated
-/// lookup on the value index), whether it is numeric, and whether descending. The key is
-/// checked against the definitions, so only `[a-z0-9_]` reaches the SQL text.
+/// `sort=custom.<key>`: the record's value, found by a correlated lookup on the value
+/// index. The object and key are bound parameters; only the fixed column and table names
+/// are SQL text.
+pub struct CustomSort {
+    /// `COALESCE((SELECT cv.<column> … WHERE cv.record_id = <table>.id AND cv.object = `
+    pub head: String,
+    pub object: String,
+    pub key: String,
+    /// `), <default for records without a value>)`
+    pub tail: &'static str,
+    pub numeric: bool,
+    pub desc: bool,
+}
+
 pub fn sort_by(
     conn: &mut DbConn,
     object: &str,
-    table: &str,
+    table: &'static str,
     p: &ListParams,
-) -> ApiResult<Option<(String, bool, bool)>> {
+) -> ApiResult<Option<CustomSort>> {
     let Some(sort) = p.sort.first() else {
         return Ok(None);
     };
@@ -374,22 +385,22 @@ pub fn sort_by(
         }
         _ => false,
     };
-    let column = if numeric {
-        "number_value"
+    let (column, tail) = if numeric {
+        ("number_value", "), CAST(-1e300 AS DOUBLE PRECISION))")
     } else {
-        "text_value"
+        ("text_value", "), '')")
     };
-    let default = if numeric {
-        "CAST(-1e300 AS DOUBLE PRECISION)"
-    } else {
-        "''"
-    };
-    let sql = format!(
-        "COALESCE((SELECT cv.{column} FROM custom_values cv WHERE cv.object = '{object}' \
-         AND cv.record_id = {table}.id AND cv.key = '{}'), {default})",
-        def.key
-    );
-    Ok(Some((sql, numeric, sort.desc)))
+    Ok(Some(CustomSort {
+        head: format!(
+            "COALESCE((SELECT cv.{column} FROM custom_values cv \
+             WHERE cv.record_id = {table}.id AND cv.object = "
+        ),
+        object: object.to_string(),
+        key: def.key,
+        tail,
+        numeric,
+        desc: sort.desc,
+    }))
 }
 
 /// Order a boxed list query by a custom field (see `sort_by`) and skip to the cursor.
@@ -398,7 +409,8 @@ macro_rules! custom_sort {
     ($q:expr, $id:path, $sort:expr, $p:expr) => {{
         use diesel::dsl::sql;
         use diesel::sql_types::{Double, Text};
-        let (expr_sql, numeric, desc): (String, bool, bool) = $sort;
+        let sort: $crate::custom_fields::CustomSort = $sort;
+        let (numeric, desc) = (sort.numeric, sort.desc);
         let mut q = $q;
         let last = match &$p.after {
             Some(after) => Some((
@@ -411,7 +423,13 @@ macro_rules! custom_sort {
             None => None,
         };
         if numeric {
-            let e = || sql::<Double>(&expr_sql);
+            let e = || {
+                sql::<Double>(&sort.head)
+                    .bind::<Text, _>(sort.object.clone())
+                    .sql(" AND cv.key = ")
+                    .bind::<Text, _>(sort.key.clone())
+                    .sql(sort.tail)
+            };
             q = if desc {
                 q.order_by(e().desc())
             } else {
@@ -427,7 +445,13 @@ macro_rules! custom_sort {
                 };
             }
         } else {
-            let e = || sql::<Text>(&expr_sql);
+            let e = || {
+                sql::<Text>(&sort.head)
+                    .bind::<Text, _>(sort.object.clone())
+                    .sql(" AND cv.key = ")
+                    .bind::<Text, _>(sort.key.clone())
+                    .sql(sort.tail)
+            };
             q = if desc {
                 q.order_by(e().desc())
             } else {

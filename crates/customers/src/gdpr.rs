@@ -1,7 +1,8 @@
 //! GDPR requests: everything held about a person, and erasure. Erasure anonymises the
 //! personal fields everywhere they are kept — the contact, its emails, phones and
 //! consents, activities about the person, the timeline, the audit log, the event log,
-//! stored idempotent responses and the search index — keeps non-personal aggregates
+//! stored idempotent responses, webhook deliveries, the search index, and the contacts
+//! merged into this one — keeps non-personal aggregates
 //! (account links, activity counts and dates), cannot be undone, and is audited.
 
 use crate::common;
@@ -17,7 +18,7 @@ use crm_core::respond::{ReadProblems, WriteProblems};
 use crm_core::schema::{
     activities as act, activity_links as al, audit_log, contact_consents as cc,
     contact_emails as ce, contact_phones as cp, contacts as con, custom_values, events,
-    idempotency_keys, timeline_entries as te,
+    idempotency_keys, timeline_entries as te, webhook_deliveries,
 };
 use crm_core::state::AppState;
 use crm_core::{ids, search};
@@ -120,6 +121,20 @@ fn scrub_logs(conn: &mut DbConn, entity_type: &str, entity_id: &str) -> ApiResul
     )
     .set(events::payload.eq(format!("{{\"id\":\"{entity_id}\",\"erased\":true}}")))
     .execute(conn)?;
+    // Webhook deliveries of those events: a redelivery resends the stored body.
+    let its_events: Vec<String> = events::table
+        .filter(events::entity_type.eq(entity_type))
+        .filter(events::entity_id.eq(entity_id))
+        .select(events::id)
+        .load(conn)?;
+    let body = format!(
+        "{{\"entity_type\":\"{entity_type}\",\"entity_id\":\"{entity_id}\",\"erased\":true}}"
+    );
+    for some in its_events.chunks(500) {
+        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::event_id.eq_any(some)))
+            .set(webhook_deliveries::body.eq(&body))
+            .execute(conn)?;
+    }
     diesel::update(
         te::table
             .filter(te::source_type.eq(entity_type))
@@ -143,54 +158,34 @@ fn scrub_logs(conn: &mut DbConn, entity_type: &str, entity_id: &str) -> ApiResul
     Ok(())
 }
 
+/// The contacts merged into this one, and those merged into them: the same person's
+/// earlier records, which erasure must reach too.
+fn merged_away(conn: &mut DbConn, id: &str) -> ApiResult<Vec<String>> {
+    let (mut found, mut frontier) = (vec![], vec![id.to_string()]);
+    while !frontier.is_empty() {
+        let next: Vec<String> = con::table
+            .filter(con::merged_into.eq_any(&frontier))
+            .select(con::id)
+            .load(conn)?;
+        found.extend(next.iter().cloned());
+        frontier = next;
+    }
+    Ok(found)
+}
+
 fn erase(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
     db::write_tx(conn, |c| {
         let row = contacts::find_row(c, me, id)?;
         if row.erased_at.is_some() {
             return Err(ApiError::Conflict("this contact was already erased".into()));
         }
-        let now = ids::now();
-        diesel::delete(ce::table.filter(ce::contact_id.eq(id))).execute(c)?;
-        diesel::delete(cp::table.filter(cp::contact_id.eq(id))).execute(c)?;
-        diesel::delete(cc::table.filter(cc::contact_id.eq(id))).execute(c)?;
-        diesel::delete(
-            custom_values::table
-                .filter(custom_values::object.eq("contact"))
-                .filter(custom_values::record_id.eq(id)),
-        )
-        .execute(c)?;
-        search::remove(c, "contact", id)?;
-        diesel::update(con::table.find(id))
-            .set((
-                con::first_name.eq("Erased"),
-                con::last_name.eq("Contact"),
-                con::job_title.eq(None::<String>),
-                con::tags.eq("[]"),
-                con::preferred_language.eq(None::<String>),
-                con::social_profiles.eq("{}"),
-                con::custom.eq("{}"),
-                con::external_source.eq(None::<String>),
-                con::external_id.eq(None::<String>),
-                con::erased_at.eq(&now),
-                con::archived_at.eq(row.archived_at.clone().unwrap_or(now.clone())),
-                con::version.eq(row.version + 1),
-                con::updated_at.eq(&now),
-            ))
-            .execute(c)?;
-        // Activities about the person keep their kind, dates and links (aggregates) but
-        // lose what was written about them.
-        for activity in activity_ids(c, id)? {
-            diesel::update(act::table.find(&activity))
-                .set((
-                    act::subject.eq("[erased]"),
-                    act::body.eq(None::<String>),
-                    act::outcome.eq(None::<String>),
-                    act::next_step.eq(None::<String>),
-                ))
-                .execute(c)?;
-            scrub_logs(c, "activity", &activity)?;
+        anonymise(c, &row)?;
+        for duplicate in merged_away(c, id)? {
+            let dup = con::table
+                .find(&duplicate)
+                .first::<contacts::ContactRow>(c)?;
+            anonymise(c, &dup)?;
         }
-        scrub_logs(c, "contact", id)?;
         let after = contacts::find(c, me, id)?;
         audit::record(
             c,
@@ -205,6 +200,52 @@ fn erase(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
         )?;
         Ok(after)
     })
+}
+
+/// Anonymise one contact record and everything written about it.
+fn anonymise(c: &mut DbConn, row: &contacts::ContactRow) -> ApiResult<()> {
+    let (id, now) = (row.id.as_str(), ids::now());
+    diesel::delete(ce::table.filter(ce::contact_id.eq(id))).execute(c)?;
+    diesel::delete(cp::table.filter(cp::contact_id.eq(id))).execute(c)?;
+    diesel::delete(cc::table.filter(cc::contact_id.eq(id))).execute(c)?;
+    diesel::delete(
+        custom_values::table
+            .filter(custom_values::object.eq("contact"))
+            .filter(custom_values::record_id.eq(id)),
+    )
+    .execute(c)?;
+    search::remove(c, "contact", id)?;
+    diesel::update(con::table.find(id))
+        .set((
+            con::first_name.eq("Erased"),
+            con::last_name.eq("Contact"),
+            con::job_title.eq(None::<String>),
+            con::tags.eq("[]"),
+            con::preferred_language.eq(None::<String>),
+            con::social_profiles.eq("{}"),
+            con::custom.eq("{}"),
+            con::external_source.eq(None::<String>),
+            con::external_id.eq(None::<String>),
+            con::erased_at.eq(&now),
+            con::archived_at.eq(row.archived_at.clone().unwrap_or(now.clone())),
+            con::version.eq(row.version + 1),
+            con::updated_at.eq(&now),
+        ))
+        .execute(c)?;
+    // Activities about the person keep their kind, dates and links (aggregates) but
+    // lose what was written about them.
+    for activity in activity_ids(c, id)? {
+        diesel::update(act::table.find(&activity))
+            .set((
+                act::subject.eq("[erased]"),
+                act::body.eq(None::<String>),
+                act::outcome.eq(None::<String>),
+                act::next_step.eq(None::<String>),
+            ))
+            .execute(c)?;
+        scrub_logs(c, "activity", &activity)?;
+    }
+    scrub_logs(c, "contact", id)
 }
 
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/personal-data", tag = "contacts",

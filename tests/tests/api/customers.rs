@@ -438,6 +438,14 @@ fn merging_accounts_moves_contacts_children_and_activities() {
 fn erasure_leaves_no_personal_data_in_any_table() {
     let app = TestApp::start();
     let t = &app.admin_token;
+    // Every change is also queued for a webhook, whose stored bodies a redelivery resends.
+    let receiver = crm_tests::receiver::Receiver::start(&[]);
+    let hook = app.post(
+        "/api/v1/webhooks",
+        t,
+        &json!({"url": receiver.url, "event_types": ["*"]}),
+    );
+    assert_eq!(hook.status, 201, "{}", hook.text);
     let acme = created(&app, "/api/v1/accounts", t, json!({"name": "Acme"}));
     let body = json!({
         "first_name": "Zebulon", "last_name": "Quixote", "job_title": "Chief Windmill Officer",
@@ -467,6 +475,27 @@ fn erasure_leaves_no_personal_data_in_any_table() {
         json!({"kind": "call", "subject": "Called Zebulon", "body": "Zebulon Quixote asked about windmills",
         "links": [{"entity_type": "contact", "entity_id": id(&c)}, {"entity_type": "account", "entity_id": id(&acme)}]}),
     );
+    // An earlier record of the same person came in through an import, and was merged in.
+    let csv = "first_name,last_name,email\nZebulon,Quixote-Smith,zeb.q@quixote-mail.test\n";
+    let import = app
+        .upload(
+            "/api/v1/imports?object=contacts",
+            "text/csv",
+            csv.as_bytes(),
+        )
+        .json();
+    let import = crate::imports::finished(&app, &id(&import), std::time::Duration::from_secs(20));
+    assert_eq!(import["created"], 1, "{import}");
+    let dup = app
+        .get("/api/v1/contacts?email=zeb.q@quixote-mail.test", t)
+        .json();
+    let merged = app.post(
+        "/api/v1/contacts/merge",
+        t,
+        &json!({"survivor_id": id(&c), "merged_ids": [id(&dup["data"][0])]}),
+    );
+    assert_eq!(merged.status, 200, "{}", merged.text);
+    assert!(app.count("webhook_deliveries") > 0);
 
     let export = app
         .get(&format!("/api/v1/contacts/{}/personal-data", id(&c)), t)

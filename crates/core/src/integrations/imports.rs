@@ -640,9 +640,16 @@ fn plan_for(import: &ImportRow, registry: &ObjectRegistry) -> ApiResult<Plan> {
     })
 }
 
+/// Record an import's status. Once it has ended, its uploaded file is deleted: the rows
+/// live on as records (or as errors), and a copy of people's data kept past its use is
+/// one that erasure would have to find.
 fn set_status(conn: &mut DbConn, id: &str, status: &str, error: Option<String>) -> ApiResult<()> {
     let now = ids::now();
     let finished = matches!(status, "succeeded" | "failed").then_some(now.clone());
+    if finished.is_some() {
+        diesel::delete(import_chunks::table.filter(import_chunks::import_id.eq(id)))
+            .execute(conn)?;
+    }
     diesel::update(imports::table.find(id))
         .set((
             imports::status.eq(status),
