@@ -115,12 +115,16 @@ pub struct AccessClaims {
     pub typ: String,
     pub iss: String,
     pub aud: String,
+    /// The user's session epoch when the token was issued (see `revoke_sessions`).
+    #[serde(default)]
+    pub epoch: i32,
 }
 
 pub fn issue_access_token(
     keys: &JwtKeys,
     user_id: &str,
     role: Role,
+    epoch: i32,
     ttl_secs: i64,
 ) -> Result<String, ApiError> {
     let now = chrono::Utc::now().timestamp();
@@ -133,6 +137,7 @@ pub fn issue_access_token(
         typ: "access".into(),
         iss: keys.issuer.clone(),
         aud: keys.audience.clone(),
+        epoch,
     };
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(keys.kid.clone());
@@ -193,7 +198,8 @@ impl Principal {
     }
 }
 
-type UserRow = (String, String, String, String, Option<String>);
+/// id, email, name, role, team, session epoch.
+type UserRow = (String, String, String, String, Option<String>, i32);
 
 fn active_user(conn: &mut DbConn, user_id: &str) -> Result<Option<UserRow>, ApiError> {
     Ok(users::table
@@ -206,6 +212,7 @@ fn active_user(conn: &mut DbConn, user_id: &str) -> Result<Option<UserRow>, ApiE
             users::name,
             users::role,
             users::team_id,
+            users::session_epoch,
         ))
         .first::<UserRow>(conn)
         .optional()?)
@@ -239,6 +246,11 @@ pub fn authenticate(conn: &mut DbConn, keys: &JwtKeys, token: &str) -> Result<Pr
     let claims = decode_access_token(keys, token)?;
     let row = active_user(conn, &claims.sub)?
         .ok_or_else(|| ApiError::Unauthorized("the user is no longer active".into()))?;
+    if claims.epoch != row.5 {
+        return Err(ApiError::Unauthorized(
+            "the session was ended (the password, role or status changed); log in again".into(),
+        ));
+    }
     principal_from(row, None)
 }
 
@@ -271,7 +283,7 @@ fn authenticate_api_key(conn: &mut DbConn, token: &str) -> Result<Principal, Api
     principal_from(row, Some(key_id))
 }
 
-fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+pub(crate) fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -418,7 +430,7 @@ mod tests {
     #[test]
     fn tokens_from_another_secret_or_alg_none_are_rejected() {
         let keys = JwtKeys::new(b"one");
-        let token = issue_access_token(&keys, "u1", Role::Agent, 60).unwrap_or_default();
+        let token = issue_access_token(&keys, "u1", Role::Agent, 0, 60).unwrap_or_default();
         assert!(decode_access_token(&keys, &token).is_ok());
         assert!(decode_access_token(&JwtKeys::new(b"two"), &token).is_err());
         let parts: Vec<&str> = token.split('.').collect();
@@ -431,7 +443,7 @@ mod tests {
     #[test]
     fn a_rotated_key_still_verifies_its_tokens_and_iss_aud_are_checked() {
         let old = JwtKeys::new(b"old-secret");
-        let token = issue_access_token(&old, "u1", Role::Agent, 60).unwrap_or_default();
+        let token = issue_access_token(&old, "u1", Role::Agent, 0, 60).unwrap_or_default();
         let rotated = JwtKeys::rotated(b"new-secret", &[b"old-secret"], "crm", "crm-api");
         assert!(
             decode_access_token(&rotated, &token).is_ok(),

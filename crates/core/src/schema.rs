@@ -26,6 +26,7 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         archived_at -> Nullable<Text>,
+        session_epoch -> Integer,
     }
 }
 

@@ -197,12 +197,21 @@ fn open_stream(
     query: &str,
     last_id: Option<&str>,
 ) -> impl Iterator<Item = std::io::Result<String>> {
+    open_stream_as(app, &app.admin_token, query, last_id)
+}
+
+fn open_stream_as(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    last_id: Option<&str>,
+) -> impl Iterator<Item = std::io::Result<String>> {
     let agent = ureq::AgentBuilder::new()
         .timeout_read(Duration::from_secs(20))
         .build();
     let mut req = agent
         .get(&format!("{}/api/v1/events/stream?{query}", app.base))
-        .set("Authorization", &format!("Bearer {}", app.admin_token));
+        .set("Authorization", &format!("Bearer {token}"));
     if let Some(id) = last_id {
         req = req.set("Last-Event-ID", id);
     }
@@ -238,4 +247,34 @@ fn event_stream_pushes_changes_live_and_resumes_with_last_event_id() {
     let (next_id, event) = next_event(&mut lines, "account.created");
     assert_eq!(event["data"]["name"], "While away");
     assert!(next_id.parse::<i64>().unwrap_or(0) > id.parse::<i64>().unwrap_or(0));
+}
+
+#[test]
+fn an_open_stream_closes_when_its_api_key_is_revoked() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let key = app
+        .post("/api/v1/api-keys", t, &json!({"name": "dashboard"}))
+        .json();
+    let secret = key["secret"].as_str().unwrap_or_default().to_string();
+    let mut lines = open_stream_as(&app, &secret, "types=account.*", None);
+    app.post("/api/v1/accounts", t, &json!({"name": "Before"}));
+    let (_, event) = next_event(&mut lines, "account.created");
+    assert_eq!(event["data"]["name"], "Before");
+
+    let key_id = key["id"].as_str().unwrap_or_default();
+    let revoked = app.delete(&format!("/api/v1/api-keys/{key_id}"), t);
+    assert!(revoked.status < 300, "{}", revoked.text);
+    app.post("/api/v1/accounts", t, &json!({"name": "After"}));
+    // The stream says why and ends; nothing written after the revocation reaches it.
+    let mut rest = vec![];
+    for line in lines {
+        match line {
+            Ok(l) => rest.push(l),
+            Err(e) => panic!("the stream broke instead of ending: {e}"),
+        }
+    }
+    let text = rest.join("\n");
+    assert!(text.contains("event: revoked"), "{text}");
+    assert!(!text.contains("\"After\""), "{text}");
 }

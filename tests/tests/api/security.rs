@@ -37,12 +37,23 @@ fn a_new_password_a_new_role_or_deactivation_ends_the_users_sessions() {
     let user = format!("/api/v1/users/{id}");
 
     let tokens = login_pair(&app, &email, "first-password-123");
+    let access = tokens["access_token"].as_str().unwrap_or_default();
+    assert_eq!(app.get("/api/v1/users/me", access).status, 200);
     let change = json!({"password": "second-password-456"});
     assert_eq!(app.patch(&user, &app.admin_token, &change).status, 200);
     assert_eq!(
         refresh_status(&app, &tokens["refresh_token"]),
         401,
         "password change"
+    );
+    // The access token in hand stops working too, not only when it expires.
+    let gone = app.get("/api/v1/users/me", access).problem(401);
+    assert!(
+        gone["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("session was ended"),
+        "{gone}"
     );
 
     let tokens = login_pair(&app, &email, "second-password-456");
@@ -56,6 +67,17 @@ fn a_new_password_a_new_role_or_deactivation_ends_the_users_sessions() {
         401,
         "role change"
     );
+    let access = tokens["access_token"].as_str().unwrap_or_default();
+    app.get("/api/v1/users/me", access).problem(401);
+    // A new login works at once, with the new role.
+    let fresh = login_pair(&app, &email, "second-password-456");
+    let me = app
+        .get(
+            "/api/v1/users/me",
+            fresh["access_token"].as_str().unwrap_or_default(),
+        )
+        .json();
+    assert_eq!(me["role"], "agent", "{me}");
 
     let tokens = login_pair(&app, &email, "second-password-456");
     let access = tokens["access_token"].as_str().unwrap_or_default();

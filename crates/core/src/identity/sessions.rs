@@ -53,7 +53,11 @@ fn issue_pair(
     family: &str,
 ) -> ApiResult<TokenResponse> {
     let ttl = state.config.access_token_ttl.as_secs() as i64;
-    let access_token = issue_access_token(&state.jwt, user_id, role, ttl)?;
+    let epoch: i32 = crate::schema::users::table
+        .find(user_id)
+        .select(crate::schema::users::session_epoch)
+        .first(conn)?;
+    let access_token = issue_access_token(&state.jwt, user_id, role, epoch, ttl)?;
     let refresh_token = format!("{REFRESH_TOKEN_PREFIX}{}", auth::random_token(32)?);
     let expires = ids::now_plus(chrono::Duration::seconds(
         state.config.refresh_token_ttl.as_secs() as i64,
@@ -260,12 +264,17 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// End a user's sessions: every refresh token stops working (their access tokens run out
-/// within minutes, and already check that the user is active). With `api_keys`, the user's
+/// End a user's sessions: every refresh token and every access token issued so far stop
+/// working (the session epoch the tokens carry moves on). With `api_keys`, the user's
 /// API keys are revoked too. Returns how many credentials were revoked.
 pub fn revoke_sessions(conn: &mut DbConn, user_id: &str, api_keys: bool) -> ApiResult<usize> {
     use crate::schema::api_keys as ak;
+    use crate::schema::users;
     let now = ids::now();
+    // Access tokens of the old epoch stop working at once, open event streams included.
+    diesel::update(users::table.find(user_id))
+        .set(users::session_epoch.eq(users::session_epoch + 1))
+        .execute(conn)?;
     let mut n = diesel::update(
         rt::table
             .filter(rt::user_id.eq(user_id))

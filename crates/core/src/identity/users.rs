@@ -31,6 +31,7 @@ pub struct UserRow {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
+    pub session_epoch: i32,
 }
 
 /// A user of the API.

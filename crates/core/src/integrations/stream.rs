@@ -17,6 +17,9 @@ const POLL: Duration = Duration::from_millis(250);
 /// A comment line this often keeps proxies from closing an idle stream, and lets the
 /// server notice a client that went away.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often an idle stream checks that its credential still holds (it also checks before
+/// sending anything): a revoked key, a deactivated user or ended sessions close it.
+const RECHECK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +39,12 @@ pub struct StreamParams {
 struct Stream {
     state: web::Data<AppState>,
     query: FeedQuery,
+    /// The bearer credential the stream was opened with, checked again every `RECHECK`.
+    credential: String,
+    checked: Instant,
     last_sent: Instant,
     greeted: bool,
+    ended: bool,
 }
 
 fn frame(e: &FeedEvent) -> String {
@@ -49,16 +56,32 @@ fn frame(e: &FeedEvent) -> String {
 }
 
 async fn next_frame(mut s: Stream) -> Option<(Result<Bytes, crate::error::ApiError>, Stream)> {
+    if s.ended {
+        return None;
+    }
     if !s.greeted {
         s.greeted = true;
         return Some((Ok(Bytes::from_static(b"retry: 2000\n\n")), s));
     }
     loop {
+        if s.checked.elapsed() >= RECHECK {
+            if let Some(goodbye) = recheck(&mut s).await {
+                s.ended = true;
+                return Some((Ok(Bytes::from(goodbye)), s));
+            }
+        }
         let q = s.query.clone();
         let page = match s.state.db(move |c| feed::read(c, &q)).await {
             Ok(p) => p,
             Err(e) => return Some((Err(e), s)),
         };
+        if !page.data.is_empty() {
+            // Nothing is sent on a credential that no longer holds.
+            if let Some(goodbye) = recheck(&mut s).await {
+                s.ended = true;
+                return Some((Ok(Bytes::from(goodbye)), s));
+            }
+        }
         s.query.after = page.next_cursor.parse().ok();
         if !page.data.is_empty() {
             s.last_sent = Instant::now();
@@ -73,12 +96,34 @@ async fn next_frame(mut s: Stream) -> Option<(Result<Bytes, crate::error::ApiErr
     }
 }
 
+/// Authenticate the stream's credential again. The caller's visibility follows a changed
+/// role or team; a credential that no longer holds ends the stream with a `revoked` event
+/// (a reconnecting client then gets the 401).
+async fn recheck(s: &mut Stream) -> Option<String> {
+    s.checked = Instant::now();
+    let (state, credential) = (s.state.clone(), s.credential.clone());
+    let outcome = s
+        .state
+        .db(move |c| crate::auth::authenticate(c, &state.jwt, &credential))
+        .await;
+    match outcome {
+        Ok(me) => {
+            s.query.entities = s.state.objects.visible_entities(&me);
+            None
+        }
+        Err(e) => {
+            let detail = serde_json::json!({"detail": e.problem().detail});
+            Some(format!("event: revoked\ndata: {detail}\n\n"))
+        }
+    }
+}
+
 /// Server-sent events of every change the caller may see, as they happen.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "integrations",
     params(StreamParams,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (browsers send it on reconnect)")),
     responses(
-        (status = 200, description = "`text/event-stream`: one `event: <type>` per change with the event as JSON in `data`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: one `event: <type>` per change with the event as JSON in `data`; when the credential is revoked or the user's sessions end, a last `event: revoked` and the stream closes", content_type = "text/event-stream", body = String),
         (status = 410, description = "The cursor is older than the retention period", body = crate::error::Problem, content_type = "application/problem+json"),
         ListProblems))]
 pub async fn stream(
@@ -112,8 +157,11 @@ pub async fn stream(
     let s = Stream {
         state,
         query,
+        credential: crate::auth::bearer(&req)?,
+        checked: Instant::now(),
         last_sent: Instant::now(),
         greeted: false,
+        ended: false,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
