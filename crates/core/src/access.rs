@@ -285,6 +285,7 @@ impl AccessTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

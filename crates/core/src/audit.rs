@@ -173,6 +173,7 @@ pub fn diff(before: &Value, after: &Value, hidden: &[&str]) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use serde_json::json;
 

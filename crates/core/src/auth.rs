@@ -416,6 +416,7 @@ fn check_matched_route(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -325,6 +325,7 @@ fn default_message(code: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use validator::Validate;

@@ -24,6 +24,7 @@ pub fn check(expected: Option<i32>, current: i32) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     #[test]
     fn round_trip() {

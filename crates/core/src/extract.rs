@@ -60,9 +60,9 @@ pub fn serde_error(e: &serde_json::Error) -> ApiError {
 }
 
 fn backticked(message: &str) -> Option<String> {
-    let start = message.find('`')? + 1;
-    let len = message[start..].find('`')?;
-    Some(message[start..start + len].to_string())
+    let (_, rest) = message.split_once('`')?;
+    let (inside, _) = rest.split_once('`')?;
+    Some(inside.to_string())
 }
 
 fn query_error(err: QueryPayloadError) -> ApiError {
@@ -284,6 +284,7 @@ pub fn refuse_control_characters(value: &serde_json::Value, at: &str) -> Result<
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

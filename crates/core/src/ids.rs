@@ -36,6 +36,7 @@ pub fn normalise_ts(raw: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -492,6 +492,7 @@ fn worker_loop(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

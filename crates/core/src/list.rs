@@ -352,13 +352,17 @@ where
     use diesel::BoolExpressionMethods;
     let mut keys: Vec<(&str, bool)> = sort.iter().map(|k| (k.field.as_str(), k.desc)).collect();
     keys.push(("id", false));
+    if values.len() != keys.len() {
+        return Err(bad_cursor());
+    }
     let mut any: Option<BoxedBool<T>> = None;
-    for i in 0..keys.len() {
-        let (field, desc) = keys[i];
+    // (a > x) OR (a = x AND b > y) OR …: each key after the ones before it are equal.
+    let pairs: Vec<(&(&str, bool), &Value)> = keys.iter().zip(values).collect();
+    for (i, &(&(field, desc), value)) in pairs.iter().enumerate() {
         let op = if desc { Op::Lt } else { Op::Gt };
-        let mut term: BoxedBool<T> = compare(field, op, &values[i])?;
-        for j in (0..i).rev() {
-            let eq = compare(keys[j].0, Op::Eq, &values[j])?;
+        let mut term: BoxedBool<T> = compare(field, op, value)?;
+        for &(&(earlier, _), value) in pairs.iter().take(i).rev() {
+            let eq = compare(earlier, Op::Eq, value)?;
             term = Box::new(eq.and(term));
         }
         any = Some(match any {
@@ -416,6 +420,7 @@ macro_rules! sortable {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -92,7 +92,7 @@ impl ObjectRegistry {
     pub fn get(&self, name: &str) -> ApiResult<&ObjectKind> {
         self.by_name
             .get(name)
-            .map(|&i| &self.objects[i])
+            .and_then(|&i| self.objects.get(i))
             .ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "no object is called {name:?}; integrable objects are {}",
@@ -285,7 +285,9 @@ fn unchanged(
 ) -> ApiResult<Option<Value>> {
     me.require(kind.write)?;
     let current = (kind.get)(conn, me, id)?;
-    if if_match.is_some_and(|v| Some(i64::from(v)) != current["version"].as_i64()) {
+    if if_match
+        .is_some_and(|v| Some(i64::from(v)) != current.get("version").and_then(Value::as_i64))
+    {
         return Ok(None);
     }
     let same = body

@@ -228,6 +228,7 @@ impl LoginThrottle {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -115,6 +115,7 @@ pub fn query_words(q: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

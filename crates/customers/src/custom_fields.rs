@@ -412,14 +412,9 @@ macro_rules! custom_sort {
         let sort: $crate::custom_fields::CustomSort = $sort;
         let (numeric, desc) = (sort.numeric, sort.desc);
         let mut q = $q;
-        let last = match &$p.after {
-            Some(after) => Some((
-                after[0].clone(),
-                after[1]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(crm_core::list::bad_cursor)?,
-            )),
+        let last = match $p.after.as_deref() {
+            Some([value, serde_json::Value::String(id)]) => Some((value.clone(), id.clone())),
+            Some(_) => return Err(crm_core::list::bad_cursor()),
             None => None,
         };
         if numeric {
@@ -482,8 +477,10 @@ pub type CustomFilter = (String, Option<String>, Option<f64>);
 pub fn filters(conn: &mut DbConn, object: &str, p: &ListParams) -> ApiResult<Vec<CustomFilter>> {
     let defs = defs(conn, object)?;
     let mut out = vec![];
-    for (name, raw) in p.filters.iter().filter(|(k, _)| k.starts_with("custom.")) {
-        let key = &name["custom.".len()..];
+    for (name, raw) in p.filters.iter() {
+        let Some(key) = name.strip_prefix("custom.") else {
+            continue;
+        };
         let def = defs.iter().find(|d| d.key == key).ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "unknown filter {name:?}: no custom field {key:?} on {object}"

@@ -133,7 +133,7 @@ pub async fn create(
                         ak::id.eq(&id),
                         ak::user_id.eq(&me.user_id),
                         ak::name.eq(body.name.trim()),
-                        ak::prefix.eq(&secret[..12]),
+                        ak::prefix.eq(secret.get(..12).unwrap_or_default()),
                         ak::key_hash.eq(auth::secret_digest(&secret)),
                         ak::expires_at.eq(&expires_at),
                         ak::created_at.eq(ids::now()),

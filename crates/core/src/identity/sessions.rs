@@ -102,7 +102,8 @@ pub async fn login(
     body.validate()?;
     let email = body.email.trim().to_lowercase();
     let client = crate::ratelimit::client_ip(&req, &state.config.trusted_proxies);
-    let keys = vec![format!("account:{email}"), format!("address:{client}")];
+    let account = format!("account:{email}");
+    let keys = vec![account.clone(), format!("address:{client}")];
     if let Some(wait) = state.logins.locked(&keys) {
         return Err(locked_out(wait));
     }
@@ -134,7 +135,7 @@ pub async fn login(
         state.logins.failed(&keys);
         return Err(bad_login());
     };
-    state.logins.succeeded(&keys[0]);
+    state.logins.succeeded(&account);
     let role = Role::parse(&role).ok_or_else(|| ApiError::internal("bad role"))?;
     let st = state.clone();
     let tokens = state

@@ -377,14 +377,14 @@ fn update_user(
         let after: User = find(c, id)?.into();
         let mut changes = audit::diff(&to_json(&before), &to_json(&after), &[]);
         if input.password.is_some() {
-            changes["password"] = serde_json::json!({"changed": true});
+            changes = with_change(changes, "password", serde_json::json!({"changed": true}));
         }
         // A new password, another role or a deactivation ends the user's sessions; a
         // deactivated user's API keys stop working for good.
         let deactivated = before.active && !after.active;
         if input.password.is_some() || before.role != after.role || deactivated {
             let revoked = super::sessions::revoke_sessions(c, id, deactivated)?;
-            changes["sessions_revoked"] = serde_json::json!(revoked);
+            changes = with_change(changes, "sessions_revoked", serde_json::json!(revoked));
         }
         audit::record(
             c,
@@ -518,4 +518,18 @@ pub fn bootstrap_admin(
     };
     create_user(conn, &input, &Actor::system())?;
     Ok(Some((email, generated)))
+}
+
+/// An audit diff with one more entry (a diff is always an object).
+fn with_change(
+    changes: serde_json::Value,
+    key: &str,
+    value: serde_json::Value,
+) -> serde_json::Value {
+    let mut map = match changes {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    map.insert(key.into(), value);
+    serde_json::Value::Object(map)
 }

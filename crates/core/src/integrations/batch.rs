@@ -9,7 +9,7 @@ use crate::objects::{self, MatchKey, ObjectKind, Write};
 use crate::params::IdempotencyParams;
 use crate::respond::WriteProblems;
 use crate::state::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -150,7 +150,7 @@ fn failed(index: usize, e: &ApiError) -> ItemResult {
     let error = e.to_json();
     ItemResult {
         index,
-        status: error["status"].as_u64().unwrap_or(500) as u16,
+        status: e.status_code().as_u16(),
         id: None,
         record: None,
         error: Some(error),
@@ -192,9 +192,9 @@ fn run_atomic(
                     let item_error = e.to_json();
                     let detail = format!(
                         "item {i} failed ({}); all_or_none is set, so nothing was written",
-                        item_error["detail"].as_str().unwrap_or("")
+                        e.problem().detail
                     );
-                    let status = item_error["status"].as_u64().unwrap_or(422);
+                    let status = e.status_code().as_u16();
                     let base = match status {
                         404 => ApiError::NotFound(detail),
                         409 => ApiError::Conflict(detail),

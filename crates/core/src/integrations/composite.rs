@@ -67,9 +67,8 @@ pub struct CompositeResponse {
 fn references(text: &str) -> Vec<&str> {
     text.match_indices("@{")
         .filter_map(|(at, _)| {
-            let rest = &text[at + 2..];
-            let end = rest.find('}')?;
-            Some(rest[..end].split('.').next().unwrap_or(""))
+            let (inside, _) = text.get(at + 2..)?.split_once('}')?;
+            inside.split('.').next()
         })
         .collect()
 }
@@ -146,21 +145,22 @@ fn lookup(results: &HashMap<String, Value>, reference: &str) -> ApiResult<Value>
 /// Replace references in a string: a string that is one reference takes the referenced
 /// value as it is (a number stays a number); otherwise values are spliced in as text.
 fn resolve_str(text: &str, results: &HashMap<String, Value>) -> ApiResult<Value> {
-    if text.starts_with("@{") && text.ends_with('}') && text.matches("@{").count() == 1 {
-        return lookup(results, &text[2..text.len() - 1]);
+    let whole = text.strip_prefix("@{").and_then(|t| t.strip_suffix('}'));
+    if let Some(reference) = whole.filter(|r| !r.contains("@{")) {
+        return lookup(results, reference);
     }
     let mut out = String::new();
     let mut rest = text;
-    while let Some(at) = rest.find("@{") {
-        let Some(end) = rest[at..].find('}') else {
+    while let Some((before, after)) = rest.split_once("@{") {
+        let Some((reference, tail)) = after.split_once('}') else {
             break;
         };
-        out.push_str(&rest[..at]);
-        match lookup(results, &rest[at + 2..at + end])? {
+        out.push_str(before);
+        match lookup(results, reference)? {
             Value::String(s) => out.push_str(&s),
             other => out.push_str(&other.to_string()),
         }
-        rest = &rest[at + end + 1..];
+        rest = tail;
     }
     out.push_str(rest);
     Ok(Value::String(out))
@@ -204,9 +204,12 @@ fn run_one(
 ) -> ApiResult<(u16, Option<Value>)> {
     let trimmed = path.trim_start_matches("/api/v1").trim_matches('/');
     let segments: Vec<&str> = trimmed.split('/').collect();
-    let kind = registry.get(segments[0])?;
+    let Some((collection, rest)) = segments.split_first() else {
+        return Err(unsupported(path, method));
+    };
+    let kind = registry.get(collection)?;
     let id = |raw: &str| crate::extract::path_id(raw);
-    let write = match (method, &segments[1..]) {
+    let write = match (method, rest) {
         ("GET", [raw]) => {
             me.require(kind.read)?;
             return Ok((200, Some((kind.get)(conn, me, &id(raw)?)?)));
@@ -316,6 +319,7 @@ pub async fn composite(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use serde_json::json;

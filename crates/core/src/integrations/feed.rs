@@ -298,6 +298,7 @@ pub async fn list_events(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

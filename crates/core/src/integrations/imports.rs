@@ -215,8 +215,11 @@ impl Read for ChunkReader {
             self.pos = 0;
             self.next += 1;
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        let unread = self.buf.get(self.pos..).unwrap_or_default();
+        let n = out.len().min(unread.len());
+        for (slot, byte) in out.iter_mut().zip(unread) {
+            *slot = *byte;
+        }
         self.pos += n;
         Ok(n)
     }
@@ -306,8 +309,9 @@ fn rows_of(pool: &DbPool, import: &ImportRow) -> Box<dyn Iterator<Item = SourceR
 /// What the object's input schema says a field's JSON type is.
 fn field_types(kind: &ObjectKind) -> Map<String, Value> {
     let schema = serde_json::to_value((kind.input_schema)()).unwrap_or_default();
-    schema["properties"]
-        .as_object()
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
 }

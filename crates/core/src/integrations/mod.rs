@@ -231,18 +231,23 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
             .filter(|(_, t, _, _)| *t == template)
         {
             let concrete = template.replace("{collection}", name);
-            let mut op = item[method.to_lowercase()].clone();
+            let Some(Value::Object(mut op)) = item.get(method.to_lowercase()).cloned() else {
+                continue;
+            };
             if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
-                params.retain(|p| p["name"] != "collection");
+                params.retain(|p| p.get("name").and_then(Value::as_str) != Some("collection"));
             }
             if let Some(id) = op.get("operationId").and_then(Value::as_str) {
-                op["operationId"] = Value::String(format!("{id}_{}", name.replace('-', "_")));
+                let unique = format!("{id}_{}", name.replace('-', "_"));
+                op.insert("operationId".into(), Value::String(unique));
             }
-            op["tags"] = serde_json::json!(["integrations", name]);
-            let entry = paths
+            op.insert("tags".into(), serde_json::json!(["integrations", name]));
+            if let Value::Object(entry) = paths
                 .entry(concrete)
-                .or_insert_with(|| Value::Object(Default::default()));
-            entry[method.to_lowercase()] = op;
+                .or_insert_with(|| Value::Object(Default::default()))
+            {
+                entry.insert(method.to_lowercase(), Value::Object(op));
+            }
         }
     }
 }

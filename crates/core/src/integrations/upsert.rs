@@ -15,7 +15,7 @@ use serde_json::Value;
 /// The response for a write that created (201) or changed (200) a record.
 pub fn respond_outcome(collection: &str, outcome: &Outcome) -> HttpResponse {
     let record = outcome.record.clone().unwrap_or(Value::Null);
-    let version = record["version"].as_i64().unwrap_or(1) as i32;
+    let version = record.get("version").and_then(Value::as_i64).unwrap_or(1) as i32;
     if outcome.status == 201 {
         respond::created(
             format!("/api/v1/{collection}/{}", outcome.id),

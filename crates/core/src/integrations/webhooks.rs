@@ -1057,6 +1057,7 @@ pub async fn redeliver(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddr};
