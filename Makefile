@@ -34,9 +34,11 @@ fuzz:
 openapi:
 	$(CARGO) run -q --bin crm -- openapi > openapi/openapi.json
 
+# cargo-deny: `cargo install cargo-deny --locked` (.ci/run installs it when missing).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) deny --log-level error check bans licenses sources
 
 bench:
 	@echo "no benchmarks yet: they arrive with the first domain resources"

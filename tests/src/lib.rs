@@ -295,6 +295,19 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Run a statement straight on the database: to set up a state only a crash leaves.
+    pub fn execute(&self, sql: &str) -> usize {
+        use diesel::RunQueryDsl;
+        let mut conn = self
+            .state
+            .pool
+            .get()
+            .unwrap_or_else(|e| panic!("pool: {e}"));
+        diesel::sql_query(sql)
+            .execute(&mut *conn)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Every row of every table, as text: to prove a value is stored nowhere.
     pub fn all_stored_text(&self) -> String {
         #[derive(diesel::QueryableByName)]

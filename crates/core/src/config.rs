@@ -86,6 +86,9 @@ pub struct Config {
     /// Failed logins for one account (or from one address) before a temporary lockout.
     pub login_max_failures: u32,
     pub login_lockout: Duration,
+    /// How long an `Idempotency-Key` whose request never finished (the server stopped
+    /// before its write committed) holds before a retry may run the request again.
+    pub idempotency_lease: Duration,
     /// When set, `/metrics` answers only to `Authorization: Bearer <this token>`.
     pub metrics_token: Option<Secret>,
 }
@@ -173,6 +176,7 @@ impl Config {
                 .collect::<Result<_, _>>()?,
             login_max_failures: number("CRM_LOGIN_MAX_FAILURES", 5)?,
             login_lockout: Duration::from_secs(number("CRM_LOGIN_LOCKOUT_SECS", 900)?),
+            idempotency_lease: Duration::from_secs(number("CRM_IDEMPOTENCY_LEASE_SECS", 300)?),
             metrics_token: var("CRM_METRICS_TOKEN").map(Secret),
         })
     }
@@ -210,6 +214,7 @@ impl Config {
             trusted_proxies: vec![],
             login_max_failures: 5,
             login_lockout: Duration::from_secs(900),
+            idempotency_lease: Duration::from_secs(300),
             metrics_token: None,
         }
     }

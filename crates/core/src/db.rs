@@ -246,7 +246,11 @@ where
 {
     conn.transaction(|c| {
         take_write_lock(c)?;
-        f(c)
+        let out = f(c)?;
+        // A request sent with an Idempotency-Key: its claim records, in this same
+        // transaction, that the write happened, so a retry after a crash never repeats it.
+        crate::idempotency::mark_written(c)?;
+        Ok(out)
     })
 }
 

@@ -1,6 +1,11 @@
 //! `Idempotency-Key` on POST: the first successful response is stored with a digest of
 //! the request; a repeat with the same key replays it, and the same key with a different
 //! request is a 422. Keys are scoped to the principal (user or API key) that sent them and kept 24 hours.
+//!
+//! A claim whose request never finished (the server stopped mid-request) is told apart by
+//! `write_committed`, set inside the transaction of the request's write: a claim older
+//! than the lease without it may run again (nothing was written); with it, the write
+//! happened and the retry is a 409 rather than a second write.
 
 use crate::access::AuthorizedOperation;
 use crate::auth::{secret_digest, Principal};
@@ -24,8 +29,48 @@ const KEPT_HEADERS: [&str; 3] = ["location", "etag", "content-type"];
 
 type Stored = (String, Option<i32>, Option<String>, Option<String>);
 
+tokio::task_local! {
+    /// The idempotency row claimed by the request this task serves.
+    static CLAIM: String;
+}
+
+thread_local! {
+    /// The same claim on the blocking thread doing the request's database work.
+    static CLAIM_HERE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The claim of the request being served, to hand to its blocking database work.
+pub fn current_claim() -> Option<String> {
+    CLAIM.try_with(Clone::clone).ok()
+}
+
+/// Run `f` (on a blocking thread) as part of the request holding `claim`.
+pub fn with_claim<T>(claim: Option<String>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CLAIM_HERE.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(CLAIM_HERE.with(|c| c.replace(claim)));
+    f()
+}
+
+/// Inside a write transaction: record that the current request's write happened.
+pub fn mark_written(conn: &mut DbConn) -> Result<(), diesel::result::Error> {
+    let Some(id) = CLAIM_HERE.with(|c| c.borrow().clone()) else {
+        return Ok(());
+    };
+    diesel::update(ik::table.find(id))
+        .set(ik::write_committed.eq(true))
+        .execute(conn)?;
+    Ok(())
+}
+
 enum Claim {
-    Replay(Stored),
+    /// A stored outcome, or a claim still pending (`true`: its write did commit).
+    Replay(Stored, bool),
     Proceed(String),
 }
 
@@ -81,12 +126,16 @@ pub async fn middleware(
 
     let claim = {
         let (scope, key, hash) = (scope.clone(), key.clone(), request_hash.clone());
-        state.db(move |c| claim_key(c, &scope, &key, &hash)).await
+        let lease = chrono::Duration::from_std(state.config.idempotency_lease)
+            .unwrap_or(chrono::Duration::minutes(5));
+        state
+            .db(move |c| claim_key(c, &scope, &key, &hash, lease))
+            .await
     };
     let row_id = match claim {
         Err(e) => return Ok(problem(req, e)),
-        Ok(Claim::Replay(stored)) => {
-            return Ok(match replay(stored, &request_hash) {
+        Ok(Claim::Replay(stored, written)) => {
+            return Ok(match replay(stored, written, &request_hash) {
                 Ok(res) => req.into_response(res),
                 Err(e) => problem(req, e),
             })
@@ -94,7 +143,7 @@ pub async fn middleware(
         Ok(Claim::Proceed(id)) => id,
     };
 
-    let res = next.call(req).await?;
+    let res = CLAIM.scope(row_id.clone(), next.call(req)).await?;
     let (http_req, res) = res.into_parts();
     let status = res.status();
     let headers: Vec<(String, String)> = KEPT_HEADERS
@@ -141,7 +190,13 @@ fn without_secrets(bytes: &[u8]) -> String {
     serde_json::Value::Object(body).to_string()
 }
 
-fn claim_key(conn: &mut DbConn, scope: &str, key: &str, hash: &str) -> Result<Claim, ApiError> {
+fn claim_key(
+    conn: &mut DbConn,
+    scope: &str,
+    key: &str,
+    hash: &str,
+    lease: chrono::Duration,
+) -> Result<Claim, ApiError> {
     db::write_tx(conn, |c| {
         let cutoff = ids::now_plus(chrono::Duration::hours(-KEPT_HOURS));
         diesel::delete(
@@ -151,11 +206,13 @@ fn claim_key(conn: &mut DbConn, scope: &str, key: &str, hash: &str) -> Result<Cl
                 .filter(ik::created_at.lt(&cutoff)),
         )
         .execute(c)?;
-        let existing: Option<(String, Stored)> = ik::table
+        let existing: Option<(String, String, bool, Stored)> = ik::table
             .filter(ik::scope.eq(scope))
             .filter(ik::idem_key.eq(key))
             .select((
                 ik::id,
+                ik::created_at,
+                ik::write_committed,
                 (
                     ik::request_hash,
                     ik::status_code,
@@ -165,8 +222,18 @@ fn claim_key(conn: &mut DbConn, scope: &str, key: &str, hash: &str) -> Result<Cl
             ))
             .first(c)
             .optional()?;
+        let abandoned = ids::now_plus(-lease);
         match existing {
-            Some((_, stored)) => Ok(Claim::Replay(stored)),
+            // The request that claimed the key stopped before writing anything: run it.
+            Some((id, claimed_at, false, (stored_hash, None, _, _)))
+                if claimed_at < abandoned && stored_hash == hash =>
+            {
+                diesel::update(ik::table.find(&id))
+                    .set(ik::created_at.eq(ids::now()))
+                    .execute(c)?;
+                Ok(Claim::Proceed(id))
+            }
+            Some((_, _, written, stored)) => Ok(Claim::Replay(stored, written)),
             None => {
                 let id = ids::new_id();
                 diesel::insert_into(ik::table)
@@ -184,7 +251,7 @@ fn claim_key(conn: &mut DbConn, scope: &str, key: &str, hash: &str) -> Result<Cl
     })
 }
 
-fn replay(stored: Stored, hash: &str) -> Result<HttpResponse, ApiError> {
+fn replay(stored: Stored, written: bool, hash: &str) -> Result<HttpResponse, ApiError> {
     let (stored_hash, status, body, headers) = stored;
     if stored_hash != hash {
         return Err(ApiError::validation(vec![crate::error::FieldError::new(
@@ -194,9 +261,13 @@ fn replay(stored: Stored, hash: &str) -> Result<HttpResponse, ApiError> {
         )]));
     }
     let Some(status) = status else {
-        return Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-        ));
+        return Err(ApiError::Conflict(if written {
+            "the request with this Idempotency-Key was carried out, but its response was \
+             not kept (the server stopped); look the result up instead of retrying"
+                .into()
+        } else {
+            "a request with this Idempotency-Key is still being processed; retry shortly".into()
+        }));
     };
     let status = StatusCode::from_u16(status as u16).map_err(ApiError::internal)?;
     let mut res = HttpResponse::build(status);

@@ -66,6 +66,7 @@ diesel::table! {
         response_body -> Nullable<Text>,
         response_headers -> Nullable<Text>,
         created_at -> Text,
+        write_committed -> Bool,
     }
 }
 

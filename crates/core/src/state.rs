@@ -28,9 +28,11 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        // The request's idempotency claim (if any) follows its work to the blocking thread.
+        let claim = crate::idempotency::current_claim();
         actix_web::web::block(move || {
             let mut conn = pool.get()?;
-            f(&mut conn)
+            crate::idempotency::with_claim(claim, || f(&mut conn))
         })
         .await?
     }

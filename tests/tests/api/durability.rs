@@ -125,3 +125,63 @@ fn an_import_whose_job_is_given_up_says_failed_instead_of_running() {
         "{import}"
     );
 }
+
+/// A server that stopped in the middle of an `Idempotency-Key` request leaves its claim
+/// without a stored response. The database states such a stop leaves are set up directly.
+#[test]
+fn an_idempotency_key_whose_request_never_finished_runs_once_and_only_once() {
+    let app = TestApp::start_with(JobRegistry::default(), |c| {
+        c.idempotency_lease = Duration::from_secs(1)
+    });
+    let send = |key: &str, name: &str| {
+        let body = json!({ "name": name }).to_string();
+        let headers = [("Idempotency-Key", key)];
+        app.send(
+            "POST",
+            "/api/v1/teams",
+            Some(&app.admin_token),
+            &headers,
+            Some(&body),
+        )
+    };
+    // The claim as a stop leaves it: no response, claimed a little longer ago than the lease.
+    let stopped = |key: &str| {
+        let claimed = crm_core::ids::now_plus(chrono::Duration::seconds(-10));
+        app.execute(&format!(
+            "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, \
+             response_headers = NULL, created_at = '{claimed}' WHERE idem_key = '{key}'"
+        ))
+    };
+
+    // Stopped after the write committed: the claim says so (it was marked in the write's
+    // own transaction), so a retry is refused instead of creating the team twice.
+    assert_eq!(send("after-commit", "Ops").status, 201);
+    let marked = "UPDATE idempotency_keys SET write_committed = TRUE WHERE write_committed";
+    assert_eq!(app.execute(marked), 1, "the write marked its claim");
+    assert_eq!(stopped("after-commit"), 1);
+    let retry = send("after-commit", "Ops").problem(409);
+    assert!(
+        retry["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("carried out"),
+        "{retry}"
+    );
+    assert_eq!(app.count("teams"), 1);
+
+    // Stopped before the write committed (it rolled back): once the lease is over, the
+    // retry runs the request instead of answering 409 for a day.
+    assert_eq!(send("before-commit", "Support").status, 201);
+    stopped("before-commit");
+    app.execute(
+        "UPDATE idempotency_keys SET write_committed = FALSE WHERE idem_key = 'before-commit'",
+    );
+    app.execute("DELETE FROM teams WHERE name = 'Support'");
+    let retry = send("before-commit", "Support");
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(app.count("teams"), 2);
+    // And from then on it replays like any finished request.
+    let replay = send("before-commit", "Support");
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.count("teams"), 2);
+}
