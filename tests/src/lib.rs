@@ -15,6 +15,8 @@ use std::thread::JoinHandle;
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+/// The key webhook signing secrets are sealed with, in every test server.
+pub const SECRETS_KEY: &str = "test-secrets-key-of-at-least-thirty-two-chars";
 
 enum TestDb {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
@@ -120,6 +122,7 @@ impl TestApp {
         let (db, url) = TestDb::create();
         let mut config = Config::for_database(&url);
         config.jwt_secret = Some(JWT_SECRET.into());
+        config.secrets_key = Some(SECRETS_KEY.into());
         config.admin_email = Some(ADMIN_EMAIL.into());
         config.admin_password = Some(ADMIN_PASSWORD.into());
         config.db_pool_size = 4;

@@ -42,6 +42,9 @@ pub struct Config {
     pub listen: String,
     /// HMAC secret for access tokens; generated and kept beside the SQLite file when unset.
     pub jwt_secret: Option<Secret>,
+    /// Seals secrets the server keeps to use again (webhook signing secrets). Unset, a
+    /// development key is generated beside the database, like the JWT secret.
+    pub secrets_key: Option<Secret>,
     /// Secrets that signed tokens before the last rotation: tokens they signed (their `kid`)
     /// are still accepted until they expire; new tokens use `jwt_secret`.
     pub jwt_previous_secrets: Vec<Secret>,
@@ -125,6 +128,7 @@ impl Config {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/crm.db".into()),
             listen: var("CRM_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
             jwt_secret: var("CRM_JWT_SECRET").map(Secret),
+            secrets_key: var("CRM_SECRETS_KEY").map(Secret),
             jwt_previous_secrets: list("CRM_JWT_PREVIOUS_SECRETS")
                 .into_iter()
                 .map(Secret)
@@ -187,6 +191,7 @@ impl Config {
             database_url: database_url.to_string(),
             listen: "127.0.0.1:0".into(),
             jwt_secret: None,
+            secrets_key: None,
             jwt_previous_secrets: vec![],
             jwt_issuer: "crm".into(),
             jwt_audience: "crm-api".into(),

@@ -21,6 +21,7 @@ pub mod params;
 pub mod ratelimit;
 pub mod respond;
 pub mod schema;
+pub mod sealed;
 pub mod search;
 pub mod state;
 pub mod timeline;

@@ -1,7 +1,7 @@
 //! Start-up: database and migrations, the JWT secret, the first admin, the job registry.
 
 use crm_core::auth::{random_token, JwtKeys};
-use crm_core::config::Config;
+use crm_core::config::{Config, Secret};
 use crm_core::db::{self, BackendKind};
 use crm_core::jobs::JobRegistry;
 use crm_core::AppState;
@@ -14,8 +14,8 @@ pub struct Bootstrap {
     pub admin: Option<(String, Option<String>)>,
 }
 
-/// Where the development JWT secret lives: beside the SQLite file, or under ./data.
-fn secret_file(config: &Config) -> PathBuf {
+/// Where a development secret lives: beside the SQLite file, or under ./data.
+fn secret_file(config: &Config, name: &str) -> PathBuf {
     let (kind, target) = db::classify_url(&config.database_url);
     let dir = match kind {
         BackendKind::Sqlite => PathBuf::from(target)
@@ -24,17 +24,23 @@ fn secret_file(config: &Config) -> PathBuf {
             .unwrap_or_default(),
         BackendKind::Postgres => PathBuf::from("data"),
     };
-    dir.join("jwt_secret")
+    dir.join(name)
 }
 
-fn jwt_secret(config: &Config) -> Result<String, String> {
-    if let Some(s) = &config.jwt_secret {
+/// A secret from its setting, or else from (or newly into) its development file.
+fn persistent_secret(
+    config: &Config,
+    configured: Option<&Secret>,
+    setting: &str,
+    file: &str,
+) -> Result<String, String> {
+    if let Some(s) = configured {
         if s.expose().len() < 32 {
-            return Err("CRM_JWT_SECRET must be at least 32 characters".into());
+            return Err(format!("{setting} must be at least 32 characters"));
         }
         return Ok(s.expose().to_string());
     }
-    let path = secret_file(config);
+    let path = secret_file(config, file);
     if let Ok(s) = std::fs::read_to_string(&path) {
         if s.trim().len() >= 32 {
             return Ok(s.trim().to_string());
@@ -45,7 +51,7 @@ fn jwt_secret(config: &Config) -> Result<String, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(&path, &secret).map_err(|e| format!("{}: {e}", path.display()))?;
-    tracing::warn!(path = %path.display(), "CRM_JWT_SECRET is unset: generated a development secret; set it in production (and on every replica)");
+    tracing::warn!(path = %path.display(), "{setting} is unset: generated a development secret; set it in production (and on every replica)");
     Ok(secret)
 }
 
@@ -76,7 +82,26 @@ pub fn build_state(
         config.pg_session_limits,
     )
     .map_err(|e| e.to_string())?;
-    let secret = jwt_secret(&config)?;
+    let secret = persistent_secret(
+        &config,
+        config.jwt_secret.as_ref(),
+        "CRM_JWT_SECRET",
+        "jwt_secret",
+    )?;
+    let mut config = config;
+    let sealing = persistent_secret(
+        &config,
+        config.secrets_key.as_ref(),
+        "CRM_SECRETS_KEY",
+        "secrets_key",
+    )?;
+    config.secrets_key = Some(Secret::from(sealing.as_str()));
+    {
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        let sealer = crm_core::sealed::Sealer::from_config(&config).map_err(|e| e.to_string())?;
+        crm_core::integrations::webhooks::seal_stored_secrets(&mut conn, &sealer)
+            .map_err(|e| format!("sealing webhook secrets: {e}"))?;
+    }
     let admin = {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         crm_core::identity::users::bootstrap_admin(

@@ -235,6 +235,7 @@ fn spawn_server(app: &TestApp) -> std::process::Child {
         .env("DATABASE_URL", &app.state.config.database_url)
         .env("CRM_LISTEN", "127.0.0.1:0")
         .env("CRM_JWT_SECRET", crm_tests::JWT_SECRET)
+        .env("CRM_SECRETS_KEY", crm_tests::SECRETS_KEY)
         .env("CRM_JOB_WORKERS", "1")
         .env("CRM_JOB_LEASE_SECS", "2")
         .env("RUST_LOG", "warn")

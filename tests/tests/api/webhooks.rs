@@ -263,3 +263,33 @@ fn webhooks_to_private_addresses_are_refused_unless_allowed() {
     }
     assert_eq!(app.count("webhooks"), 0);
 }
+
+#[test]
+fn signing_secrets_are_sealed_at_rest_and_older_plaintext_ones_are_sealed_at_start_up() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let receiver = Receiver::start(&[]);
+    let hook = subscribe(&app, &receiver.url, json!(["account.*"]), json!({}));
+    assert!(!app.all_stored_text().contains(SECRET), "sealed on create");
+
+    // A row from before sealing existed holds its secret in plaintext; start-up seals it,
+    // and deliveries still sign with it.
+    app.execute(&format!(
+        "UPDATE webhooks SET secret = '{SECRET}' WHERE id = '{hook}'"
+    ));
+    assert!(app.all_stored_text().contains(SECRET));
+    let sealer =
+        crm_core::sealed::Sealer::from_config(&app.state.config).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = app.state.pool.get().unwrap_or_else(|e| panic!("{e}"));
+    let sealed = crm_core::integrations::webhooks::seal_stored_secrets(&mut conn, &sealer);
+    assert_eq!(sealed.ok(), Some(1));
+    drop(conn);
+    assert!(
+        !app.all_stored_text().contains(SECRET),
+        "sealed at start-up"
+    );
+    app.post("/api/v1/accounts", t, &json!({"name": "Signed"}));
+    let got = receiver.wait_for(1, WAIT);
+    assert_eq!(got.len(), 1);
+    assert_signed(&got[0]);
+}

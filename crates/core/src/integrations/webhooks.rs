@@ -20,6 +20,7 @@ use crate::jobs::{self, JobFailure, JobRegistry, JobResult, RetryPolicy};
 use crate::params::IdempotencyParams;
 use crate::respond::{ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{webhook_attempts, webhook_deliveries, webhooks};
+use crate::sealed::Sealer;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
@@ -383,6 +384,7 @@ fn create(
     me: &Principal,
     input: &WebhookInput,
     allow_private: bool,
+    sealer: &Sealer,
 ) -> ApiResult<Webhook> {
     input.validate()?;
     let url = input
@@ -409,7 +411,7 @@ fn create(
                 webhooks::description.eq(&input.description),
                 webhooks::event_types.eq(json!(types).to_string()),
                 webhooks::filters.eq(json!(input.filters.clone().unwrap_or_default()).to_string()),
-                webhooks::secret.eq(&secret),
+                webhooks::secret.eq(sealer.seal(&secret)?),
                 webhooks::active.eq(input.active.unwrap_or(true)),
                 webhooks::created_by.eq(&me.user_id),
                 webhooks::version.eq(1),
@@ -437,6 +439,7 @@ struct Patch<'a> {
     expected: Option<i32>,
     input: &'a WebhookInput,
     allow_private: bool,
+    sealer: Sealer,
 }
 
 fn update(conn: &mut DbConn, me: &Principal, id: &str, patch: Patch<'_>) -> ApiResult<Webhook> {
@@ -444,7 +447,13 @@ fn update(conn: &mut DbConn, me: &Principal, id: &str, patch: Patch<'_>) -> ApiR
         expected,
         input,
         allow_private,
+        sealer,
     } = patch;
+    let new_secret = input
+        .secret
+        .as_deref()
+        .map(|s| sealer.seal(s))
+        .transpose()?;
     input.validate()?;
     if let Some(url) = &input.url {
         check_url(url)?;
@@ -474,7 +483,7 @@ fn update(conn: &mut DbConn, me: &Principal, id: &str, patch: Patch<'_>) -> ApiR
                     .as_ref()
                     .map(|f| json!(f).to_string())
                     .unwrap_or(row.filters.clone())),
-                webhooks::secret.eq(input.secret.as_ref().unwrap_or(&row.secret)),
+                webhooks::secret.eq(new_secret.as_ref().unwrap_or(&row.secret)),
                 webhooks::active.eq(active),
                 webhooks::consecutive_failures.eq(if reactivated {
                     0
@@ -743,7 +752,10 @@ fn deliver(conn: &mut DbConn, agent: &ureq::Agent, config: &Config, payload: &Va
         )
         .map_err(fail);
     }
-    let outcome = post(agent, &d, &w.url, &w.secret);
+    let secret = Sealer::from_config(config)
+        .and_then(|s| s.open(&w.secret))
+        .map_err(fail)?;
+    let outcome = post(agent, &d, &w.url, &secret);
     let delivered = outcome.status.is_some_and(|s| (200..300).contains(&s));
     let attempts = d.attempts + 1;
     let will_retry = !delivered
@@ -811,6 +823,22 @@ fn set_delivery(
 }
 
 /// Register the delivery job with its backoff.
+/// Seal the signing secrets stored before sealing existed (run at start-up; a no-op
+/// once every secret is sealed).
+pub fn seal_stored_secrets(conn: &mut DbConn, sealer: &Sealer) -> ApiResult<usize> {
+    let rows: Vec<(String, String)> = webhooks::table
+        .select((webhooks::id, webhooks::secret))
+        .load(conn)?;
+    let mut sealed = 0;
+    for (id, secret) in rows.into_iter().filter(|(_, s)| !Sealer::is_sealed(s)) {
+        diesel::update(webhooks::table.find(&id))
+            .set(webhooks::secret.eq(sealer.seal(&secret)?))
+            .execute(conn)?;
+        sealed += 1;
+    }
+    Ok(sealed)
+}
+
 pub fn register_jobs(registry: &mut JobRegistry, config: Arc<Config>) {
     let agent = delivery_agent(
         &config,
@@ -837,7 +865,10 @@ pub async fn create_webhook(
     body: Json<WebhookInput>,
 ) -> ApiResult<HttpResponse> {
     let allow = state.config.webhook_allow_private_urls;
-    let w = state.db(move |c| create(c, &me, &body, allow)).await?;
+    let sealer = Sealer::from_config(&state.config)?;
+    let w = state
+        .db(move |c| create(c, &me, &body, allow, &sealer))
+        .await?;
     Ok(crate::respond::created(
         format!("/api/v1/webhooks/{}", w.id),
         w.version,
@@ -888,12 +919,14 @@ pub async fn update_webhook(
     let id = path_id(&id)?;
     let expected = crate::extract::if_match(&req)?;
     let allow_private = state.config.webhook_allow_private_urls;
+    let sealer = Sealer::from_config(&state.config)?;
     let w = state
         .db(move |c| {
             let patch = Patch {
                 expected,
                 input: &body,
                 allow_private,
+                sealer,
             };
             update(c, &me, &id, patch)
         })
