@@ -33,6 +33,8 @@ mod jobs;
 mod matrix;
 #[path = "api/platform.rs"]
 mod platform;
+#[path = "api/queries.rs"]
+mod queries;
 #[path = "api/readme.rs"]
 mod readme;
 #[path = "api/secrets.rs"]

@@ -172,6 +172,7 @@ pub fn connect_and_migrate(
     pool_size: u32,
     limits: SessionLimits,
 ) -> Result<DbPool, DbSetupError> {
+    count_queries();
     let manager = Manager::new(url, limits);
     if manager.kind == BackendKind::Sqlite {
         if let Some(dir) = std::path::Path::new(&manager.target).parent() {
@@ -282,4 +283,56 @@ mod tests {
             (BackendKind::Sqlite, "/tmp/x.db".into())
         );
     }
+}
+
+// ---- Counting queries ----
+// Every statement a connection starts is counted on its thread; `AppState::db` hands the
+// count of its work to the request it serves, and the request's total is a metric
+// (`crm_db_queries_total` by route), so a list page that costs a query per row shows.
+
+thread_local! {
+    static QUERIES_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+tokio::task_local! {
+    static REQUEST_QUERIES: std::cell::Cell<u64>;
+}
+
+/// Count the statements of every connection opened from now on (called once at start-up).
+pub fn count_queries() {
+    fn counter() -> Option<Box<dyn diesel::connection::Instrumentation>> {
+        Some(Box::new(
+            |event: diesel::connection::InstrumentationEvent<'_>| {
+                if matches!(
+                    event,
+                    diesel::connection::InstrumentationEvent::StartQuery { .. }
+                ) {
+                    QUERIES_HERE.with(|q| q.set(q.get() + 1));
+                }
+            },
+        ))
+    }
+    if let Err(e) = diesel::connection::set_default_instrumentation(counter) {
+        tracing::warn!(error = %e, "queries will not be counted");
+    }
+}
+
+/// Statements started on this thread so far.
+pub fn queries_here() -> u64 {
+    QUERIES_HERE.with(std::cell::Cell::get)
+}
+
+/// Add statements run for the request this task serves (outside a request: ignored).
+pub fn add_request_queries(n: u64) {
+    let _ = REQUEST_QUERIES.try_with(|c| c.set(c.get() + n));
+}
+
+/// Run a request, returning also how many statements its database work ran.
+pub async fn counting_queries<F: std::future::Future>(request: F) -> (F::Output, u64) {
+    REQUEST_QUERIES
+        .scope(std::cell::Cell::new(0), async move {
+            let out = request.await;
+            (out, REQUEST_QUERIES.with(std::cell::Cell::get))
+        })
+        .await
 }

@@ -253,6 +253,40 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// The one record a batch assembly of one row returns.
+pub fn only<T>(mut assembled: Vec<T>) -> Result<T, ApiError> {
+    assembled
+        .pop()
+        .ok_or_else(|| ApiError::internal("a record assembled to nothing"))
+}
+
+/// A page's records, each built with its children (`(parent id, child)` rows from one
+/// query); records without children get none.
+pub fn with_children<R, C, T>(
+    rows: Vec<R>,
+    children: Vec<(String, C)>,
+    id: impl Fn(&R) -> &str,
+    build: impl Fn(R, Vec<C>) -> T,
+) -> Vec<T> {
+    let mut children = by_parent(children);
+    rows.into_iter()
+        .map(|r| {
+            let own = children.remove(id(&r)).unwrap_or_default();
+            build(r, own)
+        })
+        .collect()
+}
+
+/// The child rows of a page's records, loaded in one query (`parent_id IN (…)`), grouped
+/// by parent in their query order: a page costs one query per relation, never one per row.
+pub fn by_parent<V>(rows: Vec<(String, V)>) -> std::collections::HashMap<String, Vec<V>> {
+    let mut out: std::collections::HashMap<String, Vec<V>> = std::collections::HashMap::new();
+    for (parent, child) in rows {
+        out.entry(parent).or_default().push(child);
+    }
+    out
+}
+
 /// Build a page from up to `limit + 1` rows fetched in sort order.
 pub fn page<T: Serialize>(mut rows: Vec<T>, params: &ListParams) -> Result<Page<T>, ApiError> {
     let more = rows.len() as i64 > params.limit;

@@ -30,10 +30,16 @@ impl AppState {
         let pool = self.pool.clone();
         // The request's idempotency claim (if any) follows its work to the blocking thread.
         let claim = crate::idempotency::current_claim();
-        actix_web::web::block(move || {
-            let mut conn = pool.get()?;
-            crate::idempotency::with_claim(claim, || f(&mut conn))
+        let (out, queries) = actix_web::web::block(move || {
+            let before = crate::db::queries_here();
+            let out = pool
+                .get()
+                .map_err(ApiError::from)
+                .and_then(|mut conn| crate::idempotency::with_claim(claim, || f(&mut conn)));
+            (out, crate::db::queries_here() - before)
         })
-        .await?
+        .await?;
+        crate::db::add_request_queries(queries);
+        out
     }
 }

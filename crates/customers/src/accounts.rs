@@ -503,8 +503,7 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         }
     }
     for filter in crate::custom_fields::filters(conn, "account", p)? {
-        let ids = crate::custom_fields::matching_ids(conn, "account", &filter)?;
-        q = q.filter(accounts::id.eq_any(ids));
+        q = crate::custom_filter!(q, accounts::id, "account", &filter);
     }
     let rows: Vec<AccountRow> = match crate::custom_fields::sort_by(conn, "account", "accounts", p)?
     {

@@ -195,25 +195,41 @@ crm_core::sortable!(act::table, act::BoxedQuery<'static, MultiBackend>, {
     "id" => act::id,
 });
 
-fn assemble(conn: &mut DbConn, r: ActivityRow) -> ApiResult<Activity> {
-    let links: Vec<(String, String)> = al::table
-        .filter(al::activity_id.eq(&r.id))
+/// Activities with their links: one query for all of them.
+fn assemble_many(conn: &mut DbConn, rows: Vec<ActivityRow>) -> ApiResult<Vec<Activity>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let links: Vec<(String, Link)> = al::table
+        .filter(al::activity_id.eq_any(&ids))
         .order((al::entity_type.asc(), al::entity_id.asc()))
-        .select((al::entity_type, al::entity_id))
-        .load(conn)?;
-    Ok(Activity {
+        .select((al::activity_id, al::entity_type, al::entity_id))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .filter_map(|(activity, t, entity_id)| {
+            let link = parse(&t).map(|entity_type| Link {
+                entity_type,
+                entity_id,
+            });
+            link.map(|l| (activity, l))
+        })
+        .collect();
+    Ok(crm_core::list::with_children(
+        rows,
+        links,
+        |r| &r.id,
+        activity,
+    ))
+}
+
+fn assemble(conn: &mut DbConn, r: ActivityRow) -> ApiResult<Activity> {
+    crm_core::list::only(assemble_many(conn, vec![r])?)
+}
+
+fn activity(r: ActivityRow, links: Vec<Link>) -> Activity {
+    Activity {
         kind: parse(&r.kind).unwrap_or(Kind::Note),
         direction: r.direction.as_deref().and_then(parse),
         status: parse(&r.status).unwrap_or(Status::Open),
-        links: links
-            .into_iter()
-            .filter_map(|(t, id)| {
-                parse(&t).map(|entity_type| Link {
-                    entity_type,
-                    entity_id: id,
-                })
-            })
-            .collect(),
+        links,
         id: r.id,
         channel: r.channel,
         subject: r.subject,
@@ -230,7 +246,7 @@ fn assemble(conn: &mut DbConn, r: ActivityRow) -> ApiResult<Activity> {
         created_at: r.created_at,
         updated_at: r.updated_at,
         archived_at: r.archived_at,
-    })
+    }
 }
 
 fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Activity> {
@@ -592,11 +608,7 @@ fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Pag
         }
     }
     let rows: Vec<ActivityRow> = apply_sort(q, p)?.load(conn)?;
-    let mut out = vec![];
-    for r in rows {
-        out.push(assemble(conn, r)?);
-    }
-    list::page(out, p)
+    list::page(assemble_many(conn, rows)?, p)
 }
 
 #[utoipa::path(get, path = "/api/v1/activities", tag = "activities",

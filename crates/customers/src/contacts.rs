@@ -296,26 +296,77 @@ pub fn find_row(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contac
 
 /// Assemble a contact with its emails, phones, account links and consents.
 pub fn load(conn: &mut DbConn, row: ContactRow) -> ApiResult<Contact> {
-    let emails: Vec<Email> = ce::table
-        .filter(ce::contact_id.eq(&row.id))
-        .order((ce::is_primary.desc(), ce::email.asc()))
-        .select((ce::email, ce::label, ce::is_primary))
-        .load(conn)?;
-    let phones: Vec<Phone> = cp::table
-        .filter(cp::contact_id.eq(&row.id))
-        .order((cp::is_primary.desc(), cp::e164.asc()))
-        .select((cp::number, cp::e164, cp::label, cp::is_primary))
-        .load(conn)?;
-    let links: Vec<(String, String)> = ca::table
-        .filter(ca::contact_id.eq(&row.id))
-        .order(ca::account_id.asc())
-        .select((ca::account_id, ca::role))
-        .load(conn)?;
-    let consents: Vec<(String, String, String, String)> = cc::table
-        .filter(cc::contact_id.eq(&row.id))
-        .select((cc::channel, cc::status, cc::source, cc::recorded_at))
-        .load(conn)?;
-    Ok(Contact {
+    crm_core::list::only(load_many(conn, vec![row])?)
+}
+
+/// What a contact has in its own tables: emails, phones, account links, consents.
+struct Parts {
+    emails: Vec<Email>,
+    phones: Vec<Phone>,
+    links: Vec<(String, String)>,
+    consents: Vec<(String, String, String, String)>,
+}
+
+/// Contacts with their emails, phones, account links and consents: four queries for a
+/// whole page, whatever its size.
+pub fn load_many(conn: &mut DbConn, rows: Vec<ContactRow>) -> ApiResult<Vec<Contact>> {
+    use crm_core::list::by_parent;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut emails = by_parent::<Email>(
+        ce::table
+            .filter(ce::contact_id.eq_any(&ids))
+            .order((ce::is_primary.desc(), ce::email.asc()))
+            .select((ce::contact_id, (ce::email, ce::label, ce::is_primary)))
+            .load(conn)?,
+    );
+    let mut phones = by_parent::<Phone>(
+        cp::table
+            .filter(cp::contact_id.eq_any(&ids))
+            .order((cp::is_primary.desc(), cp::e164.asc()))
+            .select((
+                cp::contact_id,
+                (cp::number, cp::e164, cp::label, cp::is_primary),
+            ))
+            .load(conn)?,
+    );
+    let mut links = by_parent(
+        ca::table
+            .filter(ca::contact_id.eq_any(&ids))
+            .order(ca::account_id.asc())
+            .select((ca::contact_id, (ca::account_id, ca::role)))
+            .load(conn)?,
+    );
+    let mut consents = by_parent(
+        cc::table
+            .filter(cc::contact_id.eq_any(&ids))
+            .select((
+                cc::contact_id,
+                (cc::channel, cc::status, cc::source, cc::recorded_at),
+            ))
+            .load(conn)?,
+    );
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let parts = Parts {
+                emails: emails.remove(&row.id).unwrap_or_default(),
+                phones: phones.remove(&row.id).unwrap_or_default(),
+                links: links.remove(&row.id).unwrap_or_default(),
+                consents: consents.remove(&row.id).unwrap_or_default(),
+            };
+            contact(row, parts)
+        })
+        .collect())
+}
+
+fn contact(row: ContactRow, parts: Parts) -> Contact {
+    let Parts {
+        emails,
+        phones,
+        links,
+        consents,
+    } = parts;
+    Contact {
         lifecycle_stage: enum_parse(&row.lifecycle_stage).unwrap_or(LifecycleStage::Other),
         tags: common::parse_json(&row.tags),
         social_profiles: common::parse_json(&row.social_profiles),
@@ -358,7 +409,7 @@ pub fn load(conn: &mut DbConn, row: ContactRow) -> ApiResult<Contact> {
         created_at: row.created_at,
         updated_at: row.updated_at,
         archived_at: row.archived_at,
-    })
+    }
 }
 
 pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
@@ -798,19 +849,14 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         }
     }
     for filter in crate::custom_fields::filters(conn, "contact", p)? {
-        let ids = crate::custom_fields::matching_ids(conn, "contact", &filter)?;
-        q = q.filter(contacts::id.eq_any(ids));
+        q = crate::custom_filter!(q, contacts::id, "contact", &filter);
     }
     let rows: Vec<ContactRow> = match crate::custom_fields::sort_by(conn, "contact", "contacts", p)?
     {
         Some(sort) => crate::custom_sort!(q, contacts::id, sort, p).load(conn)?,
         None => apply_sort(q, p)?.load(conn)?,
     };
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(load(conn, row)?);
-    }
-    list::page(out, p)
+    list::page(load_many(conn, rows)?, p)
 }
 
 pub fn set_archived(

@@ -510,29 +510,37 @@ pub fn filters(conn: &mut DbConn, object: &str, p: &ListParams) -> ApiResult<Vec
     Ok(out)
 }
 
-/// Ids of the records matching one custom filter: an index lookup on `custom_values`.
-pub fn matching_ids(
-    conn: &mut DbConn,
-    object: &str,
-    filter: &(String, Option<String>, Option<f64>),
-) -> ApiResult<Vec<String>> {
-    let (key, text, number) = filter;
-    let mut q = cv::table
-        .filter(cv::object.eq(object.to_string()))
-        .filter(cv::key.eq(key.clone()))
-        .into_boxed::<crm_core::db::MultiBackend>();
-    match (text, number) {
-        (Some(t), _) if t.starts_with('%') => q = q.filter(cv::text_value.like(t.clone())),
-        (Some(t), Some(n)) => {
-            q = q
-                .filter(cv::text_value.eq(t.clone()))
-                .filter(cv::number_value.eq(*n))
+/// Keep the records of a boxed list query that match one custom filter: a subquery on the
+/// `custom_values` index (never a list of ids in memory). A macro because each filter
+/// shape is its own (unboxed) subquery type.
+#[macro_export]
+macro_rules! custom_filter {
+    ($q:expr, $id:path, $object:expr, $filter:expr) => {{
+        use crm_core::schema::custom_values as cv;
+        let (key, text, number): &$crate::custom_fields::CustomFilter = $filter;
+        let of = cv::table
+            .filter(cv::object.eq($object))
+            .filter(cv::key.eq(key.clone()));
+        match (text.clone(), *number) {
+            (Some(t), _) if t.starts_with('%') => {
+                $q.filter($id.eq_any(of.filter(cv::text_value.like(t)).select(cv::record_id)))
+            }
+            (Some(t), Some(n)) => $q.filter(
+                $id.eq_any(
+                    of.filter(cv::text_value.eq(t))
+                        .filter(cv::number_value.eq(n))
+                        .select(cv::record_id),
+                ),
+            ),
+            (Some(t), None) => {
+                $q.filter($id.eq_any(of.filter(cv::text_value.eq(t)).select(cv::record_id)))
+            }
+            (None, Some(n)) => {
+                $q.filter($id.eq_any(of.filter(cv::number_value.eq(n)).select(cv::record_id)))
+            }
+            (None, None) => $q.filter($id.eq_any(of.select(cv::record_id))),
         }
-        (Some(t), None) => q = q.filter(cv::text_value.eq(t.clone())),
-        (None, Some(n)) => q = q.filter(cv::number_value.eq(*n)),
-        (None, None) => {}
-    }
-    Ok(q.select(cv::record_id).load(conn)?)
+    }};
 }
 
 #[derive(Debug, Serialize, ToSchema)]

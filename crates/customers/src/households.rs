@@ -67,14 +67,33 @@ crm_core::sortable!(households::table, households::BoxedQuery<'static, MultiBack
     "id" => households::id,
 });
 
-fn assemble(conn: &mut DbConn, r: HouseholdRow) -> ApiResult<Household> {
-    let member_ids = contacts::table
-        .filter(contacts::household_id.eq(&r.id))
+/// Households with their members: one query for all of them.
+fn assemble_many(conn: &mut DbConn, rows: Vec<HouseholdRow>) -> ApiResult<Vec<Household>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let members: Vec<(Option<String>, String)> = contacts::table
+        .filter(contacts::household_id.eq_any(&ids))
         .filter(contacts::archived_at.is_null())
         .order(contacts::id.asc())
-        .select(contacts::id)
+        .select((contacts::household_id, contacts::id))
         .load(conn)?;
-    Ok(Household {
+    let members = members
+        .into_iter()
+        .filter_map(|(household, id)| household.map(|h| (h, id)))
+        .collect();
+    Ok(crm_core::list::with_children(
+        rows,
+        members,
+        |r| &r.id,
+        household,
+    ))
+}
+
+fn assemble(conn: &mut DbConn, r: HouseholdRow) -> ApiResult<Household> {
+    crm_core::list::only(assemble_many(conn, vec![r])?)
+}
+
+fn household(r: HouseholdRow, member_ids: Vec<String>) -> Household {
+    Household {
         address: r.address.as_deref().map(common::parse_json),
         member_ids,
         id: r.id,
@@ -83,7 +102,7 @@ fn assemble(conn: &mut DbConn, r: HouseholdRow) -> ApiResult<Household> {
         created_at: r.created_at,
         updated_at: r.updated_at,
         archived_at: r.archived_at,
-    })
+    }
 }
 
 fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Household> {
@@ -144,11 +163,7 @@ pub async fn list_households(
                 q = q.filter(households::archived_at.is_null());
             }
             let rows: Vec<HouseholdRow> = apply_sort(q, &p)?.load(c)?;
-            let mut out = vec![];
-            for r in rows {
-                out.push(assemble(c, r)?);
-            }
-            list::page(out, &p)
+            list::page(assemble_many(c, rows)?, &p)
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))

@@ -93,20 +93,38 @@ crm_core::sortable!(pb::table, pb::BoxedQuery<'static, MultiBackend>, {
     "id" => pb::id,
 });
 
-fn assemble(conn: &mut DbConn, r: BookRow) -> ApiResult<PriceBook> {
-    let prices = pe::table
-        .filter(pe::price_book_id.eq(&r.id))
+/// Price books with their prices: one query for all of them.
+fn assemble_many(conn: &mut DbConn, rows: Vec<BookRow>) -> ApiResult<Vec<PriceBook>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let prices: Vec<(String, Price)> = pe::table
+        .filter(pe::price_book_id.eq_any(&ids))
         .order((pe::product_id.asc(), pe::currency.asc()))
-        .select((pe::product_id, pe::currency, pe::unit_price))
-        .load::<(String, String, i64)>(conn)?
+        .select((
+            pe::price_book_id,
+            pe::product_id,
+            pe::currency,
+            pe::unit_price,
+        ))
+        .load::<(String, String, String, i64)>(conn)?
         .into_iter()
-        .map(|(product_id, currency, unit_price)| Price {
-            product_id,
-            currency,
-            unit_price,
+        .map(|(book, product_id, currency, unit_price)| {
+            let price = Price {
+                product_id,
+                currency,
+                unit_price,
+            };
+            (book, price)
         })
         .collect();
-    Ok(PriceBook {
+    Ok(crm_core::list::with_children(rows, prices, |r| &r.id, book))
+}
+
+fn assemble(conn: &mut DbConn, r: BookRow) -> ApiResult<PriceBook> {
+    crm_core::list::only(assemble_many(conn, vec![r])?)
+}
+
+fn book(r: BookRow, prices: Vec<Price>) -> PriceBook {
+    PriceBook {
         id: r.id,
         name: r.name,
         description: r.description,
@@ -117,7 +135,7 @@ fn assemble(conn: &mut DbConn, r: BookRow) -> ApiResult<PriceBook> {
         created_at: r.created_at,
         updated_at: r.updated_at,
         archived_at: r.archived_at,
-    })
+    }
 }
 
 fn find(conn: &mut DbConn, id: &str) -> ApiResult<PriceBook> {
@@ -266,11 +284,7 @@ pub async fn list_books(
                 q = q.filter(pb::active.eq(v));
             }
             let rows: Vec<BookRow> = apply_sort(q, &p)?.load(c)?;
-            let mut out = vec![];
-            for r in rows {
-                out.push(assemble(c, r)?);
-            }
-            list::page(out, &p)
+            list::page(assemble_many(c, rows)?, &p)
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))

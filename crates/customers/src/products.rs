@@ -119,19 +119,37 @@ crm_core::sortable!(products::table, products::BoxedQuery<'static, MultiBackend>
     "id" => products::id,
 });
 
-fn assemble(conn: &mut DbConn, r: ProductRow) -> ApiResult<Product> {
-    let components = pc::table
-        .filter(pc::bundle_id.eq(&r.id))
+/// Products with their bundle components: one query for all of them.
+fn assemble_many(conn: &mut DbConn, rows: Vec<ProductRow>) -> ApiResult<Vec<Product>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let components: Vec<(String, Component)> = pc::table
+        .filter(pc::bundle_id.eq_any(&ids))
         .order(pc::component_id.asc())
-        .select((pc::component_id, pc::quantity))
-        .load::<(String, i32)>(conn)?
+        .select((pc::bundle_id, pc::component_id, pc::quantity))
+        .load::<(String, String, i32)>(conn)?
         .into_iter()
-        .map(|(product_id, quantity)| Component {
-            product_id,
-            quantity,
+        .map(|(bundle, product_id, quantity)| {
+            let component = Component {
+                product_id,
+                quantity,
+            };
+            (bundle, component)
         })
         .collect();
-    Ok(Product {
+    Ok(crm_core::list::with_children(
+        rows,
+        components,
+        |r| &r.id,
+        product,
+    ))
+}
+
+fn assemble(conn: &mut DbConn, r: ProductRow) -> ApiResult<Product> {
+    crm_core::list::only(assemble_many(conn, vec![r])?)
+}
+
+fn product(r: ProductRow, components: Vec<Component>) -> Product {
+    Product {
         id: r.id,
         sku: r.sku,
         name: r.name,
@@ -147,7 +165,7 @@ fn assemble(conn: &mut DbConn, r: ProductRow) -> ApiResult<Product> {
         created_at: r.created_at,
         updated_at: r.updated_at,
         archived_at: r.archived_at,
-    })
+    }
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> ApiResult<Product> {
@@ -417,11 +435,7 @@ fn load_page(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<Product>> {
         }
     }
     let rows: Vec<ProductRow> = apply_sort(q, p)?.load(conn)?;
-    let mut out = vec![];
-    for r in rows {
-        out.push(assemble(conn, r)?);
-    }
-    list::page(out, p)
+    list::page(assemble_many(conn, rows)?, p)
 }
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",

@@ -32,7 +32,8 @@ pub async fn request_context(
     // (`/contacts/by-email/{email}`), search words and external keys.
     let span = tracing::info_span!("request", request_id = %request_id, %method);
     let _entered = span.enter();
-    let mut res = next.call(req).await?;
+    let (res, queries) = crm_core::db::counting_queries(next.call(req)).await;
+    let mut res = res?;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     let route = res
@@ -40,9 +41,9 @@ pub async fn request_context(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
     if let Some(m) = metrics {
-        m.observe(&method, &route, status, elapsed);
+        m.observe(&method, &route, status, elapsed, queries);
     }
-    tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, route = %route, "request");
+    tracing::info!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, queries, route = %route, "request");
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), v);

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    queries: IntCounterVec,
     latency: HistogramVec,
     jobs: IntGaugeVec,
 }
@@ -32,6 +33,14 @@ impl Metrics {
             &["method", "route", "status"],
         )
         .unwrap_or_else(|e| panic!("metric definition: {e}"));
+        let queries = IntCounterVec::new(
+            Opts::new(
+                "crm_db_queries_total",
+                "Database statements run for HTTP requests, by method and route",
+            ),
+            &["method", "route"],
+        )
+        .unwrap_or_else(|e| panic!("metric definition: {e}"));
         let latency = HistogramVec::new(
             HistogramOpts::new("crm_http_request_duration_seconds", "HTTP request latency"),
             &["method", "route"],
@@ -44,6 +53,7 @@ impl Metrics {
         .unwrap_or_else(|e| panic!("metric definition: {e}"));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(queries.clone()),
             Box::new(latency.clone()),
             Box::new(jobs.clone()),
         ] {
@@ -52,15 +62,19 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            queries,
             latency,
             jobs,
         }
     }
 
-    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration, queries: u64) {
         self.requests
             .with_label_values(&[method, route, &status.to_string()])
             .inc();
+        self.queries
+            .with_label_values(&[method, route])
+            .inc_by(queries);
         self.latency
             .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
