@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nextest run" || echo "test")
 
-.PHONY: run build test test-sqlite test-postgres fuzz openapi lint bench
+.PHONY: run build test test-sqlite test-postgres fuzz openapi lint bench bench-smoke
 
 run:
 	$(CARGO) run --bin crm -- serve
@@ -12,7 +12,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 ## The whole suite on SQLite (with the spec fuzzer), then on a throwaway PostgreSQL cluster.
-test: test-sqlite fuzz test-postgres
+test: test-sqlite fuzz test-postgres bench-smoke
 
 # The import test kills and restarts a real `crm` process, so the binary is built first.
 test-sqlite:
@@ -40,5 +40,11 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) deny --log-level error check bans licenses sources
 
+# Release server over `crm seed` data, driven by wrk (apt-get install wrk), on SQLite and
+# PostgreSQL; writes bench/RESULTS.md. `make bench SCALE=1` is a million contacts.
 bench:
-	@echo "no benchmarks yet: they arrive with the first domain resources"
+	SCALE=$(or $(SCALE),0.1) bench/run.sh
+
+# The bench, tiny and on the debug build, so it never rots (part of `make test`).
+bench-smoke:
+	SCALE=0.001 DURATION=1s CONNS=4 PROFILE=debug OUT=target/bench-smoke.md bench/run.sh >/dev/null

@@ -41,5 +41,7 @@ mod readme;
 mod secrets;
 #[path = "api/security.rs"]
 mod security;
+#[path = "api/seed.rs"]
+mod seed;
 #[path = "api/webhooks.rs"]
 mod webhooks;

@@ -5,6 +5,7 @@ pub mod middleware;
 pub mod observability;
 pub mod openapi;
 pub mod routes;
+pub mod seed;
 pub mod setup;
 
 use actix_cors::Cors;

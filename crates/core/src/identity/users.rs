@@ -495,8 +495,12 @@ pub fn bootstrap_admin(
     email: Option<&str>,
     password: Option<&str>,
 ) -> ApiResult<Option<(String, Option<String>)>> {
-    let count: i64 = users::table.count().get_result(conn)?;
-    if count > 0 {
+    // No admin yet (a fresh database, or one `crm seed` filled with sales reps): make one.
+    let admins: i64 = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .count()
+        .get_result(conn)?;
+    if admins > 0 {
         return Ok(None);
     }
     let email = email.unwrap_or("admin@example.com").to_string();
