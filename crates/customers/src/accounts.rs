@@ -600,7 +600,7 @@ pub async fn list_accounts(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = AccountInput,
+#[utoipa::path(post, path = "/api/v1/accounts", operation_id = "create_account", tag = "accounts", request_body = AccountInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Account, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/accounts")]
@@ -618,7 +618,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", operation_id = "get_account", tag = "accounts",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Account id")),
     responses((status = 200, description = "The account", body = Account, headers(("ETag" = String))), ReadProblems))]
 #[get("/accounts/{id}")]
@@ -635,7 +635,7 @@ pub async fn get_one(
     Ok(respond::with_etag(a.version, &a))
 }
 
-#[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", request_body = AccountInput,
+#[utoipa::path(patch, path = "/api/v1/accounts/{id}", operation_id = "update_account", tag = "accounts", request_body = AccountInput,
     params(("id" = String, Path, format = "uuid", description = "Account id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Account), WriteProblems))]
@@ -695,7 +695,7 @@ pub fn set_archived(
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts",
+#[utoipa::path(delete, path = "/api/v1/accounts/{id}", operation_id = "archive_account", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Account id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/accounts/{id}")]
@@ -710,7 +710,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/restore", tag = "accounts",
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/restore", operation_id = "restore_account", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Account id")),
     responses((status = 200, description = "Restored", body = Account), WriteProblems))]
 #[post("/accounts/{id}/restore")]
@@ -740,7 +740,7 @@ pub async fn get_hierarchy(
     Ok(HttpResponse::Ok().json(tree))
 }
 
-#[utoipa::path(get, path = "/api/v1/accounts/{id}/timeline", tag = "accounts",
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/timeline", operation_id = "get_account_timeline", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Account id"),
         PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),

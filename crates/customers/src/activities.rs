@@ -638,7 +638,7 @@ pub async fn list_activities(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/activities", tag = "activities", request_body = ActivityInput,
+#[utoipa::path(post, path = "/api/v1/activities", operation_id = "create_activity", tag = "activities", request_body = ActivityInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/activities")]
@@ -656,7 +656,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/activities/{id}", tag = "activities",
+#[utoipa::path(get, path = "/api/v1/activities/{id}", operation_id = "get_activity", tag = "activities",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Activity id")),
     responses((status = 200, description = "The activity", body = Activity), ReadProblems))]
 #[get("/activities/{id}")]
@@ -673,7 +673,7 @@ pub async fn get_one(
     Ok(respond::with_etag(a.version, &a))
 }
 
-#[utoipa::path(patch, path = "/api/v1/activities/{id}", tag = "activities", request_body = ActivityInput,
+#[utoipa::path(patch, path = "/api/v1/activities/{id}", operation_id = "update_activity", tag = "activities", request_body = ActivityInput,
     params(("id" = String, Path, format = "uuid", description = "Activity id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Activity), WriteProblems))]
@@ -720,7 +720,7 @@ fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> Ap
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/activities/{id}", tag = "activities",
+#[utoipa::path(delete, path = "/api/v1/activities/{id}", operation_id = "archive_activity", tag = "activities",
     params(("id" = String, Path, format = "uuid", description = "Activity id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/activities/{id}")]
@@ -735,7 +735,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/activities/{id}/restore", tag = "activities",
+#[utoipa::path(post, path = "/api/v1/activities/{id}/restore", operation_id = "restore_activity", tag = "activities",
     params(("id" = String, Path, format = "uuid", description = "Activity id")),
     responses((status = 200, description = "Restored", body = Activity), WriteProblems))]
 #[post("/activities/{id}/restore")]

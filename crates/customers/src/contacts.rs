@@ -924,7 +924,7 @@ pub async fn list_contacts(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", request_body = ContactInput,
+#[utoipa::path(post, path = "/api/v1/contacts", operation_id = "create_contact", tag = "contacts", request_body = ContactInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Contact, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/contacts")]
@@ -942,7 +942,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts",
+#[utoipa::path(get, path = "/api/v1/contacts/{id}", operation_id = "get_contact", tag = "contacts",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 200, description = "The contact", body = Contact, headers(("ETag" = String))), ReadProblems))]
 #[get("/contacts/{id}")]
@@ -959,7 +959,7 @@ pub async fn get_one(
     Ok(respond::with_etag(contact.version, &contact))
 }
 
-#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", request_body = ContactInput,
+#[utoipa::path(patch, path = "/api/v1/contacts/{id}", operation_id = "update_contact", tag = "contacts", request_body = ContactInput,
     params(("id" = String, Path, format = "uuid", description = "Contact id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Contact), WriteProblems))]
@@ -980,7 +980,7 @@ pub async fn update(
     Ok(respond::with_etag(contact.version, &contact))
 }
 
-#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts",
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}", operation_id = "archive_contact", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/contacts/{id}")]
@@ -995,7 +995,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/contacts/{id}/restore", tag = "contacts",
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/restore", operation_id = "restore_contact", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 200, description = "Restored", body = Contact), WriteProblems))]
 #[post("/contacts/{id}/restore")]
@@ -1010,7 +1010,7 @@ pub async fn restore_one(
     Ok(respond::with_etag(contact.version, &contact))
 }
 
-#[utoipa::path(get, path = "/api/v1/contacts/{id}/timeline", tag = "contacts",
+#[utoipa::path(get, path = "/api/v1/contacts/{id}/timeline", operation_id = "get_contact_timeline", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id"),
         PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),

@@ -169,7 +169,7 @@ pub async fn list_households(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/households", tag = "households", request_body = HouseholdInput,
+#[utoipa::path(post, path = "/api/v1/households", operation_id = "create_household", tag = "households", request_body = HouseholdInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Household, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/households")]
@@ -214,7 +214,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/households/{id}", tag = "households",
+#[utoipa::path(get, path = "/api/v1/households/{id}", operation_id = "get_household", tag = "households",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Household id")),
     responses((status = 200, description = "The household and its members", body = Household), ReadProblems))]
 #[get("/households/{id}")]
@@ -231,7 +231,7 @@ pub async fn get_one(
     Ok(respond::with_etag(h.version, &h))
 }
 
-#[utoipa::path(patch, path = "/api/v1/households/{id}", tag = "households", request_body = HouseholdInput,
+#[utoipa::path(patch, path = "/api/v1/households/{id}", operation_id = "update_household", tag = "households", request_body = HouseholdInput,
     params(("id" = String, Path, format = "uuid", description = "Household id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Household), WriteProblems))]
@@ -318,7 +318,7 @@ fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> Ap
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/households/{id}", tag = "households",
+#[utoipa::path(delete, path = "/api/v1/households/{id}", operation_id = "archive_household", tag = "households",
     params(("id" = String, Path, format = "uuid", description = "Household id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/households/{id}")]
@@ -333,7 +333,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/households/{id}/restore", tag = "households",
+#[utoipa::path(post, path = "/api/v1/households/{id}/restore", operation_id = "restore_household", tag = "households",
     params(("id" = String, Path, format = "uuid", description = "Household id")),
     responses((status = 200, description = "Restored", body = Household), WriteProblems))]
 #[post("/households/{id}/restore")]

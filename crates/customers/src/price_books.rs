@@ -290,7 +290,7 @@ pub async fn list_books(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/price-books", tag = "products", request_body = PriceBookInput,
+#[utoipa::path(post, path = "/api/v1/price-books", operation_id = "create_price_book", tag = "products", request_body = PriceBookInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = PriceBook, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/price-books")]
@@ -343,7 +343,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/price-books/{id}", tag = "products",
+#[utoipa::path(get, path = "/api/v1/price-books/{id}", operation_id = "get_price_book", tag = "products",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Price book id")),
     responses((status = 200, description = "The price book with its prices", body = PriceBook), ReadProblems))]
 #[get("/price-books/{id}")]
@@ -360,7 +360,7 @@ pub async fn get_one(
     Ok(respond::with_etag(book.version, &book))
 }
 
-#[utoipa::path(patch, path = "/api/v1/price-books/{id}", tag = "products", request_body = PriceBookInput,
+#[utoipa::path(patch, path = "/api/v1/price-books/{id}", operation_id = "update_price_book", tag = "products", request_body = PriceBookInput,
     params(("id" = String, Path, format = "uuid", description = "Price book id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = PriceBook), WriteProblems))]
@@ -447,7 +447,7 @@ fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> Ap
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/price-books/{id}", tag = "products",
+#[utoipa::path(delete, path = "/api/v1/price-books/{id}", operation_id = "archive_price_book", tag = "products",
     params(("id" = String, Path, format = "uuid", description = "Price book id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/price-books/{id}")]
@@ -462,7 +462,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/price-books/{id}/restore", tag = "products",
+#[utoipa::path(post, path = "/api/v1/price-books/{id}/restore", operation_id = "restore_price_book", tag = "products",
     params(("id" = String, Path, format = "uuid", description = "Price book id")),
     responses((status = 200, description = "Restored", body = PriceBook), WriteProblems))]
 #[post("/price-books/{id}/restore")]

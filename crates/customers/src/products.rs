@@ -461,7 +461,7 @@ pub async fn list_products(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = ProductInput,
+#[utoipa::path(post, path = "/api/v1/products", operation_id = "create_product", tag = "products", request_body = ProductInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Product, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/products")]
@@ -479,7 +479,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
+#[utoipa::path(get, path = "/api/v1/products/{id}", operation_id = "get_product", tag = "products",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Product id")),
     responses((status = 200, description = "The product", body = Product), ReadProblems))]
 #[get("/products/{id}")]
@@ -496,7 +496,7 @@ pub async fn get_one(
     Ok(respond::with_etag(p.version, &p))
 }
 
-#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "products", request_body = ProductInput,
+#[utoipa::path(patch, path = "/api/v1/products/{id}", operation_id = "update_product", tag = "products", request_body = ProductInput,
     params(("id" = String, Path, format = "uuid", description = "Product id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Product), WriteProblems))]
@@ -542,7 +542,7 @@ fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> Ap
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "products",
+#[utoipa::path(delete, path = "/api/v1/products/{id}", operation_id = "archive_product", tag = "products",
     params(("id" = String, Path, format = "uuid", description = "Product id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/products/{id}")]
@@ -557,7 +557,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/products/{id}/restore", tag = "products",
+#[utoipa::path(post, path = "/api/v1/products/{id}/restore", operation_id = "restore_product", tag = "products",
     params(("id" = String, Path, format = "uuid", description = "Product id")),
     responses((status = 200, description = "Restored", body = Product), WriteProblems))]
 #[post("/products/{id}/restore")]

@@ -694,7 +694,7 @@ pub async fn list_invoices(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/invoices", tag = "invoices", request_body = InvoiceInput,
+#[utoipa::path(post, path = "/api/v1/invoices", operation_id = "create_invoice", tag = "invoices", request_body = InvoiceInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Invoice, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/invoices")]
@@ -712,7 +712,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/invoices/{id}", tag = "invoices",
+#[utoipa::path(get, path = "/api/v1/invoices/{id}", operation_id = "get_invoice", tag = "invoices",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Invoice id")),
     responses((status = 200, description = "The invoice", body = Invoice, headers(("ETag" = String))), ReadProblems))]
 #[get("/invoices/{id}")]
@@ -729,7 +729,7 @@ pub async fn get_one(
     Ok(respond::with_etag(i.version, &i))
 }
 
-#[utoipa::path(patch, path = "/api/v1/invoices/{id}", tag = "invoices", request_body = InvoiceInput,
+#[utoipa::path(patch, path = "/api/v1/invoices/{id}", operation_id = "update_invoice", tag = "invoices", request_body = InvoiceInput,
     params(("id" = String, Path, format = "uuid", description = "Invoice id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Invoice), WriteProblems))]
@@ -780,7 +780,7 @@ pub fn set_archived(
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/invoices/{id}", tag = "invoices",
+#[utoipa::path(delete, path = "/api/v1/invoices/{id}", operation_id = "archive_invoice", tag = "invoices",
     params(("id" = String, Path, format = "uuid", description = "Invoice id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/invoices/{id}")]
@@ -795,7 +795,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/invoices/{id}/restore", tag = "invoices",
+#[utoipa::path(post, path = "/api/v1/invoices/{id}/restore", operation_id = "restore_invoice", tag = "invoices",
     params(("id" = String, Path, format = "uuid", description = "Invoice id")),
     responses((status = 200, description = "Restored", body = Invoice), WriteProblems))]
 #[post("/invoices/{id}/restore")]

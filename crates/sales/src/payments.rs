@@ -562,7 +562,7 @@ pub async fn list_payments(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(post, path = "/api/v1/payments", tag = "payments", request_body = PaymentInput,
+#[utoipa::path(post, path = "/api/v1/payments", operation_id = "create_payment", tag = "payments", request_body = PaymentInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Created; the invoice it pays is settled", body = Payment, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
 #[post("/payments")]
@@ -580,7 +580,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
+#[utoipa::path(get, path = "/api/v1/payments/{id}", operation_id = "get_payment", tag = "payments",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Payment id")),
     responses((status = 200, description = "The payment", body = Payment, headers(("ETag" = String))), ReadProblems))]
 #[get("/payments/{id}")]
@@ -597,7 +597,7 @@ pub async fn get_one(
     Ok(respond::with_etag(p.version, &p))
 }
 
-#[utoipa::path(patch, path = "/api/v1/payments/{id}", tag = "payments", request_body = PaymentInput,
+#[utoipa::path(patch, path = "/api/v1/payments/{id}", operation_id = "update_payment", tag = "payments", request_body = PaymentInput,
     params(("id" = String, Path, format = "uuid", description = "Payment id"),
         IfMatchParams),
     responses((status = 200, description = "Updated; the invoices it left and joined are settled", body = Payment), WriteProblems))]
@@ -667,7 +667,7 @@ pub fn set_archived(
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/payments/{id}", tag = "payments",
+#[utoipa::path(delete, path = "/api/v1/payments/{id}", operation_id = "archive_payment", tag = "payments",
     params(("id" = String, Path, format = "uuid", description = "Payment id")),
     responses((status = 204, description = "Archived; its invoice is settled again"), WriteProblems))]
 #[delete("/payments/{id}")]
@@ -682,7 +682,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/payments/{id}/restore", tag = "payments",
+#[utoipa::path(post, path = "/api/v1/payments/{id}/restore", operation_id = "restore_payment", tag = "payments",
     params(("id" = String, Path, format = "uuid", description = "Payment id")),
     responses((status = 200, description = "Restored; its invoice is settled again", body = Payment), WriteProblems))]
 #[post("/payments/{id}/restore")]

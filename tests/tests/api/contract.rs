@@ -196,3 +196,23 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
         failures.join("\n")
     );
 }
+
+/// Generated clients name a method after each operationId; two operations sharing one
+/// give `POST /contacts` the account's types.
+#[test]
+fn every_operation_has_its_own_operation_id() {
+    let app = TestApp::start();
+    let spec = spec(&app);
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(!id.is_empty(), "{method} {path} has no operationId");
+            let here = format!("{method} {path}");
+            if let Some(first) = seen.insert(id.clone(), here.clone()) {
+                panic!("operationId {id:?} is both {first} and {here}");
+            }
+        }
+    }
+    assert!(seen.len() > 100, "{} operations", seen.len());
+}

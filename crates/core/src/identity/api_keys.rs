@@ -97,7 +97,7 @@ fn find(c: &mut DbConn, id: &str) -> ApiResult<ApiKey> {
         .ok_or_else(|| ApiError::not_found("API key"))
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
+#[utoipa::path(post, path = "/api/v1/api-keys", operation_id = "create_api_key", tag = "api-keys", request_body = CreateApiKey,
     params(IdempotencyParams),
     responses((status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey,
         headers(("Location" = String))), WriteProblems))]

@@ -147,7 +147,7 @@ pub async fn list_teams(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(get, path = "/api/v1/teams/{id}", tag = "teams",
+#[utoipa::path(get, path = "/api/v1/teams/{id}", operation_id = "get_team", tag = "teams",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 200, description = "The team", body = Team), ReadProblems))]
 #[get("/teams/{id}")]
@@ -164,7 +164,7 @@ pub async fn get_one(
     Ok(respond::with_etag(team.version, &team))
 }
 
-#[utoipa::path(post, path = "/api/v1/teams", tag = "teams", request_body = CreateTeam,
+#[utoipa::path(post, path = "/api/v1/teams", operation_id = "create_team", tag = "teams", request_body = CreateTeam,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = Team,
         headers(("Location" = String), ("ETag" = String))), WriteProblems))]
@@ -206,7 +206,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(patch, path = "/api/v1/teams/{id}", tag = "teams", request_body = UpdateTeam,
+#[utoipa::path(patch, path = "/api/v1/teams/{id}", operation_id = "update_team", tag = "teams", request_body = UpdateTeam,
     params(("id" = String, Path, format = "uuid", description = "Team id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = Team), WriteProblems))]
@@ -300,7 +300,7 @@ fn set_archived(c: &mut DbConn, id: &str, archiving: bool, me: &Principal) -> Ap
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/teams/{id}", tag = "teams",
+#[utoipa::path(delete, path = "/api/v1/teams/{id}", operation_id = "archive_team", tag = "teams",
     params(("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 204, description = "Archived"), WriteProblems))]
 #[delete("/teams/{id}")]
@@ -315,7 +315,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/teams/{id}/restore", tag = "teams",
+#[utoipa::path(post, path = "/api/v1/teams/{id}/restore", operation_id = "restore_team", tag = "teams",
     params(("id" = String, Path, format = "uuid", description = "Team id")),
     responses((status = 200, description = "Restored", body = Team), WriteProblems))]
 #[post("/teams/{id}/restore")]

@@ -288,7 +288,7 @@ pub async fn get_me(state: web::Data<AppState>, me: Principal) -> ApiResult<Http
     Ok(respond::with_etag(row.version, &User::from(row)))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "get_user", tag = "users",
     params(ShowArchived, ("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 200, description = "The user", body = User,
         headers(("ETag" = String, description = "Version, for If-Match"))), ReadProblems))]
@@ -306,7 +306,7 @@ pub async fn get_one(
     Ok(respond::with_etag(row.version, &User::from(row)))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "create_user", tag = "users", request_body = CreateUser,
     params(IdempotencyParams),
     responses((status = 201, description = "Created", body = User,
         headers(("Location" = String), ("ETag" = String))), WriteProblems))]
@@ -401,7 +401,7 @@ fn update_user(
     })
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = UpdateUser,
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "update_user", tag = "users", request_body = UpdateUser,
     params(("id" = String, Path, format = "uuid", description = "User id"),
         IfMatchParams),
     responses((status = 200, description = "Updated", body = User), WriteProblems))]
@@ -458,7 +458,7 @@ fn set_archived(conn: &mut DbConn, id: &str, archiving: bool, me: &Principal) ->
     })
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "archive_user", tag = "users",
     params(("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 204, description = "Archived; the user can no longer sign in"), WriteProblems))]
 #[delete("/users/{id}")]
@@ -473,7 +473,7 @@ pub async fn archive_one(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/api/v1/users/{id}/restore", tag = "users",
+#[utoipa::path(post, path = "/api/v1/users/{id}/restore", operation_id = "restore_user", tag = "users",
     params(("id" = String, Path, format = "uuid", description = "User id")),
     responses((status = 200, description = "Restored", body = User), WriteProblems))]
 #[post("/users/{id}/restore")]
