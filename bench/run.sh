@@ -99,6 +99,26 @@ bench_one() {
   [ "$status" = 0 ] || note="broke off after $n rows (curl exit $status)"
   printf '| %s | export contacts (NDJSON) | %s rows/s | | | %s |\n' "$label" \
     "$(python3 -c "print(round($n / ($ended - $started)))")" "$note" >>"$rows"
+  # A CSV import of accounts (a tenth of the contacts' count), timed until it has ended.
+  local csv_rows import_id state
+  csv_rows=$(python3 -c "print(max(1000, int(100000 * $SCALE)))")
+  python3 -c "
+import sys
+print('name,domain,industry')
+for i in range($csv_rows):
+    print(f'Imported {i},imported{i}.example,retail')" >"$tmp/accounts.csv"
+  started=$(date +%s.%N)
+  import_id=$(curl -sf "$base/api/v1/imports?object=accounts" -H "$H" -H 'Content-Type: text/csv' \
+    --data-binary @"$tmp/accounts.csv" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  state=queued
+  until [ "$state" = succeeded ] || [ "$state" = failed ]; do
+    sleep 0.2
+    state=$(curl -sf "$base/api/v1/imports/$import_id" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+  done
+  ended=$(date +%s.%N)
+  printf '| %s | import accounts (CSV) | %s rows/s | | | %s rows, %s |\n' "$label" \
+    "$(python3 -c "print(round($csv_rows / ($ended - $started)))")" "$csv_rows" "$state" >>"$rows"
+
   local rss
   rss=$(awk '/VmHWM/ {print int($2 / 1024) " MB"}' "/proc/$pid/status")
   printf '| %s | peak RSS of the server | %s | | | |\n' "$label" "$rss" >>"$rows"
