@@ -137,19 +137,6 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
     })
 }
 
-fn in_chunks<T>(
-    conn: &mut DbConn,
-    rows: &mut Vec<T>,
-    done: bool,
-    write: impl Fn(&mut DbConn, &[T]) -> QueryResult<usize>,
-) -> QueryResult<()> {
-    if rows.len() >= CHUNK || (done && !rows.is_empty()) {
-        write(conn, rows)?;
-        rows.clear();
-    }
-    Ok(())
-}
-
 fn seed_reps(conn: &mut DbConn, gen: &mut Gen) -> QueryResult<Vec<String>> {
     let mut reps = vec![];
     let mut rows = vec![];
@@ -204,13 +191,16 @@ fn seed_accounts(
             accounts::updated_at.eq(at),
         ));
         ids.push(id);
-        let done = i + 1 == n;
-        in_chunks(conn, &mut rows, done, |c, r| {
-            insert_rows!(c, accounts::table, r)
-        })?;
-        while terms.len() >= CHUNK || (done && !terms.is_empty()) {
-            let batch: Vec<_> = terms.drain(..terms.len().min(CHUNK)).collect();
-            insert_rows!(conn, search_terms::table, &batch)?;
+        if rows.len() >= CHUNK || i + 1 == n {
+            conn.transaction(|c| {
+                insert_rows!(c, accounts::table, &rows)?;
+                for batch in terms.chunks(CHUNK) {
+                    insert_rows!(c, search_terms::table, batch)?;
+                }
+                QueryResult::Ok(())
+            })?;
+            rows.clear();
+            terms.clear();
         }
     }
     Ok(ids)

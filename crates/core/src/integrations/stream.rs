@@ -64,19 +64,14 @@ async fn next_frame(mut s: Stream) -> Option<(Result<Bytes, crate::error::ApiErr
         return Some((Ok(Bytes::from_static(b"retry: 2000\n\n")), s));
     }
     loop {
-        if s.checked.elapsed() >= RECHECK {
-            if let Some(goodbye) = recheck(&mut s).await {
-                s.ended = true;
-                return Some((Ok(Bytes::from(goodbye)), s));
-            }
-        }
         let q = s.query.clone();
         let page = match s.state.db(move |c| feed::read(c, &q)).await {
             Ok(p) => p,
             Err(e) => return Some((Err(e), s)),
         };
-        if !page.data.is_empty() {
-            // Nothing is sent on a credential that no longer holds.
+        // Nothing is sent on a credential that no longer holds; an idle stream checks it
+        // every RECHECK.
+        if !page.data.is_empty() || s.checked.elapsed() >= RECHECK {
             if let Some(goodbye) = recheck(&mut s).await {
                 s.ended = true;
                 return Some((Ok(Bytes::from(goodbye)), s));
