@@ -113,42 +113,20 @@ pub fn emit(
     actor: &Actor,
     payload: &Value,
 ) -> Result<(), ApiError> {
-    // Always under the write lock, even outside a write transaction: see `db::take_write_lock`.
-    crate::db::write_tx(conn, |c| {
-        insert_event(c, event_type, entity_type, entity_id, actor, payload)
-    })
-}
-
-fn insert_event(
-    conn: &mut DbConn,
-    event_type: &str,
-    entity_type: &str,
-    entity_id: &str,
-    actor: &Actor,
-    payload: &Value,
-) -> Result<(), ApiError> {
-    let id = ids::new_id();
-    let occurred_at = ids::now();
+    // One insert: the feed orders it by its transaction (see `integrations::feed::Position`)
+    // and webhooks fan it out after commit (`integrations::webhooks::relay`).
     diesel::insert_into(events::table)
         .values((
-            events::id.eq(&id),
+            events::id.eq(ids::new_id()),
             events::event_type.eq(event_type),
             events::entity_type.eq(entity_type),
             events::entity_id.eq(entity_id),
             events::actor_id.eq(&actor.id),
-            events::occurred_at.eq(&occurred_at),
+            events::occurred_at.eq(ids::now()),
             events::payload.eq(payload.to_string()),
         ))
         .execute(conn)?;
-    let meta = crate::integrations::webhooks::EventMeta {
-        id: &id,
-        event_type,
-        entity_type,
-        entity_id,
-        actor_id: actor.id.as_deref(),
-        occurred_at: &occurred_at,
-    };
-    crate::integrations::webhooks::fan_out(conn, &meta, payload)
+    Ok(())
 }
 
 /// The fields that differ between two JSON objects, as `{"field": {"from", "to"}}`.

@@ -224,18 +224,16 @@ pub fn backend_of(conn: &DbConn) -> BackendKind {
     }
 }
 
-/// Run `f` in a write transaction. On SQLite the write lock is taken first: a deferred
-/// transaction that reads and then writes fails with SQLITE_BUSY when another writer
-/// committed in between, and the busy timeout cannot help it. Touching the lock table
-/// with a no-op write makes SQLite take the write lock (waiting up to the busy timeout).
-/// Serialise writers for the rest of the transaction. On SQLite this takes the database's
-/// write lock up front (so a read-then-write never fails with SQLITE_BUSY); on PostgreSQL a
-/// transaction-scoped advisory lock. Either way transactions that write events commit in
-/// the order of their event numbers, which is what makes the change feed gap-free: a
-/// reader that has seen event N can never later find an event below N appear.
+/// Take SQLite's write lock at the start of a write transaction: a deferred transaction
+/// that reads and then writes fails with SQLITE_BUSY when another writer committed in
+/// between, and the busy timeout cannot help it; a no-op write to the lock table makes
+/// SQLite take the lock up front (waiting up to the busy timeout). PostgreSQL writers run
+/// concurrently: updates carry `WHERE version = ?`, uniqueness is the database's, and the
+/// change feed stays gap-free by transaction ids (`integrations::feed::Position`).
 pub fn take_write_lock(conn: &mut DbConn) -> diesel::QueryResult<()> {
     match backend_of(conn) {
         BackendKind::Sqlite => conn.batch_execute("UPDATE write_lock SET n = n WHERE n < 0"),
+        // Still serialised until every write path locks the rows it changes.
         BackendKind::Postgres => conn.batch_execute("SELECT pg_advisory_xact_lock(72657)"),
     }
 }

@@ -94,6 +94,15 @@ diesel::table! {
         actor_id -> Nullable<Text>,
         occurred_at -> Text,
         payload -> Text,
+        tx -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_relay (id) {
+        id -> Integer,
+        tx -> BigInt,
+        seq -> BigInt,
     }
 }
 
@@ -416,6 +425,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     audit_log,
     events,
+    webhook_relay,
     jobs,
     timeline_entries,
     search_terms,
@@ -444,6 +454,7 @@ diesel::table! {
     feed_state (id) {
         id -> Integer,
         pruned_through -> BigInt,
+        pruned_tx -> BigInt,
     }
 }
 

@@ -135,7 +135,8 @@ fn the_sync_walkthrough_upserts_by_key_reads_the_feed_once_and_exports() {
     let cursor = lines
         .get(7)
         .and_then(|l| l.strip_prefix("next_cursor: "))
-        .filter(|c| c.parse::<u64>().is_ok())
+        // `seq`, or `tx.seq` on PostgreSQL (see the feed's `Position`).
+        .filter(|c| c.split('.').all(|part| part.parse::<u64>().is_ok()))
         .unwrap_or_else(|| panic!("no next_cursor line\n{stdout}"));
     let again: Value = serde_json::from_str(lines.get(8).copied().unwrap_or_default())
         .unwrap_or_else(|e| panic!("second read is not JSON ({e})\n{stdout}"));

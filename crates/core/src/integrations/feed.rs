@@ -1,6 +1,6 @@
 //! `GET /events`: the change feed. Every change in commit order with the record's state
 //! after it; a client that keeps `next_cursor` and asks again never misses or repeats a
-//! change (writers commit in event order, see `db::take_write_lock`). Events older than
+//! change (see `Position`: no writer waits for another to keep it so). Events older than
 //! the retention period are pruned; a cursor from before then answers 410 with how to resync.
 
 use crate::auth::Principal;
@@ -53,7 +53,7 @@ pub struct FeedPage {
 pub struct FeedParams {
     /// The `next_cursor` of the previous call; without it the feed starts at the oldest
     /// retained event.
-    #[param(nullable = false, pattern = "^[0-9]{1,18}$")]
+    #[param(nullable = false, pattern = r"^[0-9]{1,18}(\.[0-9]{1,18})?$")]
     pub after: Option<String>,
     /// Comma-separated event types; `contact.*` matches every contact event.
     #[param(
@@ -69,23 +69,24 @@ pub struct FeedParams {
 /// What to read from the feed.
 #[derive(Debug, Clone)]
 pub struct FeedQuery {
-    pub after: Option<i64>,
+    pub after: Option<Position>,
     pub types: Vec<String>,
     pub limit: i64,
     /// Entity types the reader may see; `None` for all.
     pub entities: Option<Vec<&'static str>>,
 }
 
-pub fn parse_cursor(raw: &str) -> ApiResult<i64> {
-    raw.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{raw:?} is not a feed cursor; use the next_cursor of a previous response"
-            ))
-        })
+pub fn parse_cursor(raw: &str) -> ApiResult<Position> {
+    let number = |n: &str| n.parse::<i64>().ok().filter(|n| *n >= 0);
+    let parsed = match raw.trim().split_once('.') {
+        Some((tx, seq)) => number(tx).zip(number(seq)),
+        None => number(raw.trim()).map(|seq| (0, seq)),
+    };
+    parsed.map(|(tx, seq)| Position { tx, seq }).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{raw:?} is not a feed cursor; use the next_cursor of a previous response"
+        ))
+    })
 }
 
 pub fn parse_types(raw: Option<&str>) -> ApiResult<Vec<String>> {
@@ -137,25 +138,85 @@ fn type_condition(patterns: &[String]) -> Option<BoxedBool<events::table>> {
     cond
 }
 
-/// The newest committed event number (still known after retention emptied the table).
-pub fn head(conn: &mut DbConn) -> ApiResult<i64> {
-    let newest = events::table
-        .select(diesel::dsl::max(events::seq))
-        .first::<Option<i64>>(conn)?
-        .unwrap_or(0);
+/// A place in the feed: the writing transaction, then the event's number in it. Events are
+/// read in this order, and only from transactions older than every one still running, so
+/// an event can never appear behind a position a reader holds (on SQLite, with its single
+/// writer, `tx` is always 0 and the order is `seq`). Written `tx.seq`, or `seq` when `tx` is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub tx: i64,
+    pub seq: i64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.tx {
+            0 => write!(f, "{}", self.seq),
+            tx => write!(f, "{tx}.{}", self.seq),
+        }
+    }
+}
+
+impl Position {
+    /// The condition "after this position" on the events table.
+    fn after(self) -> BoxedBool<events::table> {
+        Box::new(
+            events::tx
+                .gt(self.tx)
+                .or(events::tx.eq(self.tx).and(events::seq.gt(self.seq))),
+        )
+    }
+
+    fn at_or_before(self) -> BoxedBool<events::table> {
+        Box::new(
+            events::tx
+                .lt(self.tx)
+                .or(events::tx.eq(self.tx).and(events::seq.le(self.seq))),
+        )
+    }
+}
+
+/// Transactions below this id have all finished: their events are all visible and no
+/// other event of theirs will ever appear. PostgreSQL: the oldest transaction still
+/// running (`pg_snapshot_xmin`); SQLite, with one writer: every transaction.
+pub fn settled_below(conn: &mut DbConn) -> ApiResult<i64> {
+    match crate::db::backend_of(conn) {
+        crate::db::BackendKind::Sqlite => Ok(i64::MAX),
+        crate::db::BackendKind::Postgres => Ok(diesel::select(diesel::dsl::sql::<
+            diesel::sql_types::BigInt,
+        >(
+            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        ))
+        .get_result(conn)?),
+    }
+}
+
+/// The newest settled position (still known after retention emptied the table).
+pub fn head(conn: &mut DbConn) -> ApiResult<Position> {
+    let below = settled_below(conn)?;
+    let newest: Option<(i64, i64)> = events::table
+        .filter(events::tx.lt(below))
+        .order((events::tx.desc(), events::seq.desc()))
+        .select((events::tx, events::seq))
+        .first(conn)
+        .optional()?;
+    let newest = newest
+        .map(|(tx, seq)| Position { tx, seq })
+        .unwrap_or_default();
     Ok(newest.max(pruned_through(conn)?))
 }
 
-fn pruned_through(conn: &mut DbConn) -> ApiResult<i64> {
+fn pruned_through(conn: &mut DbConn) -> ApiResult<Position> {
     Ok(feed_state::table
-        .select(feed_state::pruned_through)
-        .first::<i64>(conn)
+        .select((feed_state::pruned_tx, feed_state::pruned_through))
+        .first::<(i64, i64)>(conn)
         .optional()?
-        .unwrap_or(0))
+        .map(|(tx, seq)| Position { tx, seq })
+        .unwrap_or_default())
 }
 
-/// 410 when events after the cursor have been pruned.
-pub fn check_not_expired(conn: &mut DbConn, after: i64) -> ApiResult<()> {
+/// 410 when events after the position have been pruned.
+pub fn check_not_expired(conn: &mut DbConn, after: Position) -> ApiResult<()> {
     if after >= pruned_through(conn)? {
         return Ok(());
     }
@@ -171,6 +232,7 @@ pub fn check_not_expired(conn: &mut DbConn, after: i64) -> ApiResult<()> {
 
 type EventRow = (
     i64,
+    i64,
     String,
     String,
     String,
@@ -180,18 +242,16 @@ type EventRow = (
     String,
 );
 
-/// A page of the feed: events after the cursor that the reader may see, oldest first.
-pub fn read(conn: &mut DbConn, q: &FeedQuery) -> ApiResult<FeedPage> {
-    let after = q.after.unwrap_or(0);
-    if q.after.is_some() {
-        check_not_expired(conn, after)?;
-    }
-    // The head is read first: every event up to it has committed, so the cursor may move
-    // to it even when none of those events is the reader's.
-    let head = head(conn)?;
+/// Events after a position up to a settled head, oldest first, at most `limit + 1` of them.
+fn settled_between(
+    conn: &mut DbConn,
+    after: Position,
+    head: Position,
+    q: &FeedQuery,
+) -> ApiResult<Vec<EventRow>> {
     let mut query = events::table
-        .filter(events::seq.gt(after))
-        .filter(events::seq.le(head))
+        .filter(after.after())
+        .filter(head.at_or_before())
         .into_boxed::<MultiBackend>();
     if let Some(cond) = type_condition(&q.types) {
         query = query.filter(cond);
@@ -199,10 +259,11 @@ pub fn read(conn: &mut DbConn, q: &FeedQuery) -> ApiResult<FeedPage> {
     if let Some(entities) = &q.entities {
         query = query.filter(events::entity_type.eq_any(entities.clone()));
     }
-    let rows: Vec<EventRow> = query
-        .order(events::seq.asc())
+    Ok(query
+        .order((events::tx.asc(), events::seq.asc()))
         .limit(q.limit + 1)
         .select((
+            events::tx,
             events::seq,
             events::id,
             events::event_type,
@@ -212,15 +273,27 @@ pub fn read(conn: &mut DbConn, q: &FeedQuery) -> ApiResult<FeedPage> {
             events::occurred_at,
             events::payload,
         ))
-        .load(conn)?;
+        .load(conn)?)
+}
+
+/// A page of the feed: events after the cursor that the reader may see, oldest first.
+pub fn read(conn: &mut DbConn, q: &FeedQuery) -> ApiResult<FeedPage> {
+    let after = q.after.unwrap_or_default();
+    if q.after.is_some() {
+        check_not_expired(conn, after)?;
+    }
+    // The head is read first: every event up to it has settled, so the cursor may move to
+    // it even when none of those events is the reader's.
+    let head = head(conn)?;
+    let rows = settled_between(conn, after, head, q)?;
     let has_more = rows.len() as i64 > q.limit;
     let data: Vec<FeedEvent> = rows
         .into_iter()
         .take(q.limit as usize)
         .map(
-            |(seq, id, event_type, entity_type, entity_id, actor_id, occurred_at, payload)| {
+            |(tx, seq, id, event_type, entity_type, entity_id, actor_id, occurred_at, payload)| {
                 FeedEvent {
-                    cursor: seq.to_string(),
+                    cursor: Position { tx, seq }.to_string(),
                     id,
                     event_type,
                     entity_type,
@@ -248,14 +321,29 @@ pub fn read(conn: &mut DbConn, q: &FeedQuery) -> ApiResult<FeedPage> {
 pub fn prune(conn: &mut DbConn, retention: chrono::Duration) -> ApiResult<usize> {
     let cutoff = crate::ids::now_plus(-retention);
     crate::db::write_tx(conn, |c| {
-        let last: Option<i64> = events::table
+        // Replicas prune in turn (the row lock), so the pruned position only moves forward.
+        diesel::update(feed_state::table)
+            .set(feed_state::id.eq(feed_state::id))
+            .execute(c)?;
+        let below = settled_below(c)?;
+        let last: Option<(i64, i64)> = events::table
             .filter(events::occurred_at.lt(&cutoff))
-            .select(diesel::dsl::max(events::seq))
-            .first(c)?;
-        let Some(last) = last else { return Ok(0) };
-        let n = diesel::delete(events::table.filter(events::seq.le(last))).execute(c)?;
-        diesel::update(feed_state::table.filter(feed_state::pruned_through.lt(last)))
-            .set(feed_state::pruned_through.eq(last))
+            .filter(events::tx.lt(below))
+            .order((events::tx.desc(), events::seq.desc()))
+            .select((events::tx, events::seq))
+            .first(c)
+            .optional()?;
+        let Some((tx, seq)) = last else { return Ok(0) };
+        let last = Position { tx, seq };
+        if last <= pruned_through(c)? {
+            return Ok(0);
+        }
+        let n = diesel::delete(events::table.filter(last.at_or_before())).execute(c)?;
+        diesel::update(feed_state::table)
+            .set((
+                feed_state::pruned_tx.eq(last.tx),
+                feed_state::pruned_through.eq(last.seq),
+            ))
             .execute(c)?;
         Ok(n)
     })

@@ -26,7 +26,7 @@ const RECHECK: Duration = Duration::from_secs(2);
 #[into_params(parameter_in = Query)]
 pub struct StreamParams {
     /// Start after this cursor (`Last-Event-ID` wins); without either, only new events.
-    #[param(nullable = false, pattern = "^[0-9]{1,18}$")]
+    #[param(nullable = false, pattern = r"^[0-9]{1,18}(\.[0-9]{1,18})?$")]
     pub after: Option<String>,
     /// Comma-separated event types; `ticket.*` matches every ticket event.
     #[param(
@@ -77,7 +77,7 @@ async fn next_frame(mut s: Stream) -> Option<(Result<Bytes, crate::error::ApiErr
                 return Some((Ok(Bytes::from(goodbye)), s));
             }
         }
-        s.query.after = page.next_cursor.parse().ok();
+        s.query.after = feed::parse_cursor(&page.next_cursor).ok();
         if !page.data.is_empty() {
             s.last_sent = Instant::now();
             let text: String = page.data.iter().map(frame).collect();

@@ -5,10 +5,11 @@
 //! honoured), logged attempt by attempt, and can be redelivered by hand. A subscription that
 //! keeps failing is disabled and a `webhook.disabled` event tells the admins.
 //!
-//! Deliveries are created in the transaction that writes the event (`fan_out`), so every
-//! write path — API, batch, composite, import, automation — fires webhooks, and a rolled
-//! back change fires none.
+//! Deliveries are created from the change feed after commit (`relay`, the outbox pattern):
+//! every write path — API, batch, composite, import, automation — writes its event in its
+//! own transaction and so fires webhooks, and a rolled back change fires none.
 
+use super::feed::{FeedPage, FeedQuery, Position};
 use crate::audit::{self, Actor, Change};
 use crate::auth::{random_token, Principal};
 use crate::config::Config;
@@ -19,7 +20,7 @@ use crate::ids;
 use crate::jobs::{self, JobFailure, JobRegistry, JobResult, RetryPolicy};
 use crate::params::IdempotencyParams;
 use crate::respond::{ListProblems, ReadProblems, WriteProblems};
-use crate::schema::{webhook_attempts, webhook_deliveries, webhooks};
+use crate::schema::{webhook_attempts, webhook_deliveries, webhook_relay, webhooks};
 use crate::sealed::Sealer;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -581,26 +582,113 @@ fn new_delivery(
     Ok(id)
 }
 
-/// Create a delivery for every active subscription this event matches. Called in the
-/// transaction that writes the event.
-pub fn fan_out(conn: &mut DbConn, event: &EventMeta<'_>, data: &Value) -> ApiResult<()> {
-    let subs: Vec<(String, String, String)> = webhooks::table
+/// An active subscription: id, event type patterns, filters.
+type Subscription = (String, Vec<String>, String);
+
+fn active_subscriptions(conn: &mut DbConn) -> ApiResult<Vec<Subscription>> {
+    let rows: Vec<(String, String, String)> = webhooks::table
         .filter(webhooks::active.eq(true))
         .filter(webhooks::archived_at.is_null())
         .select((webhooks::id, webhooks::event_types, webhooks::filters))
         .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, types, filters)| {
+            (
+                id,
+                serde_json::from_str(&types).unwrap_or_default(),
+                filters,
+            )
+        })
+        .collect())
+}
+
+/// Create a delivery for every subscription this event matches.
+fn fan_out(
+    conn: &mut DbConn,
+    subs: &[Subscription],
+    event: &EventMeta<'_>,
+    data: &Value,
+) -> ApiResult<()> {
     let mut body = None;
     for (id, types, filters) in subs {
-        let types: Vec<String> = serde_json::from_str(&types).unwrap_or_default();
-        if super::feed::type_matches(&types, event.event_type)
+        if super::feed::type_matches(types, event.event_type)
             && !types.is_empty()
-            && filters_match(&filters, data)
+            && filters_match(filters, data)
         {
             let body = body.get_or_insert_with(|| event_body(event, data));
-            new_delivery(conn, &id, event.id, event.event_type, body)?;
+            new_delivery(conn, id, event.id, event.event_type, body)?;
         }
     }
     Ok(())
+}
+
+/// Events the relay fans out per transaction.
+const RELAY_BATCH: i64 = 200;
+
+fn relay_position(conn: &mut DbConn) -> ApiResult<Position> {
+    let (tx, seq) = webhook_relay::table
+        .find(1)
+        .select((webhook_relay::tx, webhook_relay::seq))
+        .first::<(i64, i64)>(conn)?;
+    Ok(Position { tx, seq })
+}
+
+/// The outbox relay: fan out the settled events after the relay's position and move the
+/// position past them, in one transaction, so every committed event is fanned out exactly
+/// once and a rolled-back change never is. Writers pay only for their event row. The
+/// relay's row lock makes replicas take turns. Returns how many events it read.
+pub fn relay(conn: &mut DbConn) -> ApiResult<usize> {
+    // Cheap check first, so an idle server does not write every poll.
+    if relay_position(conn)? >= super::feed::head(conn)? {
+        return Ok(0);
+    }
+    db::write_tx(conn, |c| {
+        diesel::update(webhook_relay::table.find(1))
+            .set(webhook_relay::tx.eq(webhook_relay::tx))
+            .execute(c)?;
+        let query = FeedQuery {
+            after: Some(relay_position(c)?),
+            types: vec![],
+            limit: RELAY_BATCH,
+            entities: None,
+        };
+        let page = match super::feed::read(c, &query) {
+            Err(ApiError::Gone(_)) => {
+                tracing::warn!("the webhook relay fell behind event retention; skipping ahead");
+                FeedPage {
+                    data: vec![],
+                    next_cursor: super::feed::head(c)?.to_string(),
+                    has_more: false,
+                }
+            }
+            other => other?,
+        };
+        let subs = if page.data.is_empty() {
+            vec![]
+        } else {
+            active_subscriptions(c)?
+        };
+        for e in &page.data {
+            let meta = EventMeta {
+                id: &e.id,
+                event_type: &e.event_type,
+                entity_type: &e.entity_type,
+                entity_id: &e.entity_id,
+                actor_id: e.actor_id.as_deref(),
+                occurred_at: &e.occurred_at,
+            };
+            fan_out(c, &subs, &meta, &e.data)?;
+        }
+        let next = super::feed::parse_cursor(&page.next_cursor)?;
+        diesel::update(webhook_relay::table.find(1))
+            .set((
+                webhook_relay::tx.eq(next.tx),
+                webhook_relay::seq.eq(next.seq),
+            ))
+            .execute(c)?;
+        Ok(page.data.len())
+    })
 }
 
 /// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
@@ -850,6 +938,17 @@ pub fn register_jobs(registry: &mut JobRegistry, config: Arc<Config>) {
     };
     registry.register_with_policy(DELIVER_JOB, policy, move |conn, payload| {
         deliver(conn, &agent, &config, payload)
+    });
+    // Every poll of the first worker; a full batch is followed at once by the next.
+    registry.register_periodic("webhook-relay", Duration::ZERO, |conn| loop {
+        match relay(conn) {
+            Ok(n) if n as i64 == RELAY_BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "the webhook relay failed");
+                break;
+            }
+        }
     });
 }
 
