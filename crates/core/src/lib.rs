@@ -19,18 +19,22 @@ pub mod list;
 pub mod objects;
 pub mod params;
 pub mod ratelimit;
+pub mod resource;
 pub mod respond;
 pub mod schema;
 pub mod sealed;
 pub mod search;
 pub mod state;
 pub mod timeline;
+pub mod visibility;
 
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;
 
 /// Re-exports used by this crate's macros.
 pub mod reexport {
+    pub use actix_web;
     pub use diesel;
     pub use serde_json;
+    pub use utoipa;
 }

@@ -12,15 +12,83 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 const RESERVED: [&str; 5] = ["limit", "cursor", "sort", "include_archived", "q"];
 
-/// What a list endpoint accepts.
+/// What a list endpoint accepts. The query, the 400 for anything else and (for kernel
+/// resources, see `crate::resource`) the documented parameters all come from this one value.
 pub struct ListSpec {
     pub sort_fields: &'static [&'static str],
     pub default_sort: &'static str,
-    pub filters: &'static [&'static str],
-    pub searchable: bool,
+    pub filters: &'static [Filter],
+    /// What `q=` matches, when the list is searchable.
+    pub search: Option<&'static str>,
     /// Sort fields that may be null, with the value a null sorts as (the column the
     /// query orders by holds that value instead of null).
     pub null_sorts_as: &'static [(&'static str, &'static str)],
+}
+
+/// The values a filter takes, which decide its documented schema.
+#[derive(Debug, Clone, Copy)]
+pub enum FilterKind {
+    Text,
+    /// A record id (UUID).
+    Id,
+    /// A user id or `me`.
+    IdOrMe,
+    /// An RFC 3339 timestamp.
+    Time,
+    /// A calendar date, `2026-12-31`.
+    Date,
+    Bool,
+    /// An ISO 4217 code.
+    Currency,
+    /// Values of an enum, documented by its schema.
+    Schema(fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>),
+    /// `custom.<key>`, checked against the field definitions by the resource.
+    Custom,
+}
+
+/// One documented filter of a list.
+#[derive(Debug, Clone, Copy)]
+pub struct Filter {
+    pub name: &'static str,
+    pub kind: FilterKind,
+    pub about: &'static str,
+}
+
+impl Filter {
+    pub const fn new(name: &'static str, kind: FilterKind, about: &'static str) -> Self {
+        Filter { name, kind, about }
+    }
+    pub const fn text(name: &'static str, about: &'static str) -> Self {
+        Filter::new(name, FilterKind::Text, about)
+    }
+    pub const fn id(name: &'static str, about: &'static str) -> Self {
+        Filter::new(name, FilterKind::Id, about)
+    }
+    pub const fn time(name: &'static str, about: &'static str) -> Self {
+        Filter::new(name, FilterKind::Time, about)
+    }
+    pub const fn date(name: &'static str, about: &'static str) -> Self {
+        Filter::new(name, FilterKind::Date, about)
+    }
+    pub const fn bool(name: &'static str, about: &'static str) -> Self {
+        Filter::new(name, FilterKind::Bool, about)
+    }
+    /// A filter taking the values of an enum `T`.
+    pub const fn of<T: utoipa::PartialSchema>(name: &'static str, about: &'static str) -> Self {
+        Filter::new(name, FilterKind::Schema(T::schema), about)
+    }
+    /// `custom.<key>=value` on the custom fields of the object.
+    pub const CUSTOM: Filter = Filter::new("custom.*", FilterKind::Custom, "");
+}
+
+impl ListSpec {
+    fn filter_names(&self) -> impl Iterator<Item = &'static str> {
+        self.filters.iter().map(|f| f.name)
+    }
+
+    fn has_filter(&self, name: &str) -> bool {
+        self.filter_names().any(|f| f == name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +278,7 @@ pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams
         .get("q")
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    if q.is_some() && !spec.searchable {
+    if q.is_some() && spec.search.is_none() {
         return Err(ApiError::BadRequest("this list does not support q=".into()));
     }
     let mut filters = BTreeMap::new();
@@ -219,14 +287,15 @@ pub fn parse(pairs: Vec<(String, String)>, spec: &ListSpec) -> Result<ListParams
             continue;
         }
         // `custom.<key>` filters are checked against the field definitions by the resource.
-        let custom = spec.filters.contains(&"custom.*") && k.starts_with("custom.");
-        if !(spec.filters.contains(&k.as_str()) || custom) {
+        let custom = spec.has_filter("custom.*") && k.starts_with("custom.");
+        if !(spec.has_filter(&k) || custom) {
             return Err(ApiError::BadRequest(format!(
                 "unknown filter {k:?}; filters here: {}",
                 if spec.filters.is_empty() {
                     "none".to_string()
                 } else {
-                    spec.filters
+                    spec.filter_names()
+                        .collect::<Vec<_>>()
                         .join(", ")
                         .replace("custom.*", "custom.<field key>")
                 }
@@ -461,8 +530,8 @@ mod tests {
     const SPEC: ListSpec = ListSpec {
         sort_fields: &["created_at", "name"],
         default_sort: "created_at",
-        filters: &["role"],
-        searchable: false,
+        filters: &[Filter::text("role", "")],
+        search: None,
         null_sorts_as: &[],
     };
 

@@ -16,8 +16,8 @@ type Create = fn(&mut DbConn, &Principal, &Value) -> ApiResult<Value>;
 type Update = fn(&mut DbConn, &Principal, &str, Option<i32>, &Value) -> ApiResult<Value>;
 type Archive = fn(&mut DbConn, &Principal, &str) -> ApiResult<()>;
 type List = fn(&mut DbConn, &Principal, &ListParams) -> ApiResult<Page<Value>>;
-type FindBy = fn(&mut DbConn, &str, &str) -> ApiResult<Option<String>>;
-type FindByEmail = fn(&mut DbConn, &str) -> ApiResult<Option<String>>;
+pub type FindBy = fn(&mut DbConn, &str, &str) -> ApiResult<Option<String>>;
+pub type FindByEmail = fn(&mut DbConn, &str) -> ApiResult<Option<String>>;
 
 /// One integrable object and how to work with it. Every function runs inside the
 /// caller's transaction and applies the same validation, visibility, audit and events as

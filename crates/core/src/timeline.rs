@@ -6,7 +6,7 @@ use crate::audit::Actor;
 use crate::db::{DbConn, MultiBackend};
 use crate::error::ApiError;
 use crate::ids;
-use crate::list::{self, ListParams, ListSpec, Page};
+use crate::list::{self, Filter, ListParams, ListSpec, Page};
 use crate::schema::timeline_entries as te;
 use diesel::prelude::*;
 use serde::Serialize;
@@ -88,8 +88,11 @@ pub fn move_entries(
 pub const LIST: ListSpec = ListSpec {
     sort_fields: &["occurred_at"],
     default_sort: "-occurred_at",
-    filters: &["kind"],
-    searchable: false,
+    filters: &[Filter::text(
+        "kind",
+        "Only entries of this kind, e.g. activity.call",
+    )],
+    search: None,
     null_sorts_as: &[],
 };
 

@@ -8,7 +8,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
@@ -165,16 +165,16 @@ pub const LIST: ListSpec = ListSpec {
     sort_fields: &["name", "created_at", "updated_at", "custom.*"],
     default_sort: "name",
     filters: &[
-        "owner_id",
-        "parent_id",
-        "industry",
-        "tag",
-        "domain",
-        "created_after",
-        "created_before",
-        "custom.*",
+        Filter::id("owner_id", "Owned by this user"),
+        Filter::id("parent_id", "Direct children of this account"),
+        Filter::text("industry", "Exact industry"),
+        Filter::text("tag", "Carrying this tag"),
+        Filter::text("domain", "Exact domain"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
+        Filter::time("created_before", "RFC 3339 timestamp"),
+        Filter::CUSTOM,
     ],
-    searchable: true,
+    search: Some("Words that start a name, domain or phone"),
     null_sorts_as: &[],
 };
 

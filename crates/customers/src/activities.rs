@@ -11,7 +11,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::list::{self, Filter, FilterKind, ListParams, ListSpec, Page};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{activities as act, activity_links as al, contacts, users};
@@ -175,16 +175,16 @@ const LIST: ListSpec = ListSpec {
     sort_fields: &["due_at", "created_at", "updated_at"],
     default_sort: "-created_at",
     filters: &[
-        "assignee_id",
-        "status",
-        "kind",
-        "due_before",
-        "due_after",
-        "contact_id",
-        "account_id",
-        "created_after",
+        Filter::new("assignee_id", FilterKind::IdOrMe, "A user id, or `me`"),
+        Filter::of::<Status>("status", "open, completed or cancelled"),
+        Filter::of::<Kind>("kind", "call, email, meeting, note, task, …"),
+        Filter::time("due_before", "Due before this time"),
+        Filter::time("due_after", "Due after this time"),
+        Filter::id("contact_id", "Linked to this contact"),
+        Filter::id("account_id", "Linked to this account"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
     ],
-    searchable: false,
+    search: None,
     null_sorts_as: &[("due_at", NO_DUE_DATE)],
 };
 

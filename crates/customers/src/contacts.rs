@@ -9,7 +9,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
@@ -260,18 +260,18 @@ pub const LIST: ListSpec = ListSpec {
     ],
     default_sort: "last_name",
     filters: &[
-        "owner_id",
-        "account_id",
-        "household_id",
-        "lifecycle_stage",
-        "email",
-        "phone",
-        "tag",
-        "created_after",
-        "created_before",
-        "custom.*",
+        Filter::id("owner_id", "Owned by this user"),
+        Filter::id("account_id", "Linked to this account"),
+        Filter::id("household_id", "Living in this household"),
+        Filter::of::<LifecycleStage>("lifecycle_stage", "In this stage"),
+        Filter::text("email", "Having this email (any case)"),
+        Filter::text("phone", "Having this phone number, in any written form"),
+        Filter::text("tag", "Carrying this tag"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
+        Filter::time("created_before", "RFC 3339 timestamp"),
+        Filter::CUSTOM,
     ],
-    searchable: true,
+    search: Some("Words that start a name, email, phone or company"),
     null_sorts_as: &[],
 };
 

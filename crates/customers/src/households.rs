@@ -57,7 +57,7 @@ const LIST: ListSpec = ListSpec {
     sort_fields: &["name", "created_at"],
     default_sort: "name",
     filters: &[],
-    searchable: false,
+    search: None,
     null_sorts_as: &[],
 };
 

@@ -9,7 +9,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListSpec, Page};
+use crm_core::list::{self, Filter, ListSpec, Page};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crm_core::schema::{price_book_entries as pe, price_books as pb, products};
@@ -82,8 +82,8 @@ pub struct PriceBookInput {
 const LIST: ListSpec = ListSpec {
     sort_fields: &["name", "created_at"],
     default_sort: "name",
-    filters: &["active"],
-    searchable: false,
+    filters: &[Filter::bool("active", "Only active (or inactive) books")],
+    search: None,
     null_sorts_as: &[],
 };
 

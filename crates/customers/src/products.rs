@@ -9,7 +9,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
@@ -107,8 +107,12 @@ pub struct ProductInput {
 const LIST: ListSpec = ListSpec {
     sort_fields: &["name", "sku", "created_at"],
     default_sort: "name",
-    filters: &["family", "active", "sku"],
-    searchable: true,
+    filters: &[
+        Filter::text("family", "Exact family"),
+        Filter::bool("active", "Only active (or inactive) products"),
+        Filter::text("sku", "Exact sku"),
+    ],
+    search: Some("Words that start a name, sku or family"),
     null_sorts_as: &[],
 };
 

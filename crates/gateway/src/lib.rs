@@ -60,6 +60,7 @@ pub fn access_table() -> AccessTable {
         &per_object,
         crm_core::integrations::OPERATIONS,
         crm_core::access::IDENTITY_OPERATIONS,
+        crm_core::identity::RESOURCE_OPERATIONS,
         observability::OPERATIONS,
         crm_customers::OPERATIONS,
         crm_sales::OPERATIONS,

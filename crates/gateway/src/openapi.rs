@@ -7,6 +7,7 @@ use utoipa::OpenApi;
 pub fn document() -> Document {
     let mut doc = crm_core::identity::IdentityApi::openapi();
     for part in [
+        crm_core::identity::resource_document(),
         crate::observability::HealthApi::openapi(),
         crm_core::integrations::Api::openapi(),
         crm_customers::Api::openapi(),

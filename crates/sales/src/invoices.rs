@@ -10,7 +10,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::list::{self, Filter, FilterKind, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
@@ -258,18 +258,18 @@ pub const LIST: ListSpec = ListSpec {
     ],
     default_sort: "-issued_on",
     filters: &[
-        "account_id",
-        "order_id",
-        "status",
-        "currency",
-        "number",
-        "due_before",
-        "due_after",
-        "issued_after",
-        "issued_before",
-        "created_after",
+        Filter::id("account_id", "Billed to this account"),
+        Filter::id("order_id", "Billing this order"),
+        Filter::of::<InvoiceStatus>("status", "open (not yet due), overdue, paid or void"),
+        Filter::new("currency", FilterKind::Currency, "ISO 4217 code"),
+        Filter::text("number", "Exact invoice number"),
+        Filter::date("due_before", "Due before this date"),
+        Filter::date("due_after", "Due after this date"),
+        Filter::date("issued_after", "Issued after this date"),
+        Filter::date("issued_before", "Issued before this date"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
     ],
-    searchable: false,
+    search: None,
     null_sorts_as: &[],
 };
 

@@ -12,7 +12,7 @@ use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::list::{self, Filter, FilterKind, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
@@ -165,16 +165,19 @@ pub const LIST: ListSpec = ListSpec {
     sort_fields: &["received_on", "amount", "created_at", "updated_at"],
     default_sort: "-received_on",
     filters: &[
-        "account_id",
-        "invoice_id",
-        "unapplied",
-        "currency",
-        "method",
-        "received_after",
-        "received_before",
-        "created_after",
+        Filter::id("account_id", "Paid by this account"),
+        Filter::id("invoice_id", "Applied to this invoice"),
+        Filter::bool(
+            "unapplied",
+            "true: only payments not applied to an invoice; false: only applied ones",
+        ),
+        Filter::new("currency", FilterKind::Currency, "ISO 4217 code"),
+        Filter::of::<Method>("method", "bank_transfer, card, cash, check or other"),
+        Filter::date("received_after", "Received after this date"),
+        Filter::date("received_before", "Received before this date"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
     ],
-    searchable: false,
+    search: None,
     null_sorts_as: &[],
 };
 

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::path_id;
 use crate::ids;
 use crate::jobs::{Job, DEAD, QUEUED};
-use crate::list::{self, ListSpec, Page};
+use crate::list::{self, Filter, ListSpec, Page};
 use crate::params::PageParams;
 use crate::respond::{ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{audit_log, jobs};
@@ -20,8 +20,11 @@ use utoipa::ToSchema;
 const JOB_LIST: ListSpec = ListSpec {
     sort_fields: &["created_at", "run_at", "updated_at"],
     default_sort: "-created_at",
-    filters: &["status", "kind"],
-    searchable: false,
+    filters: &[
+        Filter::text("status", "queued, running, succeeded or dead"),
+        Filter::text("kind", "Job kind"),
+    ],
+    search: None,
     null_sorts_as: &[],
 };
 
@@ -157,8 +160,13 @@ fn raw_json<S: serde::Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
 const AUDIT_LIST: ListSpec = ListSpec {
     sort_fields: &["occurred_at"],
     default_sort: "-occurred_at",
-    filters: &["entity_type", "entity_id", "actor_id", "action"],
-    searchable: false,
+    filters: &[
+        Filter::text("entity_type", "user, team, api_key, …"),
+        Filter::id("entity_id", "Changes to one record"),
+        Filter::id("actor_id", "Changes made by one user"),
+        Filter::text("action", "created, updated, archived, restored, …"),
+    ],
+    search: None,
     null_sorts_as: &[],
 };
 

@@ -8,7 +8,7 @@ use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{path_id, Json};
 use crate::ids;
-use crate::list::{self, ListSpec, Page};
+use crate::list::{self, Filter, ListSpec, Page};
 use crate::params::{IdempotencyParams, PageParams};
 use crate::respond::{ListProblems, WriteProblems};
 use crate::schema::api_keys as ak;
@@ -77,8 +77,11 @@ const COLUMNS: (
 const LIST: ListSpec = ListSpec {
     sort_fields: &["created_at", "name"],
     default_sort: "created_at",
-    filters: &["user_id", "revoked"],
-    searchable: false,
+    filters: &[
+        Filter::id("user_id", "Admins: keys of this user (default: all users)"),
+        Filter::bool("revoked", "Only revoked (or only live) keys"),
+    ],
+    search: None,
     null_sorts_as: &[],
 };
 

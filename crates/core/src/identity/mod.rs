@@ -40,17 +40,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(users::update)
         .service(users::archive_one)
         .service(users::restore_one)
-        .service(teams::list_teams)
-        .service(teams::create)
-        .service(teams::get_one)
-        .service(teams::update)
-        .service(teams::archive_one)
-        .service(teams::restore_one)
         .service(admin::list_jobs)
         .service(admin::get_job)
         .service(admin::retry_job)
         .service(admin::list_audit);
+    resource_routes(cfg);
 }
+
+crate::resources!(teams::Teams);
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -58,7 +55,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         sessions::login, sessions::refresh, sessions::logout,
         api_keys::create, api_keys::list_keys, api_keys::revoke,
         users::list_users, users::get_me, users::create, users::get_one, users::update, users::archive_one, users::restore_one,
-        teams::list_teams, teams::create, teams::get_one, teams::update, teams::archive_one, teams::restore_one,
         admin::list_jobs, admin::get_job, admin::retry_job, admin::list_audit,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),

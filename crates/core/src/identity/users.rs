@@ -6,7 +6,7 @@ use crate::auth::{hash_password, Principal};
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{if_match, path_id, Json, ShowArchived};
-use crate::list::{self, ListSpec, Page};
+use crate::list::{self, Filter, ListSpec, Page};
 use crate::params::{IdempotencyParams, IfMatchParams, PageParams};
 use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
 use crate::schema::{teams, users};
@@ -117,14 +117,14 @@ pub const LIST: ListSpec = ListSpec {
     sort_fields: &["created_at", "updated_at", "email", "name"],
     default_sort: "created_at",
     filters: &[
-        "role",
-        "team_id",
-        "active",
-        "email",
-        "created_after",
-        "created_before",
+        Filter::of::<Role>("role", "Only users with this role"),
+        Filter::id("team_id", "Only members of this team"),
+        Filter::bool("active", "Only active (or inactive) users"),
+        Filter::text("email", "Exact email"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
+        Filter::time("created_before", "RFC 3339 timestamp"),
     ],
-    searchable: true,
+    search: Some("Prefix of the email or name"),
     null_sorts_as: &[],
 };
 
