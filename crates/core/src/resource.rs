@@ -34,7 +34,7 @@ pub struct Meta<'a> {
 
 /// One resource: its names, who may use it, and its storage. Every function runs in the
 /// caller's transaction; `find` and `page` apply the caller's visibility in the query.
-pub trait Resource: 'static {
+pub trait Resource: Sized + 'static {
     /// The record as the API returns it.
     type Record: Serialize + ToSchema + Send + 'static;
     /// The body of a create; PATCH takes the same fields, each optional.
@@ -61,6 +61,11 @@ pub trait Resource: 'static {
     const ARCHIVED: &'static str = "Archived";
 
     fn meta(record: &Self::Record) -> Meta<'_>;
+    /// Whether the caller's role sees this resource's records beyond `READ` (its events
+    /// too); by default the platform's visibility rule.
+    fn visible_to(me: &Principal) -> bool {
+        crate::visibility::sees_all(me)
+    }
     fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Self::Record>;
     fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Self::Record>>;
     fn create(c: &mut DbConn, me: &Principal, input: &Self::Input) -> ApiResult<Self::Record>;
@@ -80,6 +85,10 @@ pub trait Resource: 'static {
         version: i32,
         stamp: Option<&str>,
     ) -> diesel::QueryResult<usize>;
+    /// 403 unless the caller may change this record; by default the `EDITS` rule.
+    fn require_edit(c: &mut DbConn, me: &Principal, record: &Self::Record) -> ApiResult<()> {
+        require_edit_by_rule::<Self>(c, me, record)
+    }
     /// Refuse an archive or restore the resource's rules forbid (409).
     fn before_archive(
         _c: &mut DbConn,
@@ -89,7 +98,7 @@ pub trait Resource: 'static {
     ) -> ApiResult<()> {
         Ok(())
     }
-    /// What else changes with it (in the same transaction).
+    /// What else changes with it, after its own audit row and event (same transaction).
     fn after_archive(
         _c: &mut DbConn,
         _me: &Principal,
@@ -98,6 +107,32 @@ pub trait Resource: 'static {
     ) -> ApiResult<()> {
         Ok(())
     }
+}
+
+/// `Resource::meta` for a record with `id`, `version` and `archived_at` fields, and the
+/// owner field when it has one: `crm_core::record_meta!(Account, owner_id)`.
+#[macro_export]
+macro_rules! record_meta {
+    ($record:ty) => {
+        fn meta(r: &$record) -> $crate::resource::Meta<'_> {
+            $crate::resource::Meta {
+                id: &r.id,
+                version: r.version,
+                archived_at: r.archived_at.as_deref(),
+                owner_id: None,
+            }
+        }
+    };
+    ($record:ty, $owner:ident) => {
+        fn meta(r: &$record) -> $crate::resource::Meta<'_> {
+            $crate::resource::Meta {
+                id: &r.id,
+                version: r.version,
+                archived_at: r.archived_at.as_deref(),
+                owner_id: r.$owner.as_deref(),
+            }
+        }
+    };
 }
 
 /// The collection's paths, inside `impl Resource`.
@@ -137,8 +172,12 @@ macro_rules! archive_stamp {
 
 // ---- Writes the kernel does itself ----
 
-/// Whether the caller may change this record (403 otherwise), by the resource's rule.
-pub fn require_edit<R: Resource>(c: &mut DbConn, me: &Principal, r: &R::Record) -> ApiResult<()> {
+/// Whether the caller may change this record (403 otherwise), by the resource's `EDITS`.
+pub fn require_edit_by_rule<R: Resource>(
+    c: &mut DbConn,
+    me: &Principal,
+    r: &R::Record,
+) -> ApiResult<()> {
     match R::EDITS {
         Ownership::OwnerOrTeamEdits(manage) => crate::visibility::require_edit(
             c,
@@ -160,7 +199,7 @@ pub fn find_for_write<R: Resource>(
 ) -> ApiResult<R::Record> {
     db::lock_row(c, R::TABLE, id)?;
     let record = R::find(c, me, id)?;
-    require_edit::<R>(c, me, &record)?;
+    R::require_edit(c, me, &record)?;
     Ok(record)
 }
 
@@ -393,7 +432,7 @@ pub const fn object<R: Resource>(
         list: object_list::<R>,
         by_external,
         by_email,
-        visible_to: crate::visibility::sees_all,
+        visible_to: R::visible_to,
         input_schema: <R::Input as utoipa::PartialSchema>::schema,
     }
 }

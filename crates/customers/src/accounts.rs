@@ -1,21 +1,22 @@
 //! Accounts: companies (B2B) in hierarchies, with owner, tags, addresses and revenue.
 
 use crate::common::{self, Address};
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_core::access::Permission;
+use actix_web::{get, web, HttpResponse};
+use crm_core::access::{Ownership, Permission};
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
+use crm_core::extract::path_id;
 use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::params::PageParams;
+use crm_core::resource::{self, Resource};
+use crm_core::respond::ReadProblems;
 use crm_core::schema::{accounts, contact_accounts};
 use crm_core::state::AppState;
 use crm_core::timeline::{self, TimelineEntry};
-use crm_core::{etag, ids, search};
+use crm_core::{etag, ids, search, visibility};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -186,9 +187,7 @@ crm_core::sortable!(accounts::table, accounts::BoxedQuery<'static, MultiBackend>
 });
 
 pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<AccountRow> {
-    if !common::sees_all(me) {
-        return Err(ApiError::not_found("account"));
-    }
+    visibility::check_sees(me, "account")?;
     accounts::table
         .find(id)
         .first::<AccountRow>(conn)
@@ -357,6 +356,7 @@ pub fn update_account(
         return Err(common::invalid("name", "required", "cannot be cleared"));
     }
     db::write_tx(conn, |c| {
+        db::lock_row(c, Accounts::TABLE, id)?;
         let row = find(c, me, id)?;
         etag::check(expected, row.version)?;
         common::require_edit(c, me, row.owner_id.as_deref(), "account")?;
@@ -402,7 +402,8 @@ pub fn update_account(
                 "annual_revenue needs a currency",
             ));
         }
-        diesel::update(accounts::table.find(id))
+        let changed = diesel::update(accounts::table.find(id))
+            .filter(accounts::version.eq(row.version))
             .set((
                 accounts::name.eq(input.name.as_deref().map(str::trim).unwrap_or(&row.name)),
                 accounts::domain.eq(pick(
@@ -439,6 +440,7 @@ pub fn update_account(
                 accounts::updated_at.eq(ids::now()),
             ))
             .execute(c)?;
+        resource::changed_one(changed)?;
         if input.custom.is_some() {
             let custom =
                 crate::custom_fields::apply(c, "account", id, &row.custom, input.custom.as_ref())?;
@@ -465,10 +467,11 @@ pub fn update_account(
 }
 
 pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Account>> {
-    let mut q = accounts::table.into_boxed::<MultiBackend>();
-    if !common::sees_all(me) {
-        q = q.filter(accounts::id.eq(""));
-    }
+    let mut q = crm_core::visible!(
+        accounts::table.into_boxed::<MultiBackend>(),
+        me,
+        accounts::id
+    );
     if !p.include_archived {
         q = q.filter(accounts::archived_at.is_null());
     }
@@ -573,158 +576,6 @@ fn hierarchy(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Hierarchy
     )
 }
 
-#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at|updated_at)(,-?(name|created_at|updated_at))*$", description = "name (default), created_at, updated_at, or one `custom.<key>`; `-` for descending"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) accounts"),
-        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, domain or phone"),
-        ("owner_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Owned by this user"),
-        ("parent_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Direct children of this account"),
-        ("industry" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact industry"),
-        ("domain" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact domain"),
-        ("tag" = Option<String>, Query, nullable = false, min_length = 1, description = "Carrying this tag"),
-        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-        ("created_before" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-    ),
-    responses((status = 200, description = "A page of accounts", body = Page<Account>), ListProblems))]
-#[get("/accounts")]
-pub async fn list_accounts(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_page(c, &me, &p)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
-#[utoipa::path(post, path = "/api/v1/accounts", operation_id = "create_account", tag = "accounts", request_body = AccountInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = Account, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/accounts")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<AccountInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let a = state.db(move |c| create_account(c, &me, &body)).await?;
-    Ok(respond::created(
-        format!("/api/v1/accounts/{}", a.id),
-        a.version,
-        &a,
-    ))
-}
-
-#[utoipa::path(get, path = "/api/v1/accounts/{id}", operation_id = "get_account", tag = "accounts",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Account id")),
-    responses((status = 200, description = "The account", body = Account, headers(("ETag" = String))), ReadProblems))]
-#[get("/accounts/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let id = path_id(&id)?;
-    let a: Account = state.db(move |c| find(c, &me, &id)).await?.into();
-    show.check(&a.archived_at, "account")?;
-    Ok(respond::with_etag(a.version, &a))
-}
-
-#[utoipa::path(patch, path = "/api/v1/accounts/{id}", operation_id = "update_account", tag = "accounts", request_body = AccountInput,
-    params(("id" = String, Path, format = "uuid", description = "Account id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = Account), WriteProblems))]
-#[patch("/accounts/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<serde_json::Value>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let a = state
-        .db(move |c| update_account(c, &me, &id, expected, &body))
-        .await?;
-    Ok(respond::with_etag(a.version, &a))
-}
-
-pub fn set_archived(
-    conn: &mut DbConn,
-    me: &Principal,
-    id: &str,
-    archiving: bool,
-) -> ApiResult<Account> {
-    db::write_tx(conn, |c| {
-        let row = find(c, me, id)?;
-        common::require_edit(c, me, row.owner_id.as_deref(), "account")?;
-        if !archiving && row.merged_into.is_some() {
-            return Err(ApiError::Conflict(
-                "a merged account cannot be restored".into(),
-            ));
-        }
-        let stamp = archiving.then(ids::now);
-        diesel::update(accounts::table.find(id))
-            .set((
-                accounts::archived_at.eq(&stamp),
-                accounts::version.eq(row.version + 1),
-                accounts::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after: Account = find(c, me, id)?.into();
-        let changes = serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}});
-        audit::record(
-            c,
-            Change {
-                actor: &Actor::from(me),
-                action: if archiving { "archived" } else { "restored" },
-                entity_type: "account",
-                entity_id: id,
-                changes,
-                record: common::to_json(&after),
-            },
-        )?;
-        Ok(after)
-    })
-}
-
-#[utoipa::path(delete, path = "/api/v1/accounts/{id}", operation_id = "archive_account", tag = "accounts",
-    params(("id" = String, Path, format = "uuid", description = "Account id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/accounts/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/restore", operation_id = "restore_account", tag = "accounts",
-    params(("id" = String, Path, format = "uuid", description = "Account id")),
-    responses((status = 200, description = "Restored", body = Account), WriteProblems))]
-#[post("/accounts/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let a = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(a.version, &a))
-}
-
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/hierarchy", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Any account of the hierarchy")),
     responses((status = 200, description = "The whole tree, from its top account down", body = HierarchyNode), ReadProblems))]
@@ -774,28 +625,63 @@ pub fn linked_contacts(conn: &mut DbConn, account_id: &str) -> ApiResult<Vec<Str
         .load(conn)?)
 }
 
+/// Accounts on the resource kernel.
+pub struct Accounts;
+
+impl Resource for Accounts {
+    type Record = Account;
+    type Input = AccountInput;
+    crm_core::resource_paths!("accounts");
+    const ENTITY: &'static str = "account";
+    const TABLE: &'static str = "accounts";
+    const TAG: &'static str = "accounts";
+    const READ: Permission = Permission::CustomersRead;
+    const WRITE: Permission = Permission::CustomersWrite;
+    const EDITS: Ownership = common::EDITS;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    crm_core::record_meta!(Account, owner_id);
+
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Account> {
+        find(c, me, id).map(Account::from)
+    }
+
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Account>> {
+        load_page(c, me, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &AccountInput) -> ApiResult<Account> {
+        create_account(c, me, input)
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Account> {
+        update_account(c, me, id, expected, patch)
+    }
+
+    crm_core::archive_stamp!(accounts);
+
+    fn before_archive(
+        _: &mut DbConn,
+        _: &Principal,
+        a: &Account,
+        archiving: bool,
+    ) -> ApiResult<()> {
+        if !archiving && a.merged_into.is_some() {
+            return Err(ApiError::Conflict(
+                "a merged account cannot be restored".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Accounts as an integrable object (upserts, batch, composite, imports, exports, feed).
-pub const OBJECT: ObjectKind = ObjectKind {
-    name: "accounts",
-    entity: "account",
-    read: Permission::CustomersRead,
-    write: Permission::CustomersWrite,
-    list_spec: &LIST,
-    get: |c, me, id| Ok(objects::json(Account::from(find(c, me, id)?))),
-    create: |c, me, body| {
-        Ok(objects::json(create_account(
-            c,
-            me,
-            &objects::input(body)?,
-        )?))
-    },
-    update: |c, me, id, expected, body| {
-        Ok(objects::json(update_account(c, me, id, expected, body)?))
-    },
-    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
-    list: |c, me, p| load_page(c, me, p).map(objects::json_page),
-    by_external: crm_core::find_by_external!(accounts),
-    by_email: None,
-    visible_to: common::sees_all,
-    input_schema: <AccountInput as utoipa::PartialSchema>::schema,
-};
+pub const OBJECT: ObjectKind =
+    resource::object::<Accounts>(crm_core::find_by_external!(accounts), None);

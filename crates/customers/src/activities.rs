@@ -4,20 +4,16 @@
 //! `GET /activities?assignee_id=me&status=open&due_before=…` is a rep's to-do list.
 
 use crate::common;
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_core::access::Permission;
+use crm_core::access::{Ownership, Permission};
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, Filter, FilterKind, ListParams, ListSpec, Page};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::resource::{self, Resource};
 use crm_core::schema::{activities as act, activity_links as al, contacts, users};
-use crm_core::state::AppState;
 use crm_core::timeline;
-use crm_core::{etag, ids};
+use crm_core::{etag, ids, visibility};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -250,9 +246,7 @@ fn activity(r: ActivityRow, links: Vec<Link>) -> Activity {
 }
 
 fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Activity> {
-    if !common::sees_all(me) {
-        return Err(ApiError::not_found("activity"));
-    }
+    visibility::check_sees(me, "activity")?;
     let row = act::table
         .find(id)
         .first::<ActivityRow>(conn)
@@ -471,14 +465,6 @@ fn create_activity(
     })
 }
 
-/// The recorder, the assignee, their teams, and managers may change an activity.
-fn require_edit(conn: &mut DbConn, me: &Principal, a: &Activity) -> ApiResult<()> {
-    if a.assignee_id.as_deref() == Some(me.user_id.as_str()) {
-        return Ok(());
-    }
-    common::require_edit(conn, me, a.owner_id.as_deref(), "activity")
-}
-
 fn update_activity(
     conn: &mut DbConn,
     me: &Principal,
@@ -489,9 +475,8 @@ fn update_activity(
     let input: ActivityInput = crm_core::objects::input(raw)?;
     let cleared = |f: &str| raw.get(f).is_some_and(|v| v.is_null());
     db::write_tx(conn, |c| {
-        let before = find(c, me, id)?;
+        let before = resource::find_for_write::<Activities>(c, me, id)?;
         etag::check(expected, before.version)?;
-        require_edit(c, me, &before)?;
         let checked = check(c, &input)?;
         let pick = |f: &str, new: Option<String>, old: &Option<String>| {
             if cleared(f) {
@@ -508,7 +493,8 @@ fn update_activity(
             (Status::Completed, _) => Some(now.clone()),
             _ => None,
         };
-        diesel::update(act::table.find(id))
+        let changed = diesel::update(act::table.find(id))
+            .filter(act::version.eq(before.version))
             .set((
                 act::kind.eq(text(&input.kind.unwrap_or(before.kind))),
                 act::direction.eq(if cleared("direction") {
@@ -540,6 +526,7 @@ fn update_activity(
                 act::updated_at.eq(&now),
             ))
             .execute(c)?;
+        resource::changed_one(changed)?;
         if let Some(links) = &input.links {
             write_links(c, id, links)?;
         }
@@ -560,10 +547,7 @@ fn update_activity(
 }
 
 fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Activity>> {
-    let mut q = act::table.into_boxed::<MultiBackend>();
-    if !common::sees_all(me) {
-        q = q.filter(act::id.eq(""));
-    }
+    let mut q = crm_core::visible!(act::table.into_boxed::<MultiBackend>(), me, act::id);
     if !p.include_archived {
         q = q.filter(act::archived_at.is_null());
     }
@@ -611,141 +595,53 @@ fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Pag
     list::page(assemble_many(conn, rows)?, p)
 }
 
-#[utoipa::path(get, path = "/api/v1/activities", tag = "activities",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(due_at|created_at|updated_at)(,-?(due_at|created_at|updated_at))*$", description = "-created_at (default), due_at (undated last), updated_at"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived activities"),
-        ("assignee_id" = Option<String>, Query, nullable = false, pattern = "^(me|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$", description = "A user id, or `me`"),
-        ("status" = Option<Status>, Query, nullable = false, description = "open, completed or cancelled"),
-        ("kind" = Option<Kind>, Query, nullable = false, description = "call, email, meeting, note, task, …"),
-        ("due_before" = Option<String>, Query, nullable = false, format = DateTime, description = "Due before this time"),
-        ("due_after" = Option<String>, Query, nullable = false, format = DateTime, description = "Due after this time"),
-        ("contact_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Linked to this contact"),
-        ("account_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Linked to this account"),
-        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-    ),
-    responses((status = 200, description = "A page of activities", body = Page<Activity>), ListProblems))]
-#[get("/activities")]
-pub async fn list_activities(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_page(c, &me, &p)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+/// Activities on the resource kernel.
+pub struct Activities;
 
-#[utoipa::path(post, path = "/api/v1/activities", operation_id = "create_activity", tag = "activities", request_body = ActivityInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/activities")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<ActivityInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let a = state.db(move |c| create_activity(c, &me, &body)).await?;
-    Ok(respond::created(
-        format!("/api/v1/activities/{}", a.id),
-        a.version,
-        &a,
-    ))
-}
+impl Resource for Activities {
+    type Record = Activity;
+    type Input = ActivityInput;
+    crm_core::resource_paths!("activities");
+    const ENTITY: &'static str = "activity";
+    const TABLE: &'static str = "activities";
+    const TAG: &'static str = "activities";
+    const READ: Permission = Permission::CustomersRead;
+    const WRITE: Permission = Permission::CustomersWrite;
+    const EDITS: Ownership = common::EDITS;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["kind", "subject"];
 
-#[utoipa::path(get, path = "/api/v1/activities/{id}", operation_id = "get_activity", tag = "activities",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Activity id")),
-    responses((status = 200, description = "The activity", body = Activity), ReadProblems))]
-#[get("/activities/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let id = path_id(&id)?;
-    let a = state.db(move |c| find(c, &me, &id)).await?;
-    show.check(&a.archived_at, "activity")?;
-    Ok(respond::with_etag(a.version, &a))
-}
+    crm_core::record_meta!(Activity, owner_id);
 
-#[utoipa::path(patch, path = "/api/v1/activities/{id}", operation_id = "update_activity", tag = "activities", request_body = ActivityInput,
-    params(("id" = String, Path, format = "uuid", description = "Activity id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = Activity), WriteProblems))]
-#[patch("/activities/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<serde_json::Value>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let a = state
-        .db(move |c| update_activity(c, &me, &id, expected, &body))
-        .await?;
-    Ok(respond::with_etag(a.version, &a))
-}
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Activity> {
+        find(c, me, id)
+    }
 
-fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<Activity> {
-    db::write_tx(c, |c| {
-        let before = find(c, me, id)?;
-        require_edit(c, me, &before)?;
-        let stamp = archiving.then(ids::now);
-        diesel::update(act::table.find(id))
-            .set((
-                act::archived_at.eq(&stamp),
-                act::version.eq(before.version + 1),
-                act::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after = find(c, me, id)?;
-        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        Ok(after)
-    })
-}
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Activity>> {
+        load_page(c, me, p)
+    }
 
-#[utoipa::path(delete, path = "/api/v1/activities/{id}", operation_id = "archive_activity", tag = "activities",
-    params(("id" = String, Path, format = "uuid", description = "Activity id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/activities/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
+    fn create(c: &mut DbConn, me: &Principal, input: &ActivityInput) -> ApiResult<Activity> {
+        create_activity(c, me, input)
+    }
 
-#[utoipa::path(post, path = "/api/v1/activities/{id}/restore", operation_id = "restore_activity", tag = "activities",
-    params(("id" = String, Path, format = "uuid", description = "Activity id")),
-    responses((status = 200, description = "Restored", body = Activity), WriteProblems))]
-#[post("/activities/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let a = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(a.version, &a))
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Activity> {
+        update_activity(c, me, id, expected, patch)
+    }
+
+    /// The recorder, the assignee, their teams, and managers may change an activity.
+    fn require_edit(c: &mut DbConn, me: &Principal, a: &Activity) -> ApiResult<()> {
+        if a.assignee_id.as_deref() == Some(me.user_id.as_str()) {
+            return Ok(());
+        }
+        common::require_edit(c, me, a.owner_id.as_deref(), "activity")
+    }
+
+    crm_core::archive_stamp!(activities);
 }

@@ -1,64 +1,36 @@
 //! Pieces every customer resource shares: who may see and change a record, JSON columns,
 //! phone normalisation, and the list parameters they document.
 
-use crm_core::access::{Permission, Role};
+use crm_core::access::{Ownership, Permission};
 use crm_core::auth::{role_may, Principal};
 use crm_core::db::DbConn;
 use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::ids;
 use crm_core::schema::users;
+use crm_core::visibility;
 use diesel::prelude::*;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use validator::Validate;
 
-/// Partner users see only records shared with their partner organisation. Sharing
-/// arrives with the partners domain; until then nothing is shared, so a partner's lists
-/// are empty and reads are 404. The rule lives here so every query asks it.
-pub fn sees_all(me: &Principal) -> bool {
-    me.role != Role::Partner
-}
+/// Who may change a customer record: its owner, the owner's team, or a manager.
+pub const EDITS: Ownership = Ownership::OwnerOrTeamEdits(Permission::CustomersManage);
 
-/// Whether the caller may change a record owned by `owner_id`: managers and admins
-/// always; other writers when they own it or share a team with its owner.
-pub fn can_edit(conn: &mut DbConn, me: &Principal, owner_id: Option<&str>) -> ApiResult<bool> {
-    if role_may(me, Permission::CustomersManage) {
-        return Ok(true);
-    }
-    if !role_may(me, Permission::CustomersWrite) {
-        return Ok(false);
-    }
-    let Some(owner) = owner_id else {
-        return Ok(true);
-    };
-    if owner == me.user_id {
-        return Ok(true);
-    }
-    let Some(team) = &me.team_id else {
-        return Ok(false);
-    };
-    let owner_team: Option<Option<String>> = users::table
-        .find(owner)
-        .select(users::team_id)
-        .first(conn)
-        .optional()?;
-    Ok(owner_team.flatten().as_deref() == Some(team.as_str()))
-}
-
+/// 403 unless the caller may change a customer record owned by `owner_id` (see `EDITS`).
 pub fn require_edit(
     conn: &mut DbConn,
     me: &Principal,
     owner_id: Option<&str>,
     what: &str,
 ) -> ApiResult<()> {
-    if can_edit(conn, me, owner_id)? {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "only the owner of this {what}, their team, or a manager may change it"
-        )))
-    }
+    visibility::require_edit(
+        conn,
+        me,
+        owner_id,
+        (Permission::CustomersWrite, Permission::CustomersManage),
+        what,
+    )
 }
 
 /// Resolve the owner for a new or reassigned record. Only managers may give a record to

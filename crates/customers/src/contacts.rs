@@ -2,24 +2,25 @@
 //! a lifecycle stage, consent per channel, and an optional household.
 
 use crate::common;
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_core::access::Permission;
+use actix_web::{get, web, HttpResponse};
+use crm_core::access::{Ownership, Permission};
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
+use crm_core::extract::path_id;
 use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::params::PageParams;
+use crm_core::resource::{self, Resource};
+use crm_core::respond::ReadProblems;
 use crm_core::schema::{
     accounts, contact_accounts as ca, contact_consents as cc, contact_emails as ce,
     contact_phones as cp, contacts, households,
 };
 use crm_core::state::AppState;
 use crm_core::timeline::{self, TimelineEntry};
-use crm_core::{etag, ids, search};
+use crm_core::{etag, ids, search, visibility};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -284,9 +285,7 @@ crm_core::sortable!(contacts::table, contacts::BoxedQuery<'static, MultiBackend>
 });
 
 pub fn find_row(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<ContactRow> {
-    if !common::sees_all(me) {
-        return Err(ApiError::not_found("contact"));
-    }
+    visibility::check_sees(me, "contact")?;
     contacts::table
         .find(id)
         .first::<ContactRow>(conn)
@@ -687,6 +686,7 @@ pub fn update_contact(
     let input: ContactInput = crm_core::objects::input(raw)?;
     let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
     db::write_tx(conn, |c| {
+        db::lock_row(c, Contacts::TABLE, id)?;
         let row = find_row(c, me, id)?;
         etag::check(expected, row.version)?;
         if row.erased_at.is_some() {
@@ -724,7 +724,8 @@ pub fn update_contact(
                 .and_then(ids::parse_id)
                 .or(row.household_id.clone())
         };
-        diesel::update(contacts::table.find(id))
+        let changed = diesel::update(contacts::table.find(id))
+            .filter(contacts::version.eq(row.version))
             .set((
                 contacts::first_name.eq(input
                     .first_name
@@ -760,6 +761,7 @@ pub fn update_contact(
                 contacts::updated_at.eq(ids::now()),
             ))
             .execute(c)?;
+        resource::changed_one(changed)?;
         if let Some(emails) = &input.emails {
             write_emails(c, id, emails)?;
         }
@@ -788,10 +790,11 @@ pub fn update_contact(
 }
 
 pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Contact>> {
-    let mut q = contacts::table.into_boxed::<MultiBackend>();
-    if !common::sees_all(me) {
-        q = q.filter(contacts::id.eq(""));
-    }
+    let mut q = crm_core::visible!(
+        contacts::table.into_boxed::<MultiBackend>(),
+        me,
+        contacts::id
+    );
     if !p.include_archived {
         q = q.filter(contacts::archived_at.is_null());
     }
@@ -859,157 +862,6 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     list::page(load_many(conn, rows)?, p)
 }
 
-pub fn set_archived(
-    conn: &mut DbConn,
-    me: &Principal,
-    id: &str,
-    archiving: bool,
-) -> ApiResult<Contact> {
-    db::write_tx(conn, |c| {
-        let row = find_row(c, me, id)?;
-        common::require_edit(c, me, row.owner_id.as_deref(), "contact")?;
-        if !archiving && (row.merged_into.is_some() || row.erased_at.is_some()) {
-            return Err(ApiError::Conflict(
-                "a merged or erased contact cannot be restored".into(),
-            ));
-        }
-        let stamp = archiving.then(ids::now);
-        diesel::update(contacts::table.find(id))
-            .set((
-                contacts::archived_at.eq(&stamp),
-                contacts::version.eq(row.version + 1),
-                contacts::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after = find(c, me, id)?;
-        let changes = serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        Ok(after)
-    })
-}
-
-#[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(last_name|first_name|created_at|updated_at)(,-?(last_name|first_name|created_at|updated_at))*$", description = "last_name (default), first_name, created_at, updated_at, or one `custom.<key>`; `-` for descending"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived (and merged) contacts"),
-        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, email, phone or company"),
-        ("owner_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Owned by this user"),
-        ("account_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Linked to this account"),
-        ("household_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Living in this household"),
-        ("lifecycle_stage" = Option<LifecycleStage>, Query, nullable = false, description = "In this stage"),
-        ("email" = Option<String>, Query, nullable = false, min_length = 1, description = "Having this email (any case)"),
-        ("phone" = Option<String>, Query, nullable = false, min_length = 1, description = "Having this phone number, in any written form"),
-        ("tag" = Option<String>, Query, nullable = false, min_length = 1, description = "Carrying this tag"),
-        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-        ("created_before" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-    ),
-    responses((status = 200, description = "A page of contacts", body = Page<Contact>), ListProblems))]
-#[get("/contacts")]
-pub async fn list_contacts(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_page(c, &me, &p)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
-#[utoipa::path(post, path = "/api/v1/contacts", operation_id = "create_contact", tag = "contacts", request_body = ContactInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = Contact, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/contacts")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<ContactInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let contact = state.db(move |c| create_contact(c, &me, &body)).await?;
-    Ok(respond::created(
-        format!("/api/v1/contacts/{}", contact.id),
-        contact.version,
-        &contact,
-    ))
-}
-
-#[utoipa::path(get, path = "/api/v1/contacts/{id}", operation_id = "get_contact", tag = "contacts",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Contact id")),
-    responses((status = 200, description = "The contact", body = Contact, headers(("ETag" = String))), ReadProblems))]
-#[get("/contacts/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let id = path_id(&id)?;
-    let contact = state.db(move |c| find(c, &me, &id)).await?;
-    show.check(&contact.archived_at, "contact")?;
-    Ok(respond::with_etag(contact.version, &contact))
-}
-
-#[utoipa::path(patch, path = "/api/v1/contacts/{id}", operation_id = "update_contact", tag = "contacts", request_body = ContactInput,
-    params(("id" = String, Path, format = "uuid", description = "Contact id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = Contact), WriteProblems))]
-#[patch("/contacts/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<serde_json::Value>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let contact = state
-        .db(move |c| update_contact(c, &me, &id, expected, &body))
-        .await?;
-    Ok(respond::with_etag(contact.version, &contact))
-}
-
-#[utoipa::path(delete, path = "/api/v1/contacts/{id}", operation_id = "archive_contact", tag = "contacts",
-    params(("id" = String, Path, format = "uuid", description = "Contact id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/contacts/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(post, path = "/api/v1/contacts/{id}/restore", operation_id = "restore_contact", tag = "contacts",
-    params(("id" = String, Path, format = "uuid", description = "Contact id")),
-    responses((status = 200, description = "Restored", body = Contact), WriteProblems))]
-#[post("/contacts/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let contact = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(contact.version, &contact))
-}
-
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/timeline", operation_id = "get_contact_timeline", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id"),
         PageParams,
@@ -1049,28 +901,65 @@ fn by_primary_email(conn: &mut DbConn, email: &str) -> ApiResult<Option<String>>
         .optional()?)
 }
 
+/// Contacts on the resource kernel.
+pub struct Contacts;
+
+impl Resource for Contacts {
+    type Record = Contact;
+    type Input = ContactInput;
+    crm_core::resource_paths!("contacts");
+    const ENTITY: &'static str = "contact";
+    const TABLE: &'static str = "contacts";
+    const TAG: &'static str = "contacts";
+    const READ: Permission = Permission::CustomersRead;
+    const WRITE: Permission = Permission::CustomersWrite;
+    const EDITS: Ownership = common::EDITS;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["first_name", "last_name"];
+
+    crm_core::record_meta!(Contact, owner_id);
+
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
+        find(c, me, id)
+    }
+
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Contact>> {
+        load_page(c, me, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &ContactInput) -> ApiResult<Contact> {
+        create_contact(c, me, input)
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Contact> {
+        update_contact(c, me, id, expected, patch)
+    }
+
+    crm_core::archive_stamp!(contacts);
+
+    fn before_archive(
+        _: &mut DbConn,
+        _: &Principal,
+        c: &Contact,
+        archiving: bool,
+    ) -> ApiResult<()> {
+        if !archiving && (c.merged_into.is_some() || c.erased_at.is_some()) {
+            return Err(ApiError::Conflict(
+                "a merged or erased contact cannot be restored".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Contacts as an integrable object; they also upsert by primary email.
-pub const OBJECT: ObjectKind = ObjectKind {
-    name: "contacts",
-    entity: "contact",
-    read: Permission::CustomersRead,
-    write: Permission::CustomersWrite,
-    list_spec: &LIST,
-    get: |c, me, id| Ok(objects::json(find(c, me, id)?)),
-    create: |c, me, body| {
-        Ok(objects::json(create_contact(
-            c,
-            me,
-            &objects::input(body)?,
-        )?))
-    },
-    update: |c, me, id, expected, body| {
-        Ok(objects::json(update_contact(c, me, id, expected, body)?))
-    },
-    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
-    list: |c, me, p| load_page(c, me, p).map(objects::json_page),
-    by_external: crm_core::find_by_external!(contacts),
-    by_email: Some(by_primary_email),
-    visible_to: common::sees_all,
-    input_schema: <ContactInput as utoipa::PartialSchema>::schema,
-};
+pub const OBJECT: ObjectKind = resource::object::<Contacts>(
+    crm_core::find_by_external!(contacts),
+    Some(by_primary_email),
+);

@@ -1,19 +1,15 @@
 //! Households: consumers (B2C) living together. A contact belongs to at most one.
 
 use crate::common::{self, Address};
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, ListSpec, Page};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::list::{self, ListParams, ListSpec, Page};
+use crm_core::resource::{self, Resource};
 use crm_core::schema::{contacts, households};
-use crm_core::state::AppState;
-use crm_core::{etag, ids};
+use crm_core::{etag, ids, objects, visibility};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -106,9 +102,7 @@ fn household(r: HouseholdRow, member_ids: Vec<String>) -> Household {
 }
 
 fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Household> {
-    if !common::sees_all(me) {
-        return Err(ApiError::not_found("household"));
-    }
+    visibility::check_sees(me, "household")?;
     let row = households::table
         .find(id)
         .first::<HouseholdRow>(conn)
@@ -138,212 +132,123 @@ fn record(
     )
 }
 
-#[utoipa::path(get, path = "/api/v1/households", tag = "households",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at)(,-?(name|created_at))*$", description = "name (default) or created_at"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived households"),
-    ),
-    responses((status = 200, description = "A page of households", body = Page<Household>), ListProblems))]
-#[get("/households")]
-pub async fn list_households(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state
-        .db(move |c| {
-            let mut q = households::table.into_boxed::<MultiBackend>();
-            if !common::sees_all(&me) {
-                q = q.filter(households::id.eq(""));
+/// Households on the resource kernel.
+pub struct Households;
+
+impl Resource for Households {
+    type Record = Household;
+    type Input = HouseholdInput;
+    crm_core::resource_paths!("households");
+    const ENTITY: &'static str = "household";
+    const TABLE: &'static str = "households";
+    const TAG: &'static str = "households";
+    const READ: Permission = Permission::CustomersRead;
+    const WRITE: Permission = Permission::CustomersWrite;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    crm_core::record_meta!(Household);
+
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Household> {
+        find(c, me, id)
+    }
+
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Household>> {
+        let mut q = crm_core::visible!(
+            households::table.into_boxed::<MultiBackend>(),
+            me,
+            households::id
+        );
+        if !p.include_archived {
+            q = q.filter(households::archived_at.is_null());
+        }
+        let rows: Vec<HouseholdRow> = apply_sort(q, p)?.load(c)?;
+        list::page(assemble_many(c, rows)?, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &HouseholdInput) -> ApiResult<Household> {
+        input.validate()?;
+        let name = input
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| common::invalid("name", "required", "is required"))?;
+        db::write_tx(c, |c| {
+            let (id, now) = (ids::new_id(), ids::now());
+            diesel::insert_into(households::table)
+                .values((
+                    households::id.eq(&id),
+                    households::name.eq(name),
+                    households::address.eq(input.address.as_ref().map(common::json_text)),
+                    households::version.eq(1),
+                    households::created_at.eq(&now),
+                    households::updated_at.eq(&now),
+                ))
+                .execute(c)?;
+            let h = find(c, me, &id)?;
+            record(c, me, "created", &id, common::to_json(&h), &h)?;
+            Ok(h)
+        })
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Household> {
+        let input: HouseholdInput = objects::input(patch)?;
+        input.validate()?;
+        let cleared = |field: &str| patch.get(field).is_some_and(|v| v.is_null());
+        if cleared("name") {
+            return Err(common::invalid("name", "required", "cannot be cleared"));
+        }
+        db::write_tx(c, |c| {
+            let before = resource::find_for_write::<Households>(c, me, id)?;
+            // Archived records are gone until restored, for writes as for reads.
+            if before.archived_at.is_some() {
+                return Err(ApiError::not_found("household"));
             }
-            if !p.include_archived {
-                q = q.filter(households::archived_at.is_null());
-            }
-            let rows: Vec<HouseholdRow> = apply_sort(q, &p)?.load(c)?;
-            list::page(assemble_many(c, rows)?, &p)
+            etag::check(expected, before.version)?;
+            let address = match &input.address {
+                Some(a) => Some(common::json_text(a)),
+                None if cleared("address") => None,
+                None => before.address.as_ref().map(common::json_text),
+            };
+            let name = input.name.as_deref().map(str::trim).unwrap_or(&before.name);
+            let changed = diesel::update(households::table.find(id))
+                .filter(households::version.eq(before.version))
+                .set((
+                    households::name.eq(name),
+                    households::address.eq(address),
+                    households::version.eq(before.version + 1),
+                    households::updated_at.eq(ids::now()),
+                ))
+                .execute(c)?;
+            resource::changed_one(changed)?;
+            let after = find(c, me, id)?;
+            let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
+            record(c, me, "updated", id, changes, &after)?;
+            Ok(after)
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+    }
 
-#[utoipa::path(post, path = "/api/v1/households", operation_id = "create_household", tag = "households", request_body = HouseholdInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = Household, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/households")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<HouseholdInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    body.validate()?;
-    let name = body
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| common::invalid("name", "required", "is required"))?
-        .to_string();
-    let h = state
-        .db(move |c| {
-            db::write_tx(c, |c| {
-                let (id, now) = (ids::new_id(), ids::now());
-                diesel::insert_into(households::table)
-                    .values((
-                        households::id.eq(&id),
-                        households::name.eq(&name),
-                        households::address.eq(body.address.as_ref().map(common::json_text)),
-                        households::version.eq(1),
-                        households::created_at.eq(&now),
-                        households::updated_at.eq(&now),
-                    ))
-                    .execute(c)?;
-                let h = find(c, &me, &id)?;
-                record(c, &me, "created", &id, common::to_json(&h), &h)?;
-                Ok(h)
-            })
-        })
-        .await?;
-    Ok(respond::created(
-        format!("/api/v1/households/{}", h.id),
-        h.version,
-        &h,
-    ))
-}
+    crm_core::archive_stamp!(households);
 
-#[utoipa::path(get, path = "/api/v1/households/{id}", operation_id = "get_household", tag = "households",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Household id")),
-    responses((status = 200, description = "The household and its members", body = Household), ReadProblems))]
-#[get("/households/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let id = path_id(&id)?;
-    let h = state.db(move |c| find(c, &me, &id)).await?;
-    show.check(&h.archived_at, "household")?;
-    Ok(respond::with_etag(h.version, &h))
-}
-
-#[utoipa::path(patch, path = "/api/v1/households/{id}", operation_id = "update_household", tag = "households", request_body = HouseholdInput,
-    params(("id" = String, Path, format = "uuid", description = "Household id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = Household), WriteProblems))]
-#[patch("/households/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<HouseholdInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    body.validate()?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let h = state
-        .db(move |c| {
-            db::write_tx(c, |c| {
-                let before = find(c, &me, &id)?;
-                // Archived records are gone until restored, for writes as for reads.
-                if before.archived_at.is_some() {
-                    return Err(ApiError::not_found("household"));
-                }
-                etag::check(expected, before.version)?;
-                diesel::update(households::table.find(&id))
-                    .set((
-                        households::name.eq(body
-                            .name
-                            .as_deref()
-                            .map(str::trim)
-                            .unwrap_or(&before.name)),
-                        households::address.eq(body
-                            .address
-                            .as_ref()
-                            .or(before.address.as_ref())
-                            .map(common::json_text)),
-                        households::version.eq(before.version + 1),
-                        households::updated_at.eq(ids::now()),
-                    ))
-                    .execute(c)?;
-                let after = find(c, &me, &id)?;
-                record(
-                    c,
-                    &me,
-                    "updated",
-                    &id,
-                    audit::diff(&common::to_json(&before), &common::to_json(&after), &[]),
-                    &after,
-                )?;
-                Ok(after)
-            })
-        })
-        .await?;
-    Ok(respond::with_etag(h.version, &h))
-}
-
-fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<Household> {
-    db::write_tx(c, |c| {
-        let before = find(c, me, id)?;
-        if archiving && !before.member_ids.is_empty() {
+    /// A household with members stays.
+    fn before_archive(
+        _: &mut DbConn,
+        _: &Principal,
+        h: &Household,
+        archiving: bool,
+    ) -> ApiResult<()> {
+        if archiving && !h.member_ids.is_empty() {
             return Err(ApiError::Conflict(
                 "the household still has members; move them first".into(),
             ));
         }
-        let stamp = archiving.then(ids::now);
-        diesel::update(households::table.find(id))
-            .set((
-                households::archived_at.eq(&stamp),
-                households::version.eq(before.version + 1),
-                households::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after = find(c, me, id)?;
-        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        Ok(after)
-    })
-}
-
-#[utoipa::path(delete, path = "/api/v1/households/{id}", operation_id = "archive_household", tag = "households",
-    params(("id" = String, Path, format = "uuid", description = "Household id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/households/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(post, path = "/api/v1/households/{id}/restore", operation_id = "restore_household", tag = "households",
-    params(("id" = String, Path, format = "uuid", description = "Household id")),
-    responses((status = 200, description = "Restored", body = Household), WriteProblems))]
-#[post("/households/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersWrite)?;
-    let id = path_id(&id)?;
-    let h = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(h.version, &h))
+        Ok(())
+    }
 }

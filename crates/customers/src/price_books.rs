@@ -2,19 +2,15 @@
 //! be the default; quotes and orders price their lines from a price book.
 
 use crate::common;
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
-use crm_core::list::{self, Filter, ListSpec, Page};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
+use crm_core::resource::{self, Resource};
 use crm_core::schema::{price_book_entries as pe, price_books as pb, products};
-use crm_core::state::AppState;
-use crm_core::{etag, ids};
+use crm_core::{etag, ids, objects};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -218,7 +214,7 @@ fn claim_default(conn: &mut DbConn, id: &str) -> ApiResult<()> {
             .filter(pb::id.ne(id))
             .filter(pb::is_default.eq(true)),
     )
-    .set(pb::is_default.eq(false))
+    .set((pb::is_default.eq(false), pb::version.eq(pb::version + 1)))
     .execute(conn)?;
     Ok(())
 }
@@ -258,221 +254,142 @@ fn name_taken(conn: &mut DbConn, name: &str, except: &str) -> ApiResult<()> {
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v1/price-books", tag = "products",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|created_at)(,-?(name|created_at))*$", description = "name (default) or created_at"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived price books"),
-        ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) books"),
-    ),
-    responses((status = 200, description = "A page of price books", body = Page<PriceBook>), ListProblems))]
-#[get("/price-books")]
-pub async fn list_books(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state
-        .db(move |c| {
-            let mut q = pb::table.into_boxed::<MultiBackend>();
-            if !p.include_archived {
-                q = q.filter(pb::archived_at.is_null());
+/// Price books on the resource kernel.
+pub struct PriceBooks;
+
+impl Resource for PriceBooks {
+    type Record = PriceBook;
+    type Input = PriceBookInput;
+    crm_core::resource_paths!("price-books");
+    const ENTITY: &'static str = "price_book";
+    const TABLE: &'static str = "price_books";
+    const TAG: &'static str = "products";
+    const READ: Permission = Permission::ProductsRead;
+    const WRITE: Permission = Permission::ProductsManage;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    crm_core::record_meta!(PriceBook);
+
+    fn visible_to(_: &Principal) -> bool {
+        true
+    }
+
+    fn find(c: &mut DbConn, _: &Principal, id: &str) -> ApiResult<PriceBook> {
+        find(c, id)
+    }
+
+    fn page(c: &mut DbConn, _: &Principal, p: &ListParams) -> ApiResult<Page<PriceBook>> {
+        let mut q = pb::table.into_boxed::<MultiBackend>();
+        if !p.include_archived {
+            q = q.filter(pb::archived_at.is_null());
+        }
+        if let Some(v) = p.bool_filter("active")? {
+            q = q.filter(pb::active.eq(v));
+        }
+        let rows: Vec<BookRow> = apply_sort(q, p)?.load(c)?;
+        list::page(assemble_many(c, rows)?, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &PriceBookInput) -> ApiResult<PriceBook> {
+        input.validate()?;
+        let name = input
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| common::invalid("name", "required", "is required"))?;
+        db::write_tx(c, |c| {
+            name_taken(c, name, "")?;
+            let (id, now) = (ids::new_id(), ids::now());
+            let is_default = input.is_default.unwrap_or(false);
+            diesel::insert_into(pb::table)
+                .values((
+                    pb::id.eq(&id),
+                    pb::name.eq(name),
+                    pb::description.eq(&input.description),
+                    pb::is_default.eq(is_default),
+                    pb::active.eq(input.active.unwrap_or(true)),
+                    pb::version.eq(1),
+                    pb::created_at.eq(&now),
+                    pb::updated_at.eq(&now),
+                ))
+                .execute(c)?;
+            if is_default {
+                claim_default(c, &id)?;
             }
-            if let Some(v) = p.bool_filter("active")? {
-                q = q.filter(pb::active.eq(v));
+            write_prices(c, &id, input.prices.as_deref().unwrap_or(&[]))?;
+            let book = find(c, &id)?;
+            record(c, me, "created", &id, common::to_json(&book), &book)?;
+            Ok(book)
+        })
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<PriceBook> {
+        let input: PriceBookInput = objects::input(patch)?;
+        input.validate()?;
+        let cleared = |f: &str| patch.get(f).is_some_and(|v| v.is_null());
+        if cleared("name") {
+            return Err(common::invalid("name", "required", "cannot be cleared"));
+        }
+        db::write_tx(c, |c| {
+            let before = resource::find_for_write::<PriceBooks>(c, me, id)?;
+            etag::check(expected, before.version)?;
+            let name = input.name.as_deref().map(str::trim).unwrap_or(&before.name);
+            name_taken(c, name, id)?;
+            let is_default = input.is_default.unwrap_or(before.is_default);
+            let description = match &input.description {
+                None if cleared("description") => None,
+                None => before.description.clone(),
+                new => new.clone(),
+            };
+            let changed = diesel::update(pb::table.find(id))
+                .filter(pb::version.eq(before.version))
+                .set((
+                    pb::name.eq(name),
+                    pb::description.eq(description),
+                    pb::is_default.eq(is_default),
+                    pb::active.eq(input.active.unwrap_or(before.active)),
+                    pb::version.eq(before.version + 1),
+                    pb::updated_at.eq(ids::now()),
+                ))
+                .execute(c)?;
+            resource::changed_one(changed)?;
+            if is_default {
+                claim_default(c, id)?;
             }
-            let rows: Vec<BookRow> = apply_sort(q, &p)?.load(c)?;
-            list::page(assemble_many(c, rows)?, &p)
+            if let Some(prices) = &input.prices {
+                write_prices(c, id, prices)?;
+            }
+            let after = find(c, id)?;
+            let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
+            record(c, me, "updated", id, changes, &after)?;
+            Ok(after)
         })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+    }
 
-#[utoipa::path(post, path = "/api/v1/price-books", operation_id = "create_price_book", tag = "products", request_body = PriceBookInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = PriceBook, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/price-books")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<PriceBookInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    body.validate()?;
-    let name = body
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| common::invalid("name", "required", "is required"))?
-        .to_string();
-    let book = state
-        .db(move |c| {
-            db::write_tx(c, |c| {
-                name_taken(c, &name, "")?;
-                let (id, now) = (ids::new_id(), ids::now());
-                let is_default = body.is_default.unwrap_or(false);
-                diesel::insert_into(pb::table)
-                    .values((
-                        pb::id.eq(&id),
-                        pb::name.eq(&name),
-                        pb::description.eq(&body.description),
-                        pb::is_default.eq(is_default),
-                        pb::active.eq(body.active.unwrap_or(true)),
-                        pb::version.eq(1),
-                        pb::created_at.eq(&now),
-                        pb::updated_at.eq(&now),
-                    ))
-                    .execute(c)?;
-                if is_default {
-                    claim_default(c, &id)?;
-                }
-                write_prices(c, &id, body.prices.as_deref().unwrap_or(&[]))?;
-                let book = find(c, &id)?;
-                record(c, &me, "created", &id, common::to_json(&book), &book)?;
-                Ok(book)
-            })
-        })
-        .await?;
-    Ok(respond::created(
-        format!("/api/v1/price-books/{}", book.id),
-        book.version,
-        &book,
-    ))
-}
-
-#[utoipa::path(get, path = "/api/v1/price-books/{id}", operation_id = "get_price_book", tag = "products",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Price book id")),
-    responses((status = 200, description = "The price book with its prices", body = PriceBook), ReadProblems))]
-#[get("/price-books/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsRead)?;
-    let id = path_id(&id)?;
-    let book = state.db(move |c| find(c, &id)).await?;
-    show.check(&book.archived_at, "price book")?;
-    Ok(respond::with_etag(book.version, &book))
-}
-
-#[utoipa::path(patch, path = "/api/v1/price-books/{id}", operation_id = "update_price_book", tag = "products", request_body = PriceBookInput,
-    params(("id" = String, Path, format = "uuid", description = "Price book id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = PriceBook), WriteProblems))]
-#[patch("/price-books/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<PriceBookInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    body.validate()?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let book = state
-        .db(move |c| {
-            db::write_tx(c, |c| {
-                let before = find(c, &id)?;
-                etag::check(expected, before.version)?;
-                let name = body
-                    .name
-                    .as_deref()
-                    .map(str::trim)
-                    .unwrap_or(&before.name)
-                    .to_string();
-                name_taken(c, &name, &id)?;
-                let is_default = body.is_default.unwrap_or(before.is_default);
-                diesel::update(pb::table.find(&id))
-                    .set((
-                        pb::name.eq(&name),
-                        pb::description.eq(body.description.clone().or(before.description.clone())),
-                        pb::is_default.eq(is_default),
-                        pb::active.eq(body.active.unwrap_or(before.active)),
-                        pb::version.eq(before.version + 1),
-                        pb::updated_at.eq(ids::now()),
-                    ))
-                    .execute(c)?;
-                if is_default {
-                    claim_default(c, &id)?;
-                }
-                if let Some(prices) = &body.prices {
-                    write_prices(c, &id, prices)?;
-                }
-                let after = find(c, &id)?;
-                record(
-                    c,
-                    &me,
-                    "updated",
-                    &id,
-                    audit::diff(&common::to_json(&before), &common::to_json(&after), &[]),
-                    &after,
-                )?;
-                Ok(after)
-            })
-        })
-        .await?;
-    Ok(respond::with_etag(book.version, &book))
-}
-
-fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<PriceBook> {
-    db::write_tx(c, |c| {
-        let before = find(c, id)?;
-        let stamp = archiving.then(ids::now);
-        diesel::update(pb::table.find(id))
+    /// An archived book is no longer the default.
+    fn stamp_archived(
+        c: &mut DbConn,
+        id: &str,
+        version: i32,
+        stamp: Option<&str>,
+    ) -> diesel::QueryResult<usize> {
+        let still_default =
+            pb::is_default.and(stamp.is_none().into_sql::<diesel::sql_types::Bool>());
+        diesel::update(pb::table.find(id).filter(pb::version.eq(version)))
             .set((
-                pb::archived_at.eq(&stamp),
-                pb::is_default.eq(before.is_default && !archiving),
-                pb::version.eq(before.version + 1),
+                pb::archived_at.eq(stamp),
+                pb::is_default.eq(still_default),
+                pb::version.eq(version + 1),
                 pb::updated_at.eq(ids::now()),
             ))
-            .execute(c)?;
-        let after = find(c, id)?;
-        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        Ok(after)
-    })
-}
-
-#[utoipa::path(delete, path = "/api/v1/price-books/{id}", operation_id = "archive_price_book", tag = "products",
-    params(("id" = String, Path, format = "uuid", description = "Price book id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/price-books/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(post, path = "/api/v1/price-books/{id}/restore", operation_id = "restore_price_book", tag = "products",
-    params(("id" = String, Path, format = "uuid", description = "Price book id")),
-    responses((status = 200, description = "Restored", body = PriceBook), WriteProblems))]
-#[post("/price-books/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    let id = path_id(&id)?;
-    let book = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(book.version, &book))
+            .execute(c)
+    }
 }

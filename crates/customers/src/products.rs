@@ -2,19 +2,15 @@
 //! of other products with quantities. Quotes and orders (sales) price them from price books.
 
 use crate::common;
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::resource::{self, Resource};
 use crm_core::schema::{product_components as pc, products};
-use crm_core::state::AppState;
 use crm_core::{etag, ids, search};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -360,7 +356,7 @@ fn update_product(
     input.validate()?;
     let cleared = |f: &str| raw.get(f).is_some_and(|v| v.is_null());
     db::write_tx(conn, |c| {
-        let before = find(c, id)?;
+        let before = resource::find_for_write::<Products>(c, me, id)?;
         etag::check(expected, before.version)?;
         let sku = input
             .sku
@@ -380,7 +376,8 @@ fn update_product(
                 new.clone().or(old.clone())
             }
         };
-        diesel::update(products::table.find(id))
+        let changed = diesel::update(products::table.find(id))
+            .filter(products::version.eq(before.version))
             .set((
                 products::sku.eq(&sku),
                 products::name.eq(input.name.as_deref().map(str::trim).unwrap_or(&before.name)),
@@ -403,6 +400,7 @@ fn update_product(
                 products::updated_at.eq(ids::now()),
             ))
             .execute(c)?;
+        resource::changed_one(changed)?;
         if let Some(components) = &input.components {
             write_components(c, id, components)?;
         }
@@ -442,162 +440,53 @@ fn load_page(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<Product>> {
     list::page(assemble_many(conn, rows)?, p)
 }
 
-#[utoipa::path(get, path = "/api/v1/products", tag = "products",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(name|sku|created_at)(,-?(name|sku|created_at))*$", description = "name (default), sku, created_at"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived products"),
-        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Words that start a name, sku or family"),
-        ("family" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact family"),
-        ("sku" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact sku"),
-        ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) products"),
-    ),
-    responses((status = 200, description = "A page of products", body = Page<Product>), ListProblems))]
-#[get("/products")]
-pub async fn list_products(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_page(c, &p)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+/// Products on the resource kernel: everyone reads the catalogue, managers change it.
+pub struct Products;
 
-#[utoipa::path(post, path = "/api/v1/products", operation_id = "create_product", tag = "products", request_body = ProductInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = Product, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/products")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<ProductInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    let p = state.db(move |c| create_product(c, &me, &body)).await?;
-    Ok(respond::created(
-        format!("/api/v1/products/{}", p.id),
-        p.version,
-        &p,
-    ))
-}
+impl Resource for Products {
+    type Record = Product;
+    type Input = ProductInput;
+    crm_core::resource_paths!("products");
+    const ENTITY: &'static str = "product";
+    const TABLE: &'static str = "products";
+    const TAG: &'static str = "products";
+    const READ: Permission = Permission::ProductsRead;
+    const WRITE: Permission = Permission::ProductsManage;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["sku", "name"];
 
-#[utoipa::path(get, path = "/api/v1/products/{id}", operation_id = "get_product", tag = "products",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Product id")),
-    responses((status = 200, description = "The product", body = Product), ReadProblems))]
-#[get("/products/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsRead)?;
-    let id = path_id(&id)?;
-    let p = state.db(move |c| find(c, &id)).await?;
-    show.check(&p.archived_at, "product")?;
-    Ok(respond::with_etag(p.version, &p))
-}
+    crm_core::record_meta!(Product);
 
-#[utoipa::path(patch, path = "/api/v1/products/{id}", operation_id = "update_product", tag = "products", request_body = ProductInput,
-    params(("id" = String, Path, format = "uuid", description = "Product id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = Product), WriteProblems))]
-#[patch("/products/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<serde_json::Value>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let p = state
-        .db(move |c| update_product(c, &me, &id, expected, &body))
-        .await?;
-    Ok(respond::with_etag(p.version, &p))
-}
+    /// The catalogue is public to every role, partners included.
+    fn visible_to(_: &Principal) -> bool {
+        true
+    }
 
-fn set_archived(c: &mut DbConn, me: &Principal, id: &str, archiving: bool) -> ApiResult<Product> {
-    db::write_tx(c, |c| {
-        let before = find(c, id)?;
-        let stamp = archiving.then(ids::now);
-        diesel::update(products::table.find(id))
-            .set((
-                products::archived_at.eq(&stamp),
-                products::version.eq(before.version + 1),
-                products::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after = find(c, id)?;
-        let changes = serde_json::json!({"archived_at": {"from": before.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        Ok(after)
-    })
-}
+    fn find(c: &mut DbConn, _: &Principal, id: &str) -> ApiResult<Product> {
+        find(c, id)
+    }
 
-#[utoipa::path(delete, path = "/api/v1/products/{id}", operation_id = "archive_product", tag = "products",
-    params(("id" = String, Path, format = "uuid", description = "Product id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/products/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
+    fn page(c: &mut DbConn, _: &Principal, p: &ListParams) -> ApiResult<Page<Product>> {
+        load_page(c, p)
+    }
 
-#[utoipa::path(post, path = "/api/v1/products/{id}/restore", operation_id = "restore_product", tag = "products",
-    params(("id" = String, Path, format = "uuid", description = "Product id")),
-    responses((status = 200, description = "Restored", body = Product), WriteProblems))]
-#[post("/products/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::ProductsManage)?;
-    let id = path_id(&id)?;
-    let p = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(p.version, &p))
+    fn create(c: &mut DbConn, me: &Principal, input: &ProductInput) -> ApiResult<Product> {
+        create_product(c, me, input)
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Product> {
+        update_product(c, me, id, expected, patch)
+    }
+
+    crm_core::archive_stamp!(products);
 }
 
 /// Products as an integrable object: an ERP keeps the catalogue in sync by its own ids.
-pub const OBJECT: ObjectKind = ObjectKind {
-    name: "products",
-    entity: "product",
-    read: Permission::ProductsRead,
-    write: Permission::ProductsManage,
-    list_spec: &LIST,
-    get: |c, _, id| Ok(objects::json(find(c, id)?)),
-    create: |c, me, body| {
-        Ok(objects::json(create_product(
-            c,
-            me,
-            &objects::input(body)?,
-        )?))
-    },
-    update: |c, me, id, expected, body| {
-        Ok(objects::json(update_product(c, me, id, expected, body)?))
-    },
-    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
-    list: |c, _, p| load_page(c, p).map(objects::json_page),
-    by_external: crm_core::find_by_external!(products),
-    by_email: None,
-    visible_to: |_| true,
-    input_schema: <ProductInput as utoipa::PartialSchema>::schema,
-};
+pub const OBJECT: ObjectKind =
+    resource::object::<Products>(crm_core::find_by_external!(products), None);

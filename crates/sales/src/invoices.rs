@@ -3,20 +3,16 @@
 //! the payments applied to the invoice (see `crate::payments`). The status is stored as
 //! open, paid or void and read as open, overdue (open and past `due_on`), paid or void.
 
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, Filter, FilterKind, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::resource::{self, Resource};
 use crm_core::schema::{invoices, payments};
-use crm_core::state::AppState;
-use crm_core::{etag, ids};
+use crm_core::{etag, ids, visibility};
 use crm_customers::common;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -284,9 +280,7 @@ crm_core::sortable!(invoices::table, invoices::BoxedQuery<'static, MultiBackend>
 });
 
 pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<InvoiceRow> {
-    if !common::sees_all(me) {
-        return Err(ApiError::not_found("invoice"));
-    }
+    visibility::check_sees(me, "invoice")?;
     invoices::table
         .find(id)
         .first::<InvoiceRow>(conn)
@@ -542,7 +536,8 @@ pub fn update_invoice(
             raw,
             (row.external_source.clone(), row.external_id.clone()),
         )?;
-        diesel::update(invoices::table.find(id))
+        let changed = diesel::update(invoices::table.find(id))
+            .filter(invoices::version.eq(row.version))
             .set((
                 invoices::account_id.eq(&account),
                 invoices::order_id.eq(pick("order_id", &checked.order, &row.order_id)),
@@ -563,6 +558,7 @@ pub fn update_invoice(
                 invoices::updated_at.eq(ids::now()),
             ))
             .execute(c)?;
+        resource::changed_one(changed)?;
         let after: Invoice = find(c, me, id)?.into();
         let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
         record(c, me, "updated", id, changes, &after)?;
@@ -610,10 +606,11 @@ pub fn settle(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<()> {
 }
 
 pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Invoice>> {
-    let mut q = invoices::table.into_boxed::<MultiBackend>();
-    if !common::sees_all(me) {
-        q = q.filter(invoices::id.eq(""));
-    }
+    let mut q = crm_core::visible!(
+        invoices::table.into_boxed::<MultiBackend>(),
+        me,
+        invoices::id
+    );
     if !p.include_archived {
         q = q.filter(invoices::archived_at.is_null());
     }
@@ -665,173 +662,56 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     list::page(rows.into_iter().map(Invoice::from).collect(), p)
 }
 
-#[utoipa::path(get, path = "/api/v1/invoices", tag = "invoices",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(issued_on|due_on|amount_total|number|created_at|updated_at)(,-?(issued_on|due_on|amount_total|number|created_at|updated_at))*$", description = "-issued_on (default), due_on, amount_total, number, created_at, updated_at; `-` for descending"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived invoices"),
-        ("account_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Billed to this account"),
-        ("order_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Billing this order"),
-        ("status" = Option<InvoiceStatus>, Query, nullable = false, description = "open (not yet due), overdue, paid or void"),
-        ("currency" = Option<String>, Query, nullable = false, pattern = "^[A-Z]{3}$", description = "ISO 4217 code"),
-        ("number" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact invoice number"),
-        ("due_before" = Option<String>, Query, nullable = false, format = Date, description = "Due before this date"),
-        ("due_after" = Option<String>, Query, nullable = false, format = Date, description = "Due after this date"),
-        ("issued_after" = Option<String>, Query, nullable = false, format = Date, description = "Issued after this date"),
-        ("issued_before" = Option<String>, Query, nullable = false, format = Date, description = "Issued before this date"),
-        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-    ),
-    responses((status = 200, description = "A page of invoices", body = Page<Invoice>), ListProblems))]
-#[get("/invoices")]
-pub async fn list_invoices(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_page(c, &me, &p)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+/// Invoices on the resource kernel: everyone who sees customers reads them; the
+/// accounting system writes them (`BillingWrite`).
+pub struct Invoices;
 
-#[utoipa::path(post, path = "/api/v1/invoices", operation_id = "create_invoice", tag = "invoices", request_body = InvoiceInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = Invoice, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/invoices")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<InvoiceInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let i = state.db(move |c| create_invoice(c, &me, &body)).await?;
-    Ok(respond::created(
-        format!("/api/v1/invoices/{}", i.id),
-        i.version,
-        &i,
-    ))
-}
+impl Resource for Invoices {
+    type Record = Invoice;
+    type Input = InvoiceInput;
+    crm_core::resource_paths!("invoices");
+    const ENTITY: &'static str = "invoice";
+    const TABLE: &'static str = "invoices";
+    const TAG: &'static str = "invoices";
+    const READ: Permission = Permission::CustomersRead;
+    const WRITE: Permission = Permission::BillingWrite;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &[
+        "account_id",
+        "number",
+        "currency",
+        "amount_total",
+        "issued_on",
+        "due_on",
+    ];
 
-#[utoipa::path(get, path = "/api/v1/invoices/{id}", operation_id = "get_invoice", tag = "invoices",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Invoice id")),
-    responses((status = 200, description = "The invoice", body = Invoice, headers(("ETag" = String))), ReadProblems))]
-#[get("/invoices/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let id = path_id(&id)?;
-    let i: Invoice = state.db(move |c| find(c, &me, &id)).await?.into();
-    show.check(&i.archived_at, "invoice")?;
-    Ok(respond::with_etag(i.version, &i))
-}
+    crm_core::record_meta!(Invoice);
 
-#[utoipa::path(patch, path = "/api/v1/invoices/{id}", operation_id = "update_invoice", tag = "invoices", request_body = InvoiceInput,
-    params(("id" = String, Path, format = "uuid", description = "Invoice id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = Invoice), WriteProblems))]
-#[patch("/invoices/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<serde_json::Value>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let i = state
-        .db(move |c| update_invoice(c, &me, &id, expected, &body))
-        .await?;
-    Ok(respond::with_etag(i.version, &i))
-}
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Invoice> {
+        find(c, me, id).map(Invoice::from)
+    }
 
-pub fn set_archived(
-    conn: &mut DbConn,
-    me: &Principal,
-    id: &str,
-    archiving: bool,
-) -> ApiResult<Invoice> {
-    db::write_tx(conn, |c| {
-        let row = find(c, me, id)?;
-        let stamp = archiving.then(ids::now);
-        diesel::update(invoices::table.find(id))
-            .set((
-                invoices::archived_at.eq(&stamp),
-                invoices::version.eq(row.version + 1),
-                invoices::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after: Invoice = find(c, me, id)?.into();
-        let changes = serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        Ok(after)
-    })
-}
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Invoice>> {
+        load_page(c, me, p)
+    }
 
-#[utoipa::path(delete, path = "/api/v1/invoices/{id}", operation_id = "archive_invoice", tag = "invoices",
-    params(("id" = String, Path, format = "uuid", description = "Invoice id")),
-    responses((status = 204, description = "Archived"), WriteProblems))]
-#[delete("/invoices/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
+    fn create(c: &mut DbConn, me: &Principal, input: &InvoiceInput) -> ApiResult<Invoice> {
+        create_invoice(c, me, input)
+    }
 
-#[utoipa::path(post, path = "/api/v1/invoices/{id}/restore", operation_id = "restore_invoice", tag = "invoices",
-    params(("id" = String, Path, format = "uuid", description = "Invoice id")),
-    responses((status = 200, description = "Restored", body = Invoice), WriteProblems))]
-#[post("/invoices/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let id = path_id(&id)?;
-    let i = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(i.version, &i))
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Invoice> {
+        update_invoice(c, me, id, expected, patch)
+    }
+
+    crm_core::archive_stamp!(invoices);
 }
 
 /// Invoices as an integrable object (upserts, batch, composite, imports, exports, feed).
-pub const OBJECT: ObjectKind = ObjectKind {
-    name: "invoices",
-    entity: "invoice",
-    read: Permission::CustomersRead,
-    write: Permission::BillingWrite,
-    list_spec: &LIST,
-    get: |c, me, id| Ok(objects::json(Invoice::from(find(c, me, id)?))),
-    create: |c, me, body| {
-        Ok(objects::json(create_invoice(
-            c,
-            me,
-            &objects::input(body)?,
-        )?))
-    },
-    update: |c, me, id, expected, body| {
-        Ok(objects::json(update_invoice(c, me, id, expected, body)?))
-    },
-    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
-    list: |c, me, p| load_page(c, me, p).map(objects::json_page),
-    by_external: crm_core::find_by_external!(invoices),
-    by_email: None,
-    visible_to: common::sees_all,
-    input_schema: <InvoiceInput as utoipa::PartialSchema>::schema,
-};
+pub const OBJECT: ObjectKind =
+    resource::object::<Invoices>(crm_core::find_by_external!(invoices), None);

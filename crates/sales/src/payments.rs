@@ -5,20 +5,16 @@
 //! payments (see `crate::balances`).
 
 use crate::invoices::{self, date_field, date_filter, id_field, is_currency, InvoiceRow};
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
 use crm_core::error::{ApiError, ApiResult, FieldError};
-use crm_core::extract::{if_match, path_id, Json, ShowArchived};
 use crm_core::list::{self, Filter, FilterKind, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
-use crm_core::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crm_core::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crm_core::resource::{self, Resource};
 use crm_core::schema::payments;
-use crm_core::state::AppState;
-use crm_core::{etag, ids};
+use crm_core::{etag, ids, visibility};
 use crm_customers::common;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -190,9 +186,7 @@ crm_core::sortable!(payments::table, payments::BoxedQuery<'static, MultiBackend>
 });
 
 pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<PaymentRow> {
-    if !common::sees_all(me) {
-        return Err(ApiError::not_found("payment"));
-    }
+    visibility::check_sees(me, "payment")?;
     payments::table
         .find(id)
         .first::<PaymentRow>(conn)
@@ -405,6 +399,7 @@ pub fn update_payment(
         return Err(ApiError::validation(stuck));
     }
     db::write_tx(conn, |c| {
+        db::lock_row(c, Payments::TABLE, id)?;
         let row = find(c, me, id)?;
         etag::check(expected, row.version)?;
         let before: Payment = row.clone().into();
@@ -448,7 +443,8 @@ pub fn update_payment(
             .method
             .map(Method::as_str)
             .unwrap_or(row.method.as_str());
-        diesel::update(payments::table.find(id))
+        let changed = diesel::update(payments::table.find(id))
+            .filter(payments::version.eq(row.version))
             .set((
                 payments::account_id.eq(&account),
                 payments::invoice_id.eq(&invoice_id),
@@ -467,6 +463,7 @@ pub fn update_payment(
                 payments::updated_at.eq(ids::now()),
             ))
             .execute(c)?;
+        resource::changed_one(changed)?;
         let after: Payment = find(c, me, id)?.into();
         let changes = audit::diff(&common::to_json(&before), &common::to_json(&after), &[]);
         record(c, me, "updated", id, changes, &after)?;
@@ -496,10 +493,11 @@ impl<T> OptionalFound<T> for ApiResult<T> {
 }
 
 pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Payment>> {
-    let mut q = payments::table.into_boxed::<MultiBackend>();
-    if !common::sees_all(me) {
-        q = q.filter(payments::id.eq(""));
-    }
+    let mut q = crm_core::visible!(
+        payments::table.into_boxed::<MultiBackend>(),
+        me,
+        payments::id
+    );
     if !p.include_archived {
         q = q.filter(payments::archived_at.is_null());
     }
@@ -538,190 +536,81 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     list::page(rows.into_iter().map(Payment::from).collect(), p)
 }
 
-#[utoipa::path(get, path = "/api/v1/payments", tag = "payments",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(received_on|amount|created_at|updated_at)(,-?(received_on|amount|created_at|updated_at))*$", description = "-received_on (default), amount, created_at, updated_at; `-` for descending"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived payments"),
-        ("account_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Paid by this account"),
-        ("invoice_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Applied to this invoice"),
-        ("unapplied" = Option<bool>, Query, nullable = false, description = "true: only payments not applied to an invoice; false: only applied ones"),
-        ("currency" = Option<String>, Query, nullable = false, pattern = "^[A-Z]{3}$", description = "ISO 4217 code"),
-        ("method" = Option<Method>, Query, nullable = false, description = "bank_transfer, card, cash, check or other"),
-        ("received_after" = Option<String>, Query, nullable = false, format = Date, description = "Received after this date"),
-        ("received_before" = Option<String>, Query, nullable = false, format = Date, description = "Received before this date"),
-        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-    ),
-    responses((status = 200, description = "A page of payments", body = Page<Payment>), ListProblems))]
-#[get("/payments")]
-pub async fn list_payments(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let p = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_page(c, &me, &p)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
+/// Payments on the resource kernel, written like invoices by the accounting system.
+pub struct Payments;
 
-#[utoipa::path(post, path = "/api/v1/payments", operation_id = "create_payment", tag = "payments", request_body = PaymentInput,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created; the invoice it pays is settled", body = Payment, headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/payments")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<PaymentInput>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let p = state.db(move |c| create_payment(c, &me, &body)).await?;
-    Ok(respond::created(
-        format!("/api/v1/payments/{}", p.id),
-        p.version,
-        &p,
-    ))
-}
+impl Resource for Payments {
+    type Record = Payment;
+    type Input = PaymentInput;
+    crm_core::resource_paths!("payments");
+    const ENTITY: &'static str = "payment";
+    const TABLE: &'static str = "payments";
+    const TAG: &'static str = "payments";
+    const READ: Permission = Permission::CustomersRead;
+    const WRITE: Permission = Permission::BillingWrite;
+    const LIST: &'static ListSpec = &LIST;
+    /// `account_id` and `currency` too, unless `invoice_id` gives them.
+    const REQUIRED: &'static [&'static str] = &["amount", "received_on"];
+    const ARCHIVED: &'static str = "Archived; its invoice is settled again";
 
-#[utoipa::path(get, path = "/api/v1/payments/{id}", operation_id = "get_payment", tag = "payments",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "Payment id")),
-    responses((status = 200, description = "The payment", body = Payment, headers(("ETag" = String))), ReadProblems))]
-#[get("/payments/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::CustomersRead)?;
-    let id = path_id(&id)?;
-    let p: Payment = state.db(move |c| find(c, &me, &id)).await?.into();
-    show.check(&p.archived_at, "payment")?;
-    Ok(respond::with_etag(p.version, &p))
-}
+    crm_core::record_meta!(Payment);
 
-#[utoipa::path(patch, path = "/api/v1/payments/{id}", operation_id = "update_payment", tag = "payments", request_body = PaymentInput,
-    params(("id" = String, Path, format = "uuid", description = "Payment id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated; the invoices it left and joined are settled", body = Payment), WriteProblems))]
-#[patch("/payments/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<serde_json::Value>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let p = state
-        .db(move |c| update_payment(c, &me, &id, expected, &body))
-        .await?;
-    Ok(respond::with_etag(p.version, &p))
-}
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Payment> {
+        find(c, me, id).map(Payment::from)
+    }
 
-/// Archive or restore a payment and settle its invoice. A payment whose invoice has since
-/// changed account or currency cannot be restored (409).
-pub fn set_archived(
-    conn: &mut DbConn,
-    me: &Principal,
-    id: &str,
-    archiving: bool,
-) -> ApiResult<Payment> {
-    db::write_tx(conn, |c| {
-        let row = find(c, me, id)?;
-        if !archiving {
-            if let Some(inv) = &row.invoice_id {
-                invoices::lock(c, inv)?;
-                if let Some(invoice) = invoices::find(c, me, inv).optional_found()? {
-                    if !mismatches(&invoice, &row.account_id, &row.currency).is_empty() {
-                        return Err(ApiError::Conflict(
-                            "the invoice this payment was applied to now has another account \
-                             or currency; un-apply it (invoice_id: null) before restoring"
-                                .into(),
-                        ));
-                    }
-                }
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Payment>> {
+        load_page(c, me, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &PaymentInput) -> ApiResult<Payment> {
+        create_payment(c, me, input)
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Payment> {
+        update_payment(c, me, id, expected, patch)
+    }
+
+    crm_core::archive_stamp!(payments);
+
+    /// A payment whose invoice has since changed account or currency cannot be restored.
+    fn before_archive(
+        c: &mut DbConn,
+        me: &Principal,
+        p: &Payment,
+        archiving: bool,
+    ) -> ApiResult<()> {
+        let Some(inv) = p.invoice_id.as_deref().filter(|_| !archiving) else {
+            return Ok(());
+        };
+        invoices::lock(c, inv)?;
+        if let Some(invoice) = invoices::find(c, me, inv).optional_found()? {
+            if !mismatches(&invoice, &p.account_id, &p.currency).is_empty() {
+                return Err(ApiError::Conflict(
+                    "the invoice this payment was applied to now has another account \
+                     or currency; un-apply it (invoice_id: null) before restoring"
+                        .into(),
+                ));
             }
         }
-        let stamp = archiving.then(ids::now);
-        diesel::update(payments::table.find(id))
-            .set((
-                payments::archived_at.eq(&stamp),
-                payments::version.eq(row.version + 1),
-                payments::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after: Payment = find(c, me, id)?.into();
-        let changes = serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}});
-        record(
-            c,
-            me,
-            if archiving { "archived" } else { "restored" },
-            id,
-            changes,
-            &after,
-        )?;
-        if let Some(inv) = &row.invoice_id {
-            invoices::settle(c, me, inv)?;
+        Ok(())
+    }
+
+    /// Its invoice's `amount_paid` and status follow.
+    fn after_archive(c: &mut DbConn, me: &Principal, p: &Payment, _: bool) -> ApiResult<()> {
+        match &p.invoice_id {
+            Some(inv) => invoices::settle(c, me, inv),
+            None => Ok(()),
         }
-        Ok(after)
-    })
-}
-
-#[utoipa::path(delete, path = "/api/v1/payments/{id}", operation_id = "archive_payment", tag = "payments",
-    params(("id" = String, Path, format = "uuid", description = "Payment id")),
-    responses((status = 204, description = "Archived; its invoice is settled again"), WriteProblems))]
-#[delete("/payments/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &me, &id, true)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(post, path = "/api/v1/payments/{id}/restore", operation_id = "restore_payment", tag = "payments",
-    params(("id" = String, Path, format = "uuid", description = "Payment id")),
-    responses((status = 200, description = "Restored; its invoice is settled again", body = Payment), WriteProblems))]
-#[post("/payments/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::BillingWrite)?;
-    let id = path_id(&id)?;
-    let p = state.db(move |c| set_archived(c, &me, &id, false)).await?;
-    Ok(respond::with_etag(p.version, &p))
+    }
 }
 
 /// Payments as an integrable object (upserts, batch, composite, imports, exports, feed).
-pub const OBJECT: ObjectKind = ObjectKind {
-    name: "payments",
-    entity: "payment",
-    read: Permission::CustomersRead,
-    write: Permission::BillingWrite,
-    list_spec: &LIST,
-    get: |c, me, id| Ok(objects::json(Payment::from(find(c, me, id)?))),
-    create: |c, me, body| {
-        Ok(objects::json(create_payment(
-            c,
-            me,
-            &objects::input(body)?,
-        )?))
-    },
-    update: |c, me, id, expected, body| {
-        Ok(objects::json(update_payment(c, me, id, expected, body)?))
-    },
-    archive: |c, me, id| set_archived(c, me, id, true).map(|_| ()),
-    list: |c, me, p| load_page(c, me, p).map(objects::json_page),
-    by_external: crm_core::find_by_external!(payments),
-    by_email: None,
-    visible_to: common::sees_all,
-    input_schema: <PaymentInput as utoipa::PartialSchema>::schema,
-};
+pub const OBJECT: ObjectKind =
+    resource::object::<Payments>(crm_core::find_by_external!(payments), None);

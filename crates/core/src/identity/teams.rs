@@ -6,7 +6,6 @@ use crate::auth::Principal;
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::list::{self, ListParams, ListSpec, Page};
-use crate::resource::Meta;
 use crate::schema::{teams, users};
 use crate::{etag, ids};
 use diesel::prelude::*;
@@ -126,14 +125,7 @@ impl crate::resource::Resource for Teams {
     const LIST: &'static ListSpec = &LIST;
     const REQUIRED: &'static [&'static str] = &["name"];
 
-    fn meta(t: &Team) -> Meta<'_> {
-        Meta {
-            id: &t.id,
-            version: t.version,
-            archived_at: t.archived_at.as_deref(),
-            owner_id: None,
-        }
-    }
+    crate::record_meta!(Team);
 
     fn find(c: &mut DbConn, _me: &Principal, id: &str) -> ApiResult<Team> {
         find(c, id)
