@@ -9,6 +9,8 @@ mod api_keys;
 mod auth;
 #[path = "api/billing.rs"]
 mod billing;
+#[path = "api/concurrency.rs"]
+mod concurrency;
 #[path = "api/contract.rs"]
 mod contract;
 #[path = "api/conventions.rs"]

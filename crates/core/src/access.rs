@@ -202,13 +202,7 @@ pub const IDENTITY_OPERATIONS: &[Operation] = {
         Operation::new("GET", "/api/v1/api-keys", Needs(ApiKeysOwn)),
         Operation::new("DELETE", "/api/v1/api-keys/{id}", Needs(ApiKeysOwn))
             .owned(Ownership::OwnerOnly(ApiKeysAll)),
-        Operation::new("GET", "/api/v1/users", Needs(UsersRead)),
         Operation::new("GET", "/api/v1/users/me", Authenticated),
-        Operation::new("POST", "/api/v1/users", Needs(UsersManage)),
-        Operation::new("GET", "/api/v1/users/{id}", Needs(UsersRead)),
-        Operation::new("PATCH", "/api/v1/users/{id}", Needs(UsersManage)),
-        Operation::new("DELETE", "/api/v1/users/{id}", Needs(UsersManage)),
-        Operation::new("POST", "/api/v1/users/{id}/restore", Needs(UsersManage)),
         Operation::new("GET", "/api/v1/jobs", Needs(JobsManage)),
         Operation::new("GET", "/api/v1/jobs/{id}", Needs(JobsManage)),
         Operation::new("POST", "/api/v1/jobs/{id}/retry", Needs(JobsManage)),

@@ -228,13 +228,13 @@ pub fn backend_of(conn: &DbConn) -> BackendKind {
 /// that reads and then writes fails with SQLITE_BUSY when another writer committed in
 /// between, and the busy timeout cannot help it; a no-op write to the lock table makes
 /// SQLite take the lock up front (waiting up to the busy timeout). PostgreSQL writers run
-/// concurrently: updates carry `WHERE version = ?`, uniqueness is the database's, and the
-/// change feed stays gap-free by transaction ids (`integrations::feed::Position`).
+/// concurrently: a write locks the rows it reads to change (`lock_row`, `lock_key`),
+/// updates carry `WHERE version = ?`, uniqueness is the database's, and the change feed
+/// stays gap-free by transaction ids (`integrations::feed::Position`).
 pub fn take_write_lock(conn: &mut DbConn) -> diesel::QueryResult<()> {
     match backend_of(conn) {
         BackendKind::Sqlite => conn.batch_execute("UPDATE write_lock SET n = n WHERE n < 0"),
-        // Still serialised until every write path locks the rows it changes.
-        BackendKind::Postgres => conn.batch_execute("SELECT pg_advisory_xact_lock(72657)"),
+        BackendKind::Postgres => Ok(()),
     }
 }
 
@@ -252,6 +252,32 @@ pub fn lock_row(conn: &mut DbConn, table: &'static str, id: &str) -> diesel::Que
         }
         DbConn::Sqlite(_) => Ok(()),
     }
+}
+
+/// Lock a value that is not a row yet (an external key, an email being upserted, a unique
+/// custom value) for the rest of the write transaction, so two writers checking that it is
+/// free take turns instead of both inserting it. PostgreSQL: a transaction-scoped advisory
+/// lock on the value's hash (a collision only makes unrelated writers wait); SQLite's
+/// write transactions are serial already.
+pub fn lock_key(conn: &mut DbConn, key: &str) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Pg(pg) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .execute(pg)
+                .map(|_| ())
+        }
+        DbConn::Sqlite(_) => Ok(()),
+    }
+}
+
+/// Lock several rows of one table, in id order so that two writers locking overlapping
+/// sets (two merges) cannot deadlock.
+pub fn lock_rows(conn: &mut DbConn, table: &'static str, ids: &[&str]) -> diesel::QueryResult<()> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().try_for_each(|id| lock_row(conn, table, id))
 }
 
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>

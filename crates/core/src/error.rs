@@ -260,9 +260,26 @@ impl From<diesel::result::Error> for ApiError {
                     "a referenced record does not exist",
                 )])
             }
+            // PostgreSQL writers run concurrently: one that lost a deadlock, or waited past
+            // `lock_timeout` for a row another holds, wrote nothing and may simply retry.
+            E::DatabaseError(K::SerializationFailure, _) => concurrent_write(),
+            E::DatabaseError(K::Unknown, info)
+                if info.message().contains("deadlock detected")
+                    || info.message().contains("lock timeout") =>
+            {
+                concurrent_write()
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+fn concurrent_write() -> ApiError {
+    ApiError::Conflict(
+        "another write to the same records ran at the same time and this one was rolled \
+         back; nothing was written, retry it"
+            .into(),
+    )
 }
 
 impl From<r2d2::Error> for ApiError {

@@ -225,13 +225,24 @@ fn claim_key(
         let abandoned = ids::now_plus(-lease);
         match existing {
             // The request that claimed the key stopped before writing anything: run it.
-            Some((id, claimed_at, false, (stored_hash, None, _, _)))
-                if claimed_at < abandoned && stored_hash == hash =>
+            Some((id, claimed_at, false, stored))
+                if stored.1.is_none() && claimed_at < abandoned && stored.0 == hash =>
             {
-                diesel::update(ik::table.find(&id))
-                    .set(ik::created_at.eq(ids::now()))
-                    .execute(c)?;
-                Ok(Claim::Proceed(id))
+                // Of two retries taking over at once, the one whose update still finds the
+                // old claim runs; the other answers as for a request in flight.
+                let taken = diesel::update(
+                    ik::table
+                        .find(&id)
+                        .filter(ik::created_at.eq(&claimed_at))
+                        .filter(ik::write_committed.eq(false)),
+                )
+                .set(ik::created_at.eq(ids::now()))
+                .execute(c)?;
+                if taken == 1 {
+                    Ok(Claim::Proceed(id))
+                } else {
+                    Ok(Claim::Replay(stored, false))
+                }
             }
             Some((_, _, written, stored)) => Ok(Claim::Replay(stored, written)),
             None => {

@@ -235,6 +235,7 @@ fn upsert(
                     }
                 }
             }
+            crate::db::lock_key(conn, &format!("{}:external:{source}:{id}", kind.name))?;
             (kind.by_external)(conn, source, id)?
         }
         MatchKey::Email(email) => {
@@ -244,7 +245,9 @@ fn upsert(
                     kind.name
                 )));
             };
-            let found = find(conn, &email.trim().to_lowercase())?;
+            let email = email.trim().to_lowercase();
+            crate::db::lock_key(conn, &format!("{}:email:{email}", kind.name))?;
+            let found = find(conn, &email)?;
             if found.is_none() && !fields.contains_key("emails") {
                 fields.insert(
                     "emails".into(),

@@ -268,6 +268,8 @@ fn check_parent(conn: &mut DbConn, id: &str, parent: &Option<String>) -> ApiResu
     let Some(raw) = parent else { return Ok(None) };
     let parent = ids::parse_id(raw)
         .ok_or_else(|| common::invalid("parent_id", "reference", "no such account"))?;
+    // Parent changes take turns, or "A under B" and "B under A" could both pass the check.
+    db::lock_key(conn, "accounts:hierarchy")?;
     common::check_exists(|| exists(conn, &parent), "parent_id", "account")?;
     check_no_cycle(conn, id, &parent)?;
     Ok(Some(parent))

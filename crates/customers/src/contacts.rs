@@ -446,6 +446,10 @@ fn check_parts(conn: &mut DbConn, input: &ContactInput) -> ApiResult<Vec<String>
         }
     }
     if let Some(h) = &input.household_id {
+        if let Some(id) = ids::parse_id(h) {
+            // Held until commit, so the household cannot be archived under the new member.
+            db::lock_row(conn, "households", &id)?;
+        }
         let ok = ids::parse_id(h)
             .map(|id| {
                 households::table

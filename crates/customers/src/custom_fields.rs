@@ -278,6 +278,9 @@ pub fn apply(
         match check_value(def, value) {
             Err(e) => errors.push(e),
             Ok((text, number)) => {
+                if def.unique {
+                    db::lock_key(conn, &format!("custom:{object}:{key}"))?;
+                }
                 if def.unique && taken(conn, object, record_id, key, &text, number)? {
                     return Err(ApiError::Conflict(format!(
                         "another {object} already has this {key}"
@@ -820,22 +823,27 @@ pub async fn update_field(
                     ));
                 }
                 check_def(&body, before.kind())?;
-                diesel::update(cf::table.find(&before.id))
-                    .set((
-                        cf::label.eq(body.label.clone().unwrap_or(before.label.clone())),
-                        cf::required.eq(body.required.unwrap_or(before.required)),
-                        cf::is_unique.eq(body.unique.unwrap_or(before.unique)),
-                        cf::min_value.eq(body.min.or(before.min)),
-                        cf::max_value.eq(body.max.or(before.max)),
-                        cf::options.eq(body
-                            .options
-                            .as_ref()
-                            .map(common::json_text)
-                            .unwrap_or(before.options.clone())),
-                        cf::version.eq(before.version + 1),
-                        cf::updated_at.eq(ids::now()),
-                    ))
-                    .execute(c)?;
+                let changed = diesel::update(
+                    cf::table
+                        .find(&before.id)
+                        .filter(cf::version.eq(before.version)),
+                )
+                .set((
+                    cf::label.eq(body.label.clone().unwrap_or(before.label.clone())),
+                    cf::required.eq(body.required.unwrap_or(before.required)),
+                    cf::is_unique.eq(body.unique.unwrap_or(before.unique)),
+                    cf::min_value.eq(body.min.or(before.min)),
+                    cf::max_value.eq(body.max.or(before.max)),
+                    cf::options.eq(body
+                        .options
+                        .as_ref()
+                        .map(common::json_text)
+                        .unwrap_or(before.options.clone())),
+                    cf::version.eq(before.version + 1),
+                    cf::updated_at.eq(ids::now()),
+                ))
+                .execute(c)?;
+                crm_core::resource::changed_one(changed)?;
                 let after: FieldDef = cf::table.find(&before.id).first(c)?;
                 audit::record(
                     c,
@@ -875,12 +883,14 @@ pub async fn archive_field(
         .db(move |c| {
             db::write_tx(c, |c| {
                 let def = find_def(c, &object, &key)?;
-                diesel::update(cf::table.find(&def.id))
-                    .set((
-                        cf::archived_at.eq(ids::now()),
-                        cf::version.eq(def.version + 1),
-                    ))
-                    .execute(c)?;
+                let changed =
+                    diesel::update(cf::table.find(&def.id).filter(cf::version.eq(def.version)))
+                        .set((
+                            cf::archived_at.eq(ids::now()),
+                            cf::version.eq(def.version + 1),
+                        ))
+                        .execute(c)?;
+                crm_core::resource::changed_one(changed)?;
                 audit::record(
                     c,
                     Change {

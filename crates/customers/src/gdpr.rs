@@ -175,6 +175,7 @@ fn merged_away(conn: &mut DbConn, id: &str) -> ApiResult<Vec<String>> {
 
 fn erase(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
     db::write_tx(conn, |c| {
+        db::lock_row(c, "contacts", id)?;
         let row = contacts::find_row(c, me, id)?;
         if row.erased_at.is_some() {
             return Err(ApiError::Conflict("this contact was already erased".into()));

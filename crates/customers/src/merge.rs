@@ -129,6 +129,13 @@ pub struct MergeRequest {
     pub merged_ids: Vec<String>,
 }
 
+/// Lock every record a merge touches before reading any of them.
+fn lock_request(c: &mut DbConn, table: &'static str, req: &MergeRequest) -> ApiResult<()> {
+    let mut all: Vec<&str> = req.merged_ids.iter().map(String::as_str).collect();
+    all.push(&req.survivor_id);
+    Ok(db::lock_rows(c, table, &all)?)
+}
+
 /// Check a merge request: ids well formed, the survivor not among the merged, none archived.
 fn check_request(
     req: &MergeRequest,
@@ -266,6 +273,7 @@ fn merge_contact_into(conn: &mut DbConn, survivor: &Contact, merged: &str) -> Ap
 
 fn merge_contacts(conn: &mut DbConn, me: &Principal, req: &MergeRequest) -> ApiResult<Contact> {
     db::write_tx(conn, |c| {
+        lock_request(c, "contacts", req)?;
         let (survivor_id, merged) = check_request(req, |id| {
             Ok(con::table
                 .find(id)
@@ -333,6 +341,7 @@ fn merge_contacts(conn: &mut DbConn, me: &Principal, req: &MergeRequest) -> ApiR
 
 fn merge_accounts(conn: &mut DbConn, me: &Principal, req: &MergeRequest) -> ApiResult<Account> {
     db::write_tx(conn, |c| {
+        lock_request(c, "accounts", req)?;
         let (survivor_id, merged) = check_request(req, |id| {
             Ok(acc::table
                 .find(id)

@@ -202,6 +202,8 @@ fn write_components(conn: &mut DbConn, id: &str, components: &[Component]) -> Ap
     let mut clean: Vec<(String, i32)> = vec![];
     for (i, c) in components.iter().enumerate() {
         let field = format!("components[{i}]");
+        // Bundle changes take turns, so two cannot make a cycle between them.
+        db::lock_key(conn, "products:bundles")?;
         let Some(pid) = ids::parse_id(&c.product_id) else {
             errors.push(FieldError::new(
                 &format!("{field}.product_id"),

@@ -218,6 +218,7 @@ pub async fn revoke(
     state
         .db(move |c| {
             db::write_tx(c, |c| {
+                db::lock_row(c, "api_keys", &id)?;
                 let key = find(c, &id)?;
                 if key.user_id != me.user_id && !auth::role_may(&me, Permission::ApiKeysAll) {
                     return Err(ApiError::not_found("API key"));

@@ -27,7 +27,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api_keys::create)
         .service(api_keys::list_keys)
         .service(api_keys::revoke)
-        .service(users::list_users)
         // A resource without a method guard, so that other methods on `/users/me` get a
         // 405 here instead of falling through to `/users/{id}`.
         .service(
@@ -35,11 +34,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .route(web::get().to(users::get_me))
                 .default_service(crate::extract::only("GET")),
         )
-        .service(users::create)
-        .service(users::get_one)
-        .service(users::update)
-        .service(users::archive_one)
-        .service(users::restore_one)
         .service(admin::list_jobs)
         .service(admin::get_job)
         .service(admin::retry_job)
@@ -47,14 +41,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
     resource_routes(cfg);
 }
 
-crate::resources!(teams::Teams);
+crate::resources!(users::Users, teams::Teams);
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
         sessions::login, sessions::refresh, sessions::logout,
         api_keys::create, api_keys::list_keys, api_keys::revoke,
-        users::list_users, users::get_me, users::create, users::get_one, users::update, users::archive_one, users::restore_one,
+        users::get_me,
         admin::list_jobs, admin::get_job, admin::retry_job, admin::list_audit,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),

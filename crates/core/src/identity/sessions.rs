@@ -215,9 +215,14 @@ pub async fn refresh(
                 let (Some(_), Some(role)) = (live, user) else {
                     return Ok(Err("the refresh token has expired or the user is inactive"));
                 };
-                diesel::update(rt::table.find(&id))
+                // Only one of two concurrent refreshes of the same token rotates it; the
+                // other finds it revoked and counts as reuse.
+                let rotated = diesel::update(rt::table.find(&id).filter(rt::revoked_at.is_null()))
                     .set(rt::revoked_at.eq(&now))
                     .execute(c)?;
+                if rotated == 0 {
+                    return Ok(Err("the refresh token was already used; log in again"));
+                }
                 let role = Role::parse(&role).ok_or_else(|| ApiError::internal("bad role"))?;
                 issue_pair(&st, c, &user_id, role, &family).map(Ok)
             })

@@ -5,14 +5,12 @@ use crate::audit::{self, Actor, Change};
 use crate::auth::{hash_password, Principal};
 use crate::db::{self, DbConn, MultiBackend};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{if_match, path_id, Json, ShowArchived};
-use crate::list::{self, Filter, ListSpec, Page};
-use crate::params::{IdempotencyParams, IfMatchParams, PageParams};
-use crate::respond::{self, ListProblems, ReadProblems, WriteProblems};
+use crate::list::{self, Filter, ListParams, ListSpec, Page};
+use crate::respond::{self, ReadProblems};
 use crate::schema::{teams, users};
 use crate::state::AppState;
 use crate::{etag, ids};
-use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -144,6 +142,8 @@ fn check_team(conn: &mut DbConn, team_id: &Option<String>) -> ApiResult<Option<S
     let Some(raw) = team_id else { return Ok(None) };
     let invalid = || ApiError::field("team_id", "reference", "no such team");
     let id = ids::parse_id(raw).ok_or_else(invalid)?;
+    // Held until commit, so the team cannot be archived under its new member.
+    db::lock_row(conn, "teams", &id)?;
     let exists: i64 = teams::table
         .filter(teams::id.eq(&id))
         .filter(teams::archived_at.is_null())
@@ -217,7 +217,7 @@ fn find(conn: &mut DbConn, id: &str) -> ApiResult<UserRow> {
         .ok_or_else(|| ApiError::not_found("user"))
 }
 
-fn load_users(conn: &mut DbConn, p: &list::ListParams) -> ApiResult<Page<User>> {
+fn load_users(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<User>> {
     let mut q = users::table.into_boxed::<MultiBackend>();
     if !p.include_archived {
         q = q.filter(users::archived_at.is_null());
@@ -255,77 +255,11 @@ fn load_users(conn: &mut DbConn, p: &list::ListParams) -> ApiResult<Page<User>> 
     list::page(rows.into_iter().map(User::from).collect(), p)
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users",
-    params(
-        PageParams,
-        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|updated_at|email|name)(,-?(created_at|updated_at|email|name))*$", description = "Comma-separated fields, `-` for descending: created_at, updated_at, email, name"),
-        ("include_archived" = Option<bool>, Query, nullable = false, description = "Include archived users"),
-        ("q" = Option<String>, Query, nullable = false, min_length = 1, description = "Prefix of the email or name"),
-        ("role" = Option<Role>, Query, nullable = false, description = "Only users with this role"),
-        ("team_id" = Option<String>, Query, nullable = false, format = "uuid", description = "Only members of this team"),
-        ("active" = Option<bool>, Query, nullable = false, description = "Only active (or inactive) users"),
-        ("email" = Option<String>, Query, nullable = false, min_length = 1, description = "Exact email"),
-        ("created_after" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-        ("created_before" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 timestamp"),
-    ),
-    responses((status = 200, description = "A page of users", body = Page<User>), ListProblems))]
-#[get("/users")]
-pub async fn list_users(
-    state: web::Data<AppState>,
-    me: Principal,
-    query: web::Query<Vec<(String, String)>>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::UsersRead)?;
-    let params = list::parse(query.into_inner(), &LIST)?;
-    let page = state.db(move |c| load_users(c, &params)).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
     responses((status = 200, description = "The calling user", body = User), ReadProblems))]
 pub async fn get_me(state: web::Data<AppState>, me: Principal) -> ApiResult<HttpResponse> {
     let row = state.db(move |c| find(c, &me.user_id)).await?;
     Ok(respond::with_etag(row.version, &User::from(row)))
-}
-
-#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "get_user", tag = "users",
-    params(ShowArchived, ("id" = String, Path, format = "uuid", description = "User id")),
-    responses((status = 200, description = "The user", body = User,
-        headers(("ETag" = String, description = "Version, for If-Match"))), ReadProblems))]
-#[get("/users/{id}")]
-pub async fn get_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    show: web::Query<ShowArchived>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::UsersRead)?;
-    let id = path_id(&id)?;
-    let row = state.db(move |c| find(c, &id)).await?;
-    show.check(&row.archived_at, "user")?;
-    Ok(respond::with_etag(row.version, &User::from(row)))
-}
-
-#[utoipa::path(post, path = "/api/v1/users", operation_id = "create_user", tag = "users", request_body = CreateUser,
-    params(IdempotencyParams),
-    responses((status = 201, description = "Created", body = User,
-        headers(("Location" = String), ("ETag" = String))), WriteProblems))]
-#[post("/users")]
-pub async fn create(
-    state: web::Data<AppState>,
-    me: Principal,
-    body: Json<CreateUser>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::UsersManage)?;
-    let actor = Actor::from(&me);
-    let user = state
-        .db(move |c| create_user(c, &body.into_inner(), &actor))
-        .await?;
-    Ok(respond::created(
-        format!("/api/v1/users/{}", user.id),
-        user.version,
-        &user,
-    ))
 }
 
 fn update_user(
@@ -338,6 +272,7 @@ fn update_user(
     input.validate()?;
     let hash = input.password.as_deref().map(hash_password).transpose()?;
     db::write_tx(conn, |c| {
+        db::lock_row(c, "users", id)?;
         let row = find(c, id)?;
         etag::check(expected, row.version)?;
         if row.id == me.user_id
@@ -369,11 +304,7 @@ fn update_user(
                 users::updated_at.eq(&now),
             ))
             .execute(c)?;
-        if updated == 0 {
-            return Err(ApiError::PreconditionFailed(
-                "the user changed concurrently; retry".into(),
-            ));
-        }
+        crate::resource::changed_one(updated)?;
         let after: User = find(c, id)?.into();
         let mut changes = audit::diff(&to_json(&before), &to_json(&after), &[]);
         if input.password.is_some() {
@@ -401,91 +332,64 @@ fn update_user(
     })
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "update_user", tag = "users", request_body = UpdateUser,
-    params(("id" = String, Path, format = "uuid", description = "User id"),
-        IfMatchParams),
-    responses((status = 200, description = "Updated", body = User), WriteProblems))]
-#[patch("/users/{id}")]
-pub async fn update(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-    body: Json<UpdateUser>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::UsersManage)?;
-    let id = path_id(&id)?;
-    let expected = if_match(&req)?;
-    let user = state
-        .db(move |c| update_user(c, &id, expected, body.into_inner(), &me))
-        .await?;
-    Ok(respond::with_etag(user.version, &user))
-}
+/// Users on the resource kernel: internal roles read the directory, admins manage it.
+pub struct Users;
 
-/// Archive (`archive = true`) or restore a user.
-fn set_archived(conn: &mut DbConn, id: &str, archiving: bool, me: &Principal) -> ApiResult<User> {
-    if archiving && id == me.user_id {
-        return Err(ApiError::Conflict(
-            "you cannot archive yourself; ask another admin".into(),
-        ));
+impl crate::resource::Resource for Users {
+    type Record = User;
+    type Input = CreateUser;
+    crate::resource_paths!("users");
+    const ENTITY: &'static str = "user";
+    const TABLE: &'static str = "users";
+    const TAG: &'static str = "users";
+    const READ: Permission = Permission::UsersRead;
+    const WRITE: Permission = Permission::UsersManage;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &["email", "name", "role"];
+    const ARCHIVED: &'static str = "Archived; the user can no longer sign in";
+
+    crate::record_meta!(User);
+
+    fn find(c: &mut DbConn, _: &Principal, id: &str) -> ApiResult<User> {
+        find(c, id).map(User::from)
     }
-    db::write_tx(conn, |c| {
-        let row = find(c, id)?;
-        let stamp = if archiving { Some(ids::now()) } else { None };
-        diesel::update(users::table.find(id))
-            .set((
-                users::archived_at.eq(&stamp),
-                users::version.eq(row.version + 1),
-                users::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
-        let after: User = find(c, id)?.into();
-        if archiving {
-            super::sessions::revoke_sessions(c, id, true)?;
+
+    fn page(c: &mut DbConn, _: &Principal, p: &ListParams) -> ApiResult<Page<User>> {
+        load_users(c, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &CreateUser) -> ApiResult<User> {
+        create_user(c, input, &Actor::from(me))
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<User> {
+        update_user(c, id, expected, crate::objects::input(patch)?, me)
+    }
+
+    crate::archive_stamp!(users);
+
+    fn before_archive(_: &mut DbConn, me: &Principal, u: &User, archiving: bool) -> ApiResult<()> {
+        if archiving && u.id == me.user_id {
+            return Err(ApiError::Conflict(
+                "you cannot archive yourself; ask another admin".into(),
+            ));
         }
-        audit::record(
-            c,
-            Change {
-                actor: &Actor::from(me),
-                action: if archiving { "archived" } else { "restored" },
-                entity_type: "user",
-                entity_id: id,
-                changes: serde_json::json!({"archived_at": {"from": row.archived_at, "to": stamp}}),
-                record: to_json(&after),
-            },
-        )?;
-        Ok(after)
-    })
-}
+        Ok(())
+    }
 
-#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "archive_user", tag = "users",
-    params(("id" = String, Path, format = "uuid", description = "User id")),
-    responses((status = 204, description = "Archived; the user can no longer sign in"), WriteProblems))]
-#[delete("/users/{id}")]
-pub async fn archive_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::UsersManage)?;
-    let id = path_id(&id)?;
-    state.db(move |c| set_archived(c, &id, true, &me)).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-#[utoipa::path(post, path = "/api/v1/users/{id}/restore", operation_id = "restore_user", tag = "users",
-    params(("id" = String, Path, format = "uuid", description = "User id")),
-    responses((status = 200, description = "Restored", body = User), WriteProblems))]
-#[post("/users/{id}/restore")]
-pub async fn restore_one(
-    state: web::Data<AppState>,
-    me: Principal,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    me.require(Permission::UsersManage)?;
-    let id = path_id(&id)?;
-    let user = state.db(move |c| set_archived(c, &id, false, &me)).await?;
-    Ok(respond::with_etag(user.version, &user))
+    /// An archived user's sessions and API keys end.
+    fn after_archive(c: &mut DbConn, _: &Principal, u: &User, archiving: bool) -> ApiResult<()> {
+        if archiving {
+            super::sessions::revoke_sessions(c, &u.id, true)?;
+        }
+        Ok(())
+    }
 }
 
 /// On an empty database, create the first admin. Returns the generated password when

@@ -176,17 +176,31 @@ impl Position {
     }
 }
 
-/// Transactions below this id have all finished: their events are all visible and no
-/// other event of theirs will ever appear. PostgreSQL: the oldest transaction still
-/// running (`pg_snapshot_xmin`); SQLite, with one writer: every transaction.
+/// Transactions below this id that wrote to this database have all finished: their
+/// events are all visible and no other event of theirs will ever appear.
+///
+/// PostgreSQL: the oldest transaction still running (`pg_snapshot_xip`), not counting
+/// those that backends of other databases of the cluster run — they cannot write our
+/// events, and counting them would hold every reader of this feed back behind, say,
+/// another application's long import. A running transaction we cannot attribute (another
+/// role's backend, a prepared transaction) counts, so nothing is ever skipped. With none
+/// running, every transaction before the snapshot's `xmax` has finished. SQLite, with one
+/// writer: every transaction.
 pub fn settled_below(conn: &mut DbConn) -> ApiResult<i64> {
+    const OLDEST_RUNNING_HERE: &str = "COALESCE(
+        (SELECT min(x::text::bigint)
+           FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+          WHERE NOT EXISTS (
+              SELECT 1 FROM pg_stat_activity a
+               WHERE a.backend_xid IS NOT NULL
+                 AND a.datname IS DISTINCT FROM current_database()
+                 AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)),
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint)";
     match crate::db::backend_of(conn) {
         crate::db::BackendKind::Sqlite => Ok(i64::MAX),
         crate::db::BackendKind::Postgres => Ok(diesel::select(diesel::dsl::sql::<
             diesel::sql_types::BigInt,
-        >(
-            "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        ))
+        >(OLDEST_RUNNING_HERE))
         .get_result(conn)?),
     }
 }

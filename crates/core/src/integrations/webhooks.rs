@@ -464,47 +464,54 @@ fn update(conn: &mut DbConn, me: &Principal, id: &str, patch: Patch<'_>) -> ApiR
         check_types(types)?;
     }
     db::write_tx(conn, |c| {
+        // Locked first: deliveries count failures on this row concurrently.
+        db::lock_row(c, "webhooks", id)?;
         let row = find(c, id)?;
         crate::etag::check(expected, row.version)?;
         let before: Webhook = row.clone().into();
         let active = input.active.unwrap_or(row.active);
         // Re-activating starts the failure count afresh.
         let reactivated = active && !row.active;
-        diesel::update(webhooks::table.find(id))
-            .set((
-                webhooks::url.eq(input.url.as_ref().unwrap_or(&row.url)),
-                webhooks::description.eq(input.description.as_ref().or(row.description.as_ref())),
-                webhooks::event_types.eq(input
-                    .event_types
-                    .as_ref()
-                    .map(|t| json!(t).to_string())
-                    .unwrap_or(row.event_types.clone())),
-                webhooks::filters.eq(input
-                    .filters
-                    .as_ref()
-                    .map(|f| json!(f).to_string())
-                    .unwrap_or(row.filters.clone())),
-                webhooks::secret.eq(new_secret.as_ref().unwrap_or(&row.secret)),
-                webhooks::active.eq(active),
-                webhooks::consecutive_failures.eq(if reactivated {
-                    0
-                } else {
-                    row.consecutive_failures
-                }),
-                webhooks::disabled_at.eq(if active {
-                    None
-                } else {
-                    row.disabled_at.clone()
-                }),
-                webhooks::disabled_reason.eq(if active {
-                    None
-                } else {
-                    row.disabled_reason.clone()
-                }),
-                webhooks::version.eq(row.version + 1),
-                webhooks::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
+        let changed = diesel::update(
+            webhooks::table
+                .find(id)
+                .filter(webhooks::version.eq(row.version)),
+        )
+        .set((
+            webhooks::url.eq(input.url.as_ref().unwrap_or(&row.url)),
+            webhooks::description.eq(input.description.as_ref().or(row.description.as_ref())),
+            webhooks::event_types.eq(input
+                .event_types
+                .as_ref()
+                .map(|t| json!(t).to_string())
+                .unwrap_or(row.event_types.clone())),
+            webhooks::filters.eq(input
+                .filters
+                .as_ref()
+                .map(|f| json!(f).to_string())
+                .unwrap_or(row.filters.clone())),
+            webhooks::secret.eq(new_secret.as_ref().unwrap_or(&row.secret)),
+            webhooks::active.eq(active),
+            webhooks::consecutive_failures.eq(if reactivated {
+                0
+            } else {
+                row.consecutive_failures
+            }),
+            webhooks::disabled_at.eq(if active {
+                None
+            } else {
+                row.disabled_at.clone()
+            }),
+            webhooks::disabled_reason.eq(if active {
+                None
+            } else {
+                row.disabled_reason.clone()
+            }),
+            webhooks::version.eq(row.version + 1),
+            webhooks::updated_at.eq(ids::now()),
+        ))
+        .execute(c)?;
+        crate::resource::changed_one(changed)?;
         let after: Webhook = find(c, id)?.into();
         let changes = audit::diff(&json!(before), &json!(after), &["secret"]);
         audit_change(c, me, "updated", &after, changes)?;
@@ -514,15 +521,21 @@ fn update(conn: &mut DbConn, me: &Principal, id: &str, patch: Patch<'_>) -> ApiR
 
 fn archive(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<()> {
     db::write_tx(conn, |c| {
+        db::lock_row(c, "webhooks", id)?;
         let row = find(c, id)?;
-        diesel::update(webhooks::table.find(id))
-            .set((
-                webhooks::archived_at.eq(ids::now()),
-                webhooks::active.eq(false),
-                webhooks::version.eq(row.version + 1),
-                webhooks::updated_at.eq(ids::now()),
-            ))
-            .execute(c)?;
+        let changed = diesel::update(
+            webhooks::table
+                .find(id)
+                .filter(webhooks::version.eq(row.version)),
+        )
+        .set((
+            webhooks::archived_at.eq(ids::now()),
+            webhooks::active.eq(false),
+            webhooks::version.eq(row.version + 1),
+            webhooks::updated_at.eq(ids::now()),
+        ))
+        .execute(c)?;
+        crate::resource::changed_one(changed)?;
         audit_change(c, me, "archived", &row.into(), json!({}))
     })
 }
