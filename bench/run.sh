@@ -119,6 +119,30 @@ for i in range($csv_rows):
   printf '| %s | import accounts (CSV) | %s rows/s | | | %s rows, %s |\n' "$label" \
     "$(python3 -c "print(round($csv_rows / ($ended - $started)))")" "$csv_rows" "$state" >>"$rows"
 
+  # What the framework itself allows: the same JSON from memory, once (SQLite half).
+  if [ "$label" = SQLite ]; then
+    curl -sf "$base/api/v1/contacts/$contact" -H "$H" >"$tmp/one.json"
+    curl -sf "$base/api/v1/contacts?limit=50" -H "$H" >"$tmp/page.json"
+    local bport bpid saved_base=$base saved_label=$label
+    for shape in one page; do
+      bport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      CRM_LISTEN="127.0.0.1:$bport" RUST_LOG=warn "$bin" baseline --body "$tmp/$shape.json" >/dev/null 2>&1 &
+      bpid=$!
+      base="http://127.0.0.1:$bport"
+      for _ in $(seq 1 100); do curl -sf "$base/" >/dev/null 2>&1 && break; sleep 0.1; done
+      label="actix-web alone"
+      if [ "$shape" = one ]; then
+        run "the contact's JSON from memory" GET "/"
+      else
+        run "the first page's JSON from memory" GET "/"
+      fi
+      kill "$bpid" 2>/dev/null || true
+      wait "$bpid" 2>/dev/null || true
+    done
+    base=$saved_base
+    label=$saved_label
+  fi
+
   local rss
   rss=$(awk '/VmHWM/ {print int($2 / 1024) " MB"}' "/proc/$pid/status")
   printf '| %s | peak RSS of the server | %s | | | |\n' "$label" "$rss" >>"$rows"

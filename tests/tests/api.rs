@@ -33,6 +33,8 @@ mod integrations;
 mod jobs;
 #[path = "api/matrix.rs"]
 mod matrix;
+#[path = "api/plans.rs"]
+mod plans;
 #[path = "api/platform.rs"]
 mod platform;
 #[path = "api/queries.rs"]

@@ -338,16 +338,39 @@ tokio::task_local! {
     static REQUEST_QUERIES: std::cell::Cell<u64>;
 }
 
+/// Whether statements are being recorded (`capture_statements`, for the query plan tests).
+static CAPTURING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CAPTURED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn capture(statement: String) {
+    if let Ok(mut all) = CAPTURED.lock() {
+        all.push(statement);
+    }
+}
+
+/// Start (or stop) recording the text of every statement this process runs.
+pub fn capture_statements(on: bool) {
+    CAPTURING.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The statements recorded so far (SQL with placeholders, then ` -- binds: […]`).
+pub fn take_captured() -> Vec<String> {
+    CAPTURED
+        .lock()
+        .map(|mut all| std::mem::take(&mut *all))
+        .unwrap_or_default()
+}
+
 /// Count the statements of every connection opened from now on (called once at start-up).
 pub fn count_queries() {
     fn counter() -> Option<Box<dyn diesel::connection::Instrumentation>> {
         Some(Box::new(
             |event: diesel::connection::InstrumentationEvent<'_>| {
-                if matches!(
-                    event,
-                    diesel::connection::InstrumentationEvent::StartQuery { .. }
-                ) {
+                if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
                     QUERIES_HERE.with(|q| q.set(q.get() + 1));
+                    if CAPTURING.load(std::sync::atomic::Ordering::Relaxed) {
+                        capture(query.to_string());
+                    }
                 }
             },
         ))

@@ -99,6 +99,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    record_tags (entity_type, tag, record_id) {
+        entity_type -> Text,
+        record_id -> Text,
+        tag -> Text,
+    }
+}
+
+diesel::table! {
     webhook_relay (id) {
         id -> Integer,
         tx -> BigInt,
@@ -425,6 +433,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     audit_log,
     events,
+    record_tags,
     webhook_relay,
     jobs,
     timeline_entries,

@@ -320,6 +320,7 @@ pub fn create_account(
                 accounts::updated_at.eq(&now),
             ))
             .execute(c)?;
+        common::write_tags(c, "account", &id, &tags)?;
         let custom = crate::custom_fields::apply(c, "account", &id, "{}", input.custom.as_ref())?;
         diesel::update(accounts::table.find(&id))
             .set(accounts::custom.eq(custom))
@@ -443,6 +444,7 @@ pub fn update_account(
             ))
             .execute(c)?;
         resource::changed_one(changed)?;
+        common::write_tags(c, "account", id, &tags)?;
         if input.custom.is_some() {
             let custom =
                 crate::custom_fields::apply(c, "account", id, &row.custom, input.custom.as_ref())?;
@@ -490,11 +492,7 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         q = q.filter(accounts::domain.eq(v.trim().to_lowercase()));
     }
     if let Some(v) = p.filter("tag") {
-        // Tags are a JSON array of lowercase strings; match the quoted element.
-        q = q.filter(accounts::tags.like(format!(
-            "%\"{}\"%",
-            v.to_lowercase().replace(['%', '_', '"'], "")
-        )));
+        q = q.filter(accounts::id.eq_any(crate::tagged!("account", v)));
     }
     if let Some(t) = p.time_filter("created_after")? {
         q = q.filter(accounts::created_at.gt(t));

@@ -126,6 +126,40 @@ pub fn clean_tags(tags: &[String]) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
+/// Store a record's tags as rows too (`record_tags`), which is what `tag=` filters search.
+pub fn write_tags(conn: &mut DbConn, entity: &str, id: &str, tags: &[String]) -> ApiResult<()> {
+    use crm_core::schema::record_tags as rt;
+    diesel::delete(
+        rt::table
+            .filter(rt::entity_type.eq(entity))
+            .filter(rt::record_id.eq(id)),
+    )
+    .execute(conn)?;
+    // One row at a time: a batch INSERT is not portable across the two backends here, and
+    // a record has at most 50 tags.
+    for tag in tags {
+        diesel::insert_into(rt::table)
+            .values((
+                rt::entity_type.eq(entity),
+                rt::record_id.eq(id),
+                rt::tag.eq(tag),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Records of `entity` carrying a tag (written any case), for a list filter subquery.
+#[macro_export]
+macro_rules! tagged {
+    ($entity:literal, $tag:expr) => {
+        crm_core::schema::record_tags::table
+            .filter(crm_core::schema::record_tags::entity_type.eq($entity))
+            .filter(crm_core::schema::record_tags::tag.eq($tag.trim().to_lowercase()))
+            .select(crm_core::schema::record_tags::record_id)
+    };
+}
+
 /// Default region for phone numbers written without a country code.
 pub fn default_region() -> phonenumber::country::Id {
     std::env::var("CRM_DEFAULT_PHONE_REGION")

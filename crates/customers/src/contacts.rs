@@ -664,6 +664,7 @@ pub fn create_contact(
                 contacts::updated_at.eq(&now),
             ))
             .execute(c)?;
+        common::write_tags(c, "contact", &id, &tags)?;
         write_emails(c, &id, input.emails.as_deref().unwrap_or(&[]))?;
         write_phones(c, &id, input.phones.as_deref().unwrap_or(&[]), &e164)?;
         write_links(c, &id, input.accounts.as_deref().unwrap_or(&[]))?;
@@ -766,6 +767,7 @@ pub fn update_contact(
             ))
             .execute(c)?;
         resource::changed_one(changed)?;
+        common::write_tags(c, "contact", id, &tags)?;
         if let Some(emails) = &input.emails {
             write_emails(c, id, emails)?;
         }
@@ -839,10 +841,7 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         );
     }
     if let Some(v) = p.filter("tag") {
-        q = q.filter(contacts::tags.like(format!(
-            "%\"{}\"%",
-            v.to_lowercase().replace(['%', '_', '"'], "")
-        )));
+        q = q.filter(contacts::id.eq_any(crate::tagged!("contact", v)));
     }
     if let Some(t) = p.time_filter("created_after")? {
         q = q.filter(contacts::created_at.gt(t));

@@ -216,6 +216,7 @@ fn anonymise(c: &mut DbConn, row: &contacts::ContactRow) -> ApiResult<()> {
     )
     .execute(c)?;
     search::remove(c, "contact", id)?;
+    crate::common::write_tags(c, "contact", id, &[])?;
     diesel::update(con::table.find(id))
         .set((
             con::first_name.eq("Erased"),

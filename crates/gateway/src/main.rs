@@ -32,6 +32,13 @@ enum Command {
         #[arg(long, default_value_t = 20261201)]
         seed: u64,
     },
+    /// Serve one JSON file from memory on CRM_LISTEN, with no database, middleware or
+    /// auth: the bench's measure of what actix-web itself allows on this machine.
+    #[command(hide = true)]
+    Baseline {
+        #[arg(long)]
+        body: std::path::PathBuf,
+    },
     /// Manage users from the shell.
     User {
         #[command(subcommand)]
@@ -95,6 +102,7 @@ fn main() -> ExitCode {
             command: UserCommand::Create { email, name, role },
         } => user_create(&config, email, name, role),
         Command::Seed { scale, seed } => seed_data(&config, scale, seed),
+        Command::Baseline { body } => baseline(&config, &body),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,6 +173,27 @@ fn user_create(config: &Config, email: String, name: String, role: Role) -> Resu
         println!("password (shown once): {password}");
     }
     Ok(())
+}
+
+fn baseline(config: &Config, body: &std::path::Path) -> Result<(), String> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let body = web::Bytes::from(std::fs::read(body).map_err(|e| e.to_string())?);
+    let server = HttpServer::new(move || {
+        let body = body.clone();
+        App::new().default_service(web::to(move || {
+            let body = body.clone();
+            async move {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body)
+            }
+        }))
+    })
+    .bind(&config.listen)
+    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    actix_web::rt::System::new()
+        .block_on(server.run())
+        .map_err(|e| e.to_string())
 }
 
 fn serve(config: Config) -> Result<(), String> {

@@ -1,0 +1,263 @@
+//! Every documented filter and sort has an index its query uses. The server records the
+//! statements it runs while the hot operations are called as a client would call them; each
+//! statement on a big table is then explained on the same database: no full scan of a big
+//! table (SQLite `SCAN t` without an index; PostgreSQL a `Seq Scan` even with sequential
+//! scans disabled, i.e. no index could serve it).
+
+use crm_core::db::{self, DbConn};
+use crm_core::jobs::JobRegistry;
+use crm_tests::TestApp;
+use diesel::RunQueryDsl;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// Tables that grow with the customer base.
+const BIG: &[&str] = &[
+    "accounts",
+    "contacts",
+    "contact_emails",
+    "contact_phones",
+    "contact_accounts",
+    "contact_consents",
+    "activities",
+    "activity_links",
+    "timeline_entries",
+    "search_terms",
+    "events",
+    "audit_log",
+    "invoices",
+    "payments",
+    "custom_values",
+];
+
+fn id(v: &Value) -> String {
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty(), "not created: {v}");
+    id
+}
+
+/// The hot operations, as clients call them.
+fn hot_paths(app: &TestApp) -> Vec<String> {
+    let t = &app.admin_token;
+    let (owner, _) = app.user("sales_rep");
+    let acme = app
+        .post(
+            "/api/v1/accounts",
+            t,
+            &json!({"name": "Acme", "industry": "Tools",
+        "domain": "acme.example", "tags": ["vip"]}),
+        )
+        .json();
+    let home = app
+        .post("/api/v1/households", t, &json!({"name": "The Lovelaces"}))
+        .json();
+    let ada = app
+        .post(
+            "/api/v1/contacts",
+            t,
+            &json!({"first_name": "Ada", "last_name": "Lovelace", "tags": ["vip"],
+                "emails": [{"email": "ada@example.com"}], "phones": [{"number": "+1 415 555 2671"}],
+                "accounts": [{"account_id": id(&acme), "role": "decision_maker"}], "household_id": id(&home)}),
+        )
+        .json();
+    let invoice = app
+        .post(
+            "/api/v1/invoices",
+            t,
+            &json!({"account_id": id(&acme), "number": "INV-1", "currency": "EUR",
+                "amount_total": 1000, "issued_on": "2026-01-10", "due_on": "2026-02-09"}),
+        )
+        .json();
+    let (a, c, i, o) = (id(&acme), id(&ada), id(&invoice), owner);
+    let mut paths = vec![
+        format!("/api/v1/contacts/{c}"),
+        format!("/api/v1/accounts/{a}"),
+        format!("/api/v1/contacts/{c}/timeline"),
+        format!("/api/v1/accounts/{a}/timeline"),
+        format!("/api/v1/accounts/{a}/balance"),
+        "/api/v1/events?limit=50".to_string(),
+        "/api/v1/events?types=contact.*".to_string(),
+    ];
+    for (list, filters, sorts) in [
+        (
+            "contacts",
+            vec![
+                format!("owner_id={o}"),
+                format!("account_id={a}"),
+                format!("household_id={}", id(&home)),
+                "lifecycle_stage=lead".into(),
+                "email=ADA@example.com".into(),
+                "phone=(415)%20555-2671".into(),
+                "tag=vip".into(),
+                "created_after=2026-01-01T00:00:00Z".into(),
+                "q=lov".into(),
+            ],
+            vec!["last_name", "-first_name", "created_at", "-updated_at"],
+        ),
+        (
+            "accounts",
+            vec![
+                format!("owner_id={o}"),
+                format!("parent_id={a}"),
+                "industry=Tools".into(),
+                "domain=acme.example".into(),
+                "tag=vip".into(),
+                "created_before=2099-01-01T00:00:00Z".into(),
+                "q=acm".into(),
+            ],
+            vec!["name", "-created_at", "updated_at"],
+        ),
+        (
+            "activities",
+            vec![
+                "assignee_id=me".into(),
+                format!("contact_id={c}"),
+                format!("account_id={a}"),
+                "due_before=2099-01-01T00:00:00Z".into(),
+                "status=open".into(),
+            ],
+            vec!["-created_at", "due_at", "updated_at"],
+        ),
+        (
+            "invoices",
+            vec![
+                format!("account_id={a}"),
+                "status=open".into(),
+                "number=INV-1".into(),
+                "due_before=2099-01-01".into(),
+            ],
+            vec!["-issued_on", "due_on", "amount_total", "number"],
+        ),
+        (
+            "payments",
+            vec![format!("account_id={a}"), format!("invoice_id={i}")],
+            vec!["-received_on", "amount"],
+        ),
+    ] {
+        paths.push(format!("/api/v1/{list}"));
+        paths.extend(filters.iter().map(|f| format!("/api/v1/{list}?{f}")));
+        paths.extend(sorts.iter().map(|s| format!("/api/v1/{list}?sort={s}")));
+    }
+    paths
+}
+
+/// SQL of every recorded statement that reads a big table, once each.
+fn statements_on_big_tables() -> BTreeSet<String> {
+    db::take_captured()
+        .into_iter()
+        .map(|s| s.split(" -- binds:").next().unwrap_or_default().to_string())
+        .filter(|sql| sql.trim_start().to_uppercase().starts_with("SELECT"))
+        // `IN ()` of nothing: the database answers it without reading a row.
+        .filter(|sql| !sql.contains("(1=0)"))
+        .filter(|sql| {
+            BIG.iter().any(|t| {
+                sql.contains(&format!("FROM `{t}`"))
+                    || sql.contains(&format!("FROM \"{t}\""))
+                    || sql.contains(&format!("JOIN `{t}`"))
+                    || sql.contains(&format!("JOIN \"{t}\""))
+            })
+        })
+        .collect()
+}
+
+#[derive(diesel::QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct PgPlanRow {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The plan of one statement, one line per node.
+fn plan(conn: &mut DbConn, sql: &str, n: usize) -> Vec<String> {
+    match conn {
+        DbConn::Sqlite(c) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<PlanRow>(c)
+            .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+            .into_iter()
+            .map(|r| r.detail)
+            .collect(),
+        DbConn::Pg(c) => {
+            // The generic plan (what a prepared statement runs for any values), with
+            // sequential scans priced out: one that remains had no index to use.
+            let setup = "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan; \
+                         DEALLOCATE ALL";
+            diesel::connection::SimpleConnection::batch_execute(c, setup)
+                .unwrap_or_else(|e| panic!("{e}"));
+            diesel::sql_query(format!("PREPARE hot AS {sql}"))
+                .execute(c)
+                .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+            let nulls = vec!["NULL"; n].join(", ");
+            let execute = if n == 0 {
+                "EXPLAIN EXECUTE hot".to_string()
+            } else {
+                format!("EXPLAIN EXECUTE hot({nulls})")
+            };
+            diesel::sql_query(execute)
+                .load::<PgPlanRow>(c)
+                .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+                .into_iter()
+                .map(|r| r.line)
+                .collect()
+        }
+    }
+}
+
+/// How many bind parameters a PostgreSQL statement has (`$1` … `$n`).
+fn parameters(sql: &str) -> usize {
+    (1..=400)
+        .rev()
+        .find(|n| sql.contains(&format!("${n}")))
+        .unwrap_or(0)
+}
+
+fn full_scans(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| {
+            BIG.iter().any(|t| {
+                let sqlite = l.trim() == format!("SCAN {t}") || l.ends_with(&format!("SCAN {t}"));
+                let pg = l.contains(&format!("Seq Scan on {t} "))
+                    || l.trim_end().ends_with(&format!("Seq Scan on {t}"));
+                sqlite || pg
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn hot_queries_use_an_index_on_every_big_table() {
+    let app = TestApp::start_with(JobRegistry::default(), |c| c.job_workers = 0);
+    let paths = hot_paths(&app);
+    db::take_captured();
+    db::capture_statements(true);
+    for path in &paths {
+        let res = app.get(path, &app.admin_token);
+        assert_eq!(res.status, 200, "{path}: {}", res.text);
+    }
+    db::capture_statements(false);
+    let statements = statements_on_big_tables();
+    assert!(statements.len() > 20, "{statements:#?}");
+    let mut conn =
+        db::connect_once(&app.state.config.database_url).unwrap_or_else(|e| panic!("connect: {e}"));
+    let mut failures = vec![];
+    for sql in &statements {
+        let lines = plan(&mut conn, sql, parameters(sql));
+        let scans = full_scans(&lines);
+        if !scans.is_empty() {
+            failures.push(format!("{sql}\n    {}", lines.join("\n    ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} statements scan a big table:\n\n{}",
+        failures.len(),
+        statements.len(),
+        failures.join("\n\n")
+    );
+}
