@@ -215,6 +215,13 @@ pub struct AccessTable {
     entries: Vec<(actix_web::dev::ResourceDef, Operation)>,
 }
 
+/// The literal start of a path template (`/api/v1/contacts/` of `/api/v1/contacts/{id}`): a
+/// path that does not start with it cannot match, and checking that is far cheaper than the
+/// template's regex, which every request would otherwise run against every row.
+fn literal_prefix(template: &str) -> &str {
+    template.split('{').next().unwrap_or(template)
+}
+
 /// The operation the auth middleware authorized a request for. The `Principal` extractor
 /// checks it against the route that actually matched, so a handler can never run under
 /// another row's permission (say, if the router and the table ever disagreed on a path).
@@ -242,7 +249,11 @@ impl AccessTable {
     pub fn find(&self, method: &str, path: &str) -> Option<&Operation> {
         self.entries
             .iter()
-            .find(|(def, op)| op.method == method && def.is_match(path))
+            .find(|(def, op)| {
+                op.method == method
+                    && path.starts_with(literal_prefix(op.path))
+                    && def.is_match(path)
+            })
             .map(|(_, op)| op)
     }
 
@@ -250,7 +261,10 @@ impl AccessTable {
     pub fn methods_for(&self, path: &str) -> Option<String> {
         // The methods of the most specific pattern that matches (`/accounts/batch`, not
         // also `/accounts/{id}`): literal patterns come first in the table.
-        let (_, first) = self.entries.iter().find(|(def, _)| def.is_match(path))?;
+        let (_, first) = self
+            .entries
+            .iter()
+            .find(|(def, op)| path.starts_with(literal_prefix(op.path)) && def.is_match(path))?;
         let mut methods: Vec<&str> = self
             .entries
             .iter()
