@@ -89,6 +89,38 @@ macro_rules! prefix_match {
     }};
 }
 
+/// Keep the records of a boxed list query that have a term starting with `word`.
+/// PostgreSQL gets the matching ids first (`= ANY(ARRAY(…))`, evaluated once): left to
+/// itself its planner walks the list's sort index and probes the terms once per record,
+/// 56,284 probes (485 ms) for `q=lovelace` over 100,000 contacts, whose 6,250 matches all
+/// sort together; this way the cost follows the number of matches. SQLite already plans
+/// the subquery first.
+#[macro_export]
+macro_rules! search_filter {
+    ($query:expr, $conn:expr, $entity:literal, $table:literal, $id:expr, $word:expr) => {{
+        use $crate::reexport::diesel::sql_types::{Bool, Text};
+        use $crate::reexport::diesel::{ExpressionMethods, QueryDsl};
+        let word: &str = $word;
+        match $crate::db::backend_of($conn) {
+            $crate::db::BackendKind::Postgres => $query.filter(
+                $crate::reexport::diesel::dsl::sql::<Bool>(concat!(
+                    $table,
+                    ".id = ANY(ARRAY(SELECT entity_id FROM search_terms WHERE entity_type = '",
+                    $entity,
+                    "' AND term >= "
+                ))
+                .bind::<Text, _>(word.to_string())
+                .sql(" AND term < ")
+                .bind::<Text, _>(format!("{word}\u{10FFFF}"))
+                .sql("))"),
+            ),
+            $crate::db::BackendKind::Sqlite => {
+                $query.filter($id.eq_any($crate::prefix_match!($entity, word)))
+            }
+        }
+    }};
+}
+
 /// The words of a `q=` value, each of which must prefix-match some term.
 pub fn query_words(q: &str) -> Vec<String> {
     let terms = terms_of(&[q]);

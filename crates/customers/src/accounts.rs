@@ -502,7 +502,7 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     }
     if let Some(text) = &p.q {
         for word in search::query_words(text) {
-            q = q.filter(accounts::id.eq_any(crm_core::prefix_match!("account", &word)));
+            q = crm_core::search_filter!(q, conn, "account", "accounts", accounts::id, &word);
         }
     }
     for filter in crate::custom_fields::filters(conn, "account", p)? {

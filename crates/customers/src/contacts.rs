@@ -851,7 +851,7 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     }
     if let Some(text) = &p.q {
         for word in search::query_words(text) {
-            q = q.filter(contacts::id.eq_any(crm_core::prefix_match!("contact", &word)));
+            q = crm_core::search_filter!(q, conn, "contact", "contacts", contacts::id, &word);
         }
     }
     for filter in crate::custom_fields::filters(conn, "contact", p)? {

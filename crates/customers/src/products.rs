@@ -435,7 +435,7 @@ fn load_page(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<Product>> {
     }
     if let Some(text) = &p.q {
         for word in search::query_words(text) {
-            q = q.filter(products::id.eq_any(crm_core::prefix_match!("product", &word)));
+            q = crm_core::search_filter!(q, conn, "product", "products", products::id, &word);
         }
     }
     let rows: Vec<ProductRow> = apply_sort(q, p)?.load(conn)?;
