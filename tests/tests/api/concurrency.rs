@@ -28,7 +28,7 @@ fn concurrent_patches_of_one_record_lose_none_of_the_answered_changes() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let rounds = 6;
+    let rounds = 25;
     let answered: usize = in_parallel(|w| {
         (0..rounds)
             .filter(|i| {
