@@ -240,16 +240,19 @@ pub fn take_write_lock(conn: &mut DbConn) -> diesel::QueryResult<()> {
 
 /// Lock one record's row for the rest of the write transaction, before reading it to
 /// change it, so two writers of the same record take turns instead of one losing the
-/// other's change. SQLite's write transactions already hold the database's write lock.
-/// `table` is a table name from the code, never from a request.
+/// other's change. `NO KEY UPDATE`, the lock an UPDATE that keeps the key takes: it still
+/// makes writers of the row take turns, but not inserts elsewhere whose foreign key points
+/// at it (a bundle's component, a child account, a user's refresh token), which would
+/// otherwise deadlock with them. SQLite's write transactions already hold the database's
+/// write lock. `table` is a table name from the code, never from a request.
 pub fn lock_row(conn: &mut DbConn, table: &'static str, id: &str) -> diesel::QueryResult<()> {
     match conn {
-        DbConn::Pg(pg) => {
-            diesel::sql_query(format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"))
-                .bind::<diesel::sql_types::Text, _>(id)
-                .execute(pg)
-                .map(|_| ())
-        }
+        DbConn::Pg(pg) => diesel::sql_query(format!(
+            "SELECT 1 FROM {table} WHERE id = $1 FOR NO KEY UPDATE"
+        ))
+        .bind::<diesel::sql_types::Text, _>(id)
+        .execute(pg)
+        .map(|_| ()),
         DbConn::Sqlite(_) => Ok(()),
     }
 }

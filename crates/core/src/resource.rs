@@ -37,8 +37,11 @@ pub struct Meta<'a> {
 pub trait Resource: Sized + 'static {
     /// The record as the API returns it.
     type Record: Serialize + ToSchema + Send + 'static;
-    /// The body of a create; PATCH takes the same fields, each optional.
+    /// The body of a create.
     type Input: DeserializeOwned + ToSchema + Send + 'static;
+    /// What the PATCH schema documents: usually `Input` again (every field then optional);
+    /// a resource whose PATCH takes other fields names its own type.
+    type Patch: ToSchema;
 
     /// The collection's URL segment and paths: `crate::resource_paths!("accounts")`.
     const COLLECTION: &'static str;
@@ -203,6 +206,22 @@ pub fn find_for_write<R: Resource>(
     Ok(record)
 }
 
+/// 422 for a PATCH that sends `null` for a field a record must have (what the patch
+/// schema says: those fields are not nullable there). Applied to every resource's PATCH,
+/// from the API and from batch, composite, upserts and imports alike.
+pub fn refuse_cleared<R: Resource>(patch: &Value) -> ApiResult<()> {
+    let cleared: Vec<crate::error::FieldError> = R::REQUIRED
+        .iter()
+        .filter(|f| patch.get(**f).is_some_and(Value::is_null))
+        .map(|f| crate::error::FieldError::new(f, "required", "cannot be cleared"))
+        .collect();
+    if cleared.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(cleared))
+    }
+}
+
 /// 409 when an update filtered on the version read touched no row.
 pub fn changed_one(rows: usize) -> ApiResult<()> {
     if rows == 1 {
@@ -286,7 +305,10 @@ async fn get_handler<R: Resource>(
     let id = path_id(&id)?;
     let r = state.db(move |c| R::find(c, &me, &id)).await?;
     let m = R::meta(&r);
-    show.check(&m.archived_at.map(str::to_string), R::ENTITY)?;
+    show.check(
+        &m.archived_at.map(str::to_string),
+        &R::ENTITY.replace('_', " "),
+    )?;
     Ok(respond::with_etag(m.version, &r))
 }
 
@@ -301,6 +323,7 @@ async fn update_handler<R: Resource>(
     let id = path_id(&id)?;
     let expected = if_match(&req)?;
     let patch = body.into_inner();
+    refuse_cleared::<R>(&patch)?;
     let r = state
         .db(move |c| R::update(c, &me, &id, expected, &patch))
         .await?;
@@ -399,6 +422,7 @@ fn object_update<R: Resource>(
     expected: Option<i32>,
     body: &Value,
 ) -> ApiResult<Value> {
+    refuse_cleared::<R>(body)?;
     Ok(objects::json(R::update(c, me, id, expected, body)?))
 }
 
@@ -590,12 +614,21 @@ fn input_schemas<R: Resource>() -> (Value, Value) {
         }
     }
     set(&mut create, "required", json!(R::REQUIRED));
-    let mut patch = input;
+    let mut patch = to_json(<R::Patch as utoipa::PartialSchema>::schema());
     if let Some(o) = patch.as_object_mut() {
         o.remove("required");
     }
+    // Optional, but not to be cleared (`refuse_cleared`).
+    if let Some(props) = patch.get_mut("properties").and_then(Value::as_object_mut) {
+        for field in R::REQUIRED {
+            if let Some(p) = props.get_mut(*field) {
+                not_null(p);
+            }
+        }
+    }
     let about = format!(
-        "Changes to a {}: an absent field is kept, `null` clears it (JSON merge patch).",
+        "Changes to a {}: an absent field is kept, `null` clears it (JSON merge patch); \
+         fields a {0} must have cannot be cleared.",
         R::ENTITY.replace('_', " ")
     );
     set(&mut patch, "description", json!(about));
@@ -726,6 +759,7 @@ pub fn document<R: Resource>() -> utoipa::openapi::OpenApi {
     )> = vec![];
     <R::Record as ToSchema>::schemas(&mut schemas);
     <R::Input as ToSchema>::schemas(&mut schemas);
+    <R::Patch as ToSchema>::schemas(&mut schemas);
     let mut components: Map<String, Value> =
         schemas.into_iter().map(|(n, s)| (n, to_json(s))).collect();
     components.insert(

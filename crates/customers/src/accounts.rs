@@ -631,6 +631,7 @@ pub struct Accounts;
 impl Resource for Accounts {
     type Record = Account;
     type Input = AccountInput;
+    type Patch = AccountInput;
     crm_core::resource_paths!("accounts");
     const ENTITY: &'static str = "account";
     const TABLE: &'static str = "accounts";

@@ -601,6 +601,7 @@ pub struct Activities;
 impl Resource for Activities {
     type Record = Activity;
     type Input = ActivityInput;
+    type Patch = ActivityInput;
     crm_core::resource_paths!("activities");
     const ENTITY: &'static str = "activity";
     const TABLE: &'static str = "activities";

@@ -910,6 +910,7 @@ pub struct Contacts;
 impl Resource for Contacts {
     type Record = Contact;
     type Input = ContactInput;
+    type Patch = ContactInput;
     crm_core::resource_paths!("contacts");
     const ENTITY: &'static str = "contact";
     const TABLE: &'static str = "contacts";
@@ -918,7 +919,8 @@ impl Resource for Contacts {
     const WRITE: Permission = Permission::CustomersWrite;
     const EDITS: Ownership = common::EDITS;
     const LIST: &'static ListSpec = &LIST;
-    const REQUIRED: &'static [&'static str] = &["first_name", "last_name"];
+    /// None alone: a contact needs a name or an email (a 422 names the field).
+    const REQUIRED: &'static [&'static str] = &[];
 
     crm_core::record_meta!(Contact, owner_id);
 

@@ -138,6 +138,7 @@ pub struct Households;
 impl Resource for Households {
     type Record = Household;
     type Input = HouseholdInput;
+    type Patch = HouseholdInput;
     crm_core::resource_paths!("households");
     const ENTITY: &'static str = "household";
     const TABLE: &'static str = "households";

@@ -207,8 +207,10 @@ fn write_prices(conn: &mut DbConn, id: &str, prices: &[Price]) -> ApiResult<()> 
     Ok(())
 }
 
-/// Only one book is the default: making one the default unsets the others.
+/// Only one book is the default: making one the default unsets the others. Claims take
+/// turns, so that two made default at once cannot both stay it.
 fn claim_default(conn: &mut DbConn, id: &str) -> ApiResult<()> {
+    db::lock_key(conn, "price_books:default")?;
     diesel::update(
         pb::table
             .filter(pb::id.ne(id))
@@ -260,6 +262,7 @@ pub struct PriceBooks;
 impl Resource for PriceBooks {
     type Record = PriceBook;
     type Input = PriceBookInput;
+    type Patch = PriceBookInput;
     crm_core::resource_paths!("price-books");
     const ENTITY: &'static str = "price_book";
     const TABLE: &'static str = "price_books";

@@ -448,6 +448,7 @@ pub struct Products;
 impl Resource for Products {
     type Record = Product;
     type Input = ProductInput;
+    type Patch = ProductInput;
     crm_core::resource_paths!("products");
     const ENTITY: &'static str = "product";
     const TABLE: &'static str = "products";

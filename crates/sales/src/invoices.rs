@@ -669,6 +669,7 @@ pub struct Invoices;
 impl Resource for Invoices {
     type Record = Invoice;
     type Input = InvoiceInput;
+    type Patch = InvoiceInput;
     crm_core::resource_paths!("invoices");
     const ENTITY: &'static str = "invoice";
     const TABLE: &'static str = "invoices";

@@ -542,6 +542,7 @@ pub struct Payments;
 impl Resource for Payments {
     type Record = Payment;
     type Input = PaymentInput;
+    type Patch = PaymentInput;
     crm_core::resource_paths!("payments");
     const ENTITY: &'static str = "payment";
     const TABLE: &'static str = "payments";

@@ -116,6 +116,7 @@ pub struct Teams;
 impl crate::resource::Resource for Teams {
     type Record = Team;
     type Input = CreateTeam;
+    type Patch = UpdateTeam;
     crate::resource_paths!("teams");
     const ENTITY: &'static str = "team";
     const TABLE: &'static str = "teams";

@@ -338,6 +338,7 @@ pub struct Users;
 impl crate::resource::Resource for Users {
     type Record = User;
     type Input = CreateUser;
+    type Patch = UpdateUser;
     crate::resource_paths!("users");
     const ENTITY: &'static str = "user";
     const TABLE: &'static str = "users";

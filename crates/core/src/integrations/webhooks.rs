@@ -1162,6 +1162,8 @@ pub async fn get_delivery(
     let (id, delivery_id) = (path_id(&id)?, path_id(&delivery_id)?);
     let detail = state
         .db(move |c| {
+            // An archived subscription's deliveries are gone with it, as its list is.
+            find(c, &id)?;
             let delivery = find_delivery(c, &id, &delivery_id)?;
             let attempts_log = webhook_attempts::table
                 .filter(webhook_attempts::delivery_id.eq(&delivery_id))
