@@ -404,6 +404,8 @@ pub enum Op {
     Eq,
     Gt,
     Lt,
+    Ge,
+    Le,
 }
 
 pub type BoxedBool<T> = Box<
@@ -442,7 +444,7 @@ pub fn bad_cursor() -> ApiError {
 }
 
 /// Rows strictly after the cursor in the sort order: for keys k1..kn (then id),
-/// `k1 > v1 OR (k1 = v1 AND k2 > v2) OR …`, with `<` for descending keys.
+/// `k1 >= v1 AND (k1 > v1 OR (k1 = v1 AND k2 > v2) OR …)`, with `<` for descending keys.
 pub fn keyset_predicate<T, F>(
     sort: &[SortKey],
     values: &[Value],
@@ -473,7 +475,16 @@ where
             Some(prev) => Box::new(prev.or(term)),
         });
     }
-    any.ok_or_else(bad_cursor)
+    // The same rows, with the first key's bound said on its own (`k1 >= v1`), which an
+    // index on the sort can seek to. Without it PostgreSQL walked the index from the start
+    // on every page, past every row before the cursor: an export of a million contacts
+    // slowed to 1,980 rows/s.
+    let Some((&(first, desc), value)) = pairs.first().copied() else {
+        return Err(bad_cursor());
+    };
+    let bound = compare(first, if desc { Op::Le } else { Op::Ge }, value)?;
+    any.map(|any| Box::new(bound.and(any)) as BoxedBool<T>)
+        .ok_or_else(bad_cursor)
 }
 
 /// Declare a resource's sortable columns. Generates `apply_sort(query, &params)` which
@@ -496,6 +507,8 @@ macro_rules! sortable {
                         $crate::list::Op::Eq => Box::new($col.eq(v)),
                         $crate::list::Op::Gt => Box::new($col.gt(v)),
                         $crate::list::Op::Lt => Box::new($col.lt(v)),
+                        $crate::list::Op::Ge => Box::new($col.ge(v)),
+                        $crate::list::Op::Le => Box::new($col.le(v)),
                     })
                 })+
                 _ => Err($crate::list::bad_cursor()),
