@@ -359,37 +359,22 @@ async fn restore_handler<R: Resource>(
 /// The resource's routes, relative to `/api/v1`. One resource per method, as the route
 /// macros make them, so other methods fall through to the 405 with `Allow`.
 pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
     let at = |p: &'static str| p.strip_prefix("/api/v1").unwrap_or(p);
-    cfg.service(
-        web::resource(at(R::PATH))
-            .guard(guard::Get())
-            .to(list_handler::<R>),
-    )
-    .service(
-        web::resource(at(R::PATH))
-            .guard(guard::Post())
-            .to(create_handler::<R>),
-    )
-    .service(
-        web::resource(at(R::ITEM))
-            .guard(guard::Get())
-            .to(get_handler::<R>),
-    )
-    .service(
-        web::resource(at(R::ITEM))
-            .guard(guard::Patch())
-            .to(update_handler::<R>),
-    )
-    .service(
-        web::resource(at(R::ITEM))
-            .guard(guard::Delete())
-            .to(archive_handler::<R>),
-    )
-    .service(
-        web::resource(at(R::RESTORE))
-            .guard(guard::Post())
-            .to(restore_handler::<R>),
-    );
+    for (path, method, route) in [
+        (R::PATH, Method::GET, web::to(list_handler::<R>)),
+        (R::PATH, Method::POST, web::to(create_handler::<R>)),
+        (R::ITEM, Method::GET, web::to(get_handler::<R>)),
+        (R::ITEM, Method::PATCH, web::to(update_handler::<R>)),
+        (R::ITEM, Method::DELETE, web::to(archive_handler::<R>)),
+        (R::RESTORE, Method::POST, web::to(restore_handler::<R>)),
+    ] {
+        cfg.service(
+            web::resource(at(path))
+                .guard(guard::Method(method))
+                .route(route),
+        );
+    }
 }
 
 /// The resource's rows of the permission table.
