@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo "nextest run" || echo "test")
 
-.PHONY: run build test test-sqlite test-postgres fuzz openapi lint bench bench-smoke
+.PHONY: run build test test-sqlite test-postgres fuzz clients spec-lint openapi lint bench bench-smoke
 
 run:
 	$(CARGO) run --bin crm -- serve
@@ -11,8 +11,9 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## The whole suite on SQLite (with the spec fuzzer), then on a throwaway PostgreSQL cluster.
-test: test-sqlite fuzz test-postgres bench-smoke
+## The whole suite on SQLite (with the spec fuzzer and the generated clients), then on a
+## throwaway PostgreSQL cluster.
+test: test-sqlite fuzz clients test-postgres bench-smoke
 
 # The import test kills and restarts a real `crm` process, so the binary is built first.
 test-sqlite:
@@ -30,6 +31,15 @@ fuzz:
 	@echo "== spec-driven fuzzing (schemathesis) =="
 	tests/fuzz.sh
 
+## The spec as client developers meet it (tests/clients/run.sh): the linter, TypeScript and
+## Python clients generated from openapi/openapi.json and run against a live server, and
+## the docs page in headless Chromium. Needs node, npm and chromium (.ci/run installs them).
+clients:
+	tests/clients/run.sh
+
+spec-lint:
+	tests/clients/run.sh lint
+
 ## Regenerate the committed OpenAPI document from the code.
 openapi:
 	$(CARGO) run -q --bin crm -- openapi > openapi/openapi.json
@@ -39,6 +49,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) deny --log-level error check bans licenses sources
+	tests/clients/run.sh lint
 
 # Release server over `crm seed` data, driven by wrk (apt-get install wrk), on SQLite and
 # PostgreSQL; writes bench/RESULTS.md. `make bench SCALE=1` is a million contacts.

@@ -18,31 +18,7 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; the
 fi
 
 cargo build -q --bin crm
-tmp=$(mktemp -d /tmp/crm-fuzz.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-password="fuzz-admin-password-$RANDOM$RANDOM"
-
-DATABASE_URL="sqlite://$tmp/crm.db" CRM_LISTEN="127.0.0.1:$port" \
-  CRM_ADMIN_EMAIL=admin@example.com CRM_ADMIN_PASSWORD="$password" \
-  CRM_ACCESS_TOKEN_TTL_SECS=7200 RUST_LOG=warn \
-  CRM_RATE_LIMIT_PER_MINUTE=1000000 CRM_ANONYMOUS_RATE_LIMIT_PER_MINUTE=1000000 \
-  target/debug/crm serve >"$tmp/server.log" 2>&1 &
-pid=$!
-cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-for _ in $(seq 1 100); do
-  curl -sf "$base/health/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-token=$(curl -sf "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
-  -d "{\"email\":\"admin@example.com\",\"password\":\"$password\"}" |
-  sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+. "$root/tests/serve.sh"
 
 status=0
 # The event stream never ends, so it cannot be fuzzed request by request; the Rust
@@ -53,8 +29,5 @@ SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$root/tests" \
   --seed "$SEED" --max-examples "$EXAMPLES" --mode all --checks all \
   --no-shrink --warnings off \
   --exclude-path /api/v1/events/stream || status=$?
-if [ "$status" != 0 ]; then
-  echo "--- server log (last 40 lines) ---"
-  tail -n 40 "$tmp/server.log"
-fi
+[ "$status" = 0 ] || server_log
 exit "$status"

@@ -156,6 +156,33 @@ pub struct Operation {
     pub route: &'static str,
     pub access: Access,
     pub ownership: Ownership,
+    /// Set on an operation being phased out: when it was deprecated and the day after
+    /// which it may be removed (`YYYY-MM-DD`). The spec marks it `deprecated: true` and
+    /// every response carries `Deprecation` (RFC 9745) and `Sunset` (RFC 8594).
+    pub deprecation: Option<Deprecation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deprecation {
+    pub since: &'static str,
+    pub sunset: &'static str,
+}
+
+impl Deprecation {
+    /// The `Deprecation` and `Sunset` header values: `@<unix seconds>` and an HTTP-date.
+    pub fn headers(&self) -> Option<(String, String)> {
+        let day = |d: &str| {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        };
+        let (since, sunset) = (day(self.since)?, day(self.sunset)?);
+        Some((
+            format!("@{}", since.timestamp()),
+            sunset.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        ))
+    }
 }
 
 impl Operation {
@@ -166,6 +193,15 @@ impl Operation {
             route: path,
             access,
             ownership: Ownership::None,
+            deprecation: None,
+        }
+    }
+
+    /// Being phased out: deprecated on `since`, removable after `sunset` (`YYYY-MM-DD`).
+    pub const fn deprecated(self, since: &'static str, sunset: &'static str) -> Self {
+        Operation {
+            deprecation: Some(Deprecation { since, sunset }),
+            ..self
         }
     }
 

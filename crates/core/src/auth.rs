@@ -333,6 +333,24 @@ pub fn role_may(p: &Principal, permission: Permission) -> bool {
     access::role_allows(p.role, permission)
 }
 
+/// `Deprecation` and `Sunset` on every answer of an operation being phased out.
+fn announce_deprecation<B>(
+    mut res: actix_web::dev::ServiceResponse<B>,
+    operation: &access::Operation,
+) -> actix_web::dev::ServiceResponse<B> {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    let Some((deprecation, sunset)) = operation.deprecation.and_then(|d| d.headers()) else {
+        return res;
+    };
+    for (name, value) in [("deprecation", deprecation), ("sunset", sunset)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            res.headers_mut()
+                .insert(HeaderName::from_static(name), value);
+        }
+    }
+    res
+}
+
 /// Enforce the permission table on every request before any handler extracts its
 /// body: a caller without valid credentials always gets a 401 and a role without the
 /// permission a 403 (never a 422 that leaks the shape of the endpoint). The row is found
@@ -358,7 +376,8 @@ pub async fn middleware(
     req.extensions_mut()
         .insert(access::AuthorizedOperation(operation));
     if operation.access == access::Access::Public {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+        let res = next.call(req).await?.map_into_boxed_body();
+        return Ok(announce_deprecation(res, &operation));
     }
     let (http_req, mut payload) = req.into_parts();
     let principal = Principal::from_request(&http_req, &mut payload).await;
@@ -368,7 +387,10 @@ pub async fn middleware(
         _ => Ok(()),
     });
     match allowed {
-        Ok(()) => Ok(next.call(req).await?.map_into_boxed_body()),
+        Ok(()) => {
+            let res = next.call(req).await?.map_into_boxed_body();
+            Ok(announce_deprecation(res, &operation))
+        }
         Err(e @ ApiError::Unauthorized(_)) => {
             let e = charge_failed_authentication(&req).unwrap_or(e);
             Ok(req.into_response(e.error_response()))
@@ -485,6 +507,7 @@ mod fail_closed {
     const TABLE: &[Operation] = &[
         Operation::new("GET", "/api/v1/things/me", Access::Public),
         Operation::new("GET", "/api/v1/open", Access::Public),
+        Operation::new("GET", "/api/v1/old", Access::Public).deprecated("2026-12-01", "2027-06-01"),
     ];
 
     #[actix_web::test]
@@ -502,6 +525,7 @@ mod fail_closed {
                             actix_web::dev::Service::call(srv, req)
                         })
                         .route("/open", web::get().to(reached))
+                        .route("/old", web::get().to(reached))
                         .route("/things/{id}", web::get().to(reached))
                         .route("/unlisted", web::get().to(reached)),
                 ),
@@ -522,5 +546,26 @@ mod fail_closed {
         // Another method on a known path is a 405, not a pass.
         let req = test::TestRequest::post().uri("/api/v1/open").to_request();
         assert_eq!(test::call_service(&app, req).await.status().as_u16(), 405);
+        // A deprecated operation still works, and says when it goes away.
+        let req = test::TestRequest::get().uri("/api/v1/old").to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let header = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        assert_eq!(header("deprecation").as_deref(), Some("@1796083200"));
+        assert_eq!(
+            header("sunset").as_deref(),
+            Some("Tue, 01 Jun 2027 00:00:00 GMT")
+        );
+        let req = test::TestRequest::get().uri("/api/v1/open").to_request();
+        assert!(test::call_service(&app, req)
+            .await
+            .headers()
+            .get("deprecation")
+            .is_none());
     }
 }

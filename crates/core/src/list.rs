@@ -86,7 +86,7 @@ impl ListSpec {
         self.filters.iter().map(|f| f.name)
     }
 
-    fn has_filter(&self, name: &str) -> bool {
+    pub fn has_filter(&self, name: &str) -> bool {
         self.filter_names().any(|f| f == name)
     }
 }

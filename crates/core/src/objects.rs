@@ -44,6 +44,9 @@ pub struct ObjectKind {
     pub visible_to: fn(&Principal) -> bool,
     /// The JSON schema of the create/update body, which tells imports how to type CSV cells.
     pub input_schema: fn() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    /// The name of its record schema in the OpenAPI document (`Account`); the kernel also
+    /// publishes `<name>Create` and `<name>Patch`.
+    pub schema_name: fn() -> std::borrow::Cow<'static, str>,
 }
 
 /// An entity type that appears in events without being an integrable object (activities,

@@ -443,6 +443,7 @@ pub const fn object<R: Resource>(
         by_email,
         visible_to: R::visible_to,
         input_schema: <R::Input as utoipa::PartialSchema>::schema,
+        schema_name: <R::Record as ToSchema>::name,
     }
 }
 
@@ -524,6 +525,11 @@ fn sort_param(spec: &ListSpec) -> Value {
         .filter(|f| *f != "custom.*")
         .collect();
     let one = format!("-?({})", fields.join("|"));
+    let mut pattern = format!("{one}(,{one})*");
+    if spec.sort_fields.contains(&"custom.*") {
+        // One custom field, alone (the key pattern of custom field definitions).
+        pattern = format!("-?custom\\.[a-z][a-z0-9_]{{0,39}}|{pattern}");
+    }
     let default = spec.default_sort;
     let others: Vec<&str> = fields
         .iter()
@@ -531,7 +537,7 @@ fn sort_param(spec: &ListSpec) -> Value {
         .filter(|f| *f != default.trim_start_matches('-'))
         .collect();
     let custom = if spec.sort_fields.contains(&"custom.*") {
-        ", or one `custom.<key>`"
+        ", or one `custom.<key>` alone"
     } else {
         ""
     };
@@ -541,7 +547,7 @@ fn sort_param(spec: &ListSpec) -> Value {
             "{default} (default), {}{custom}; `-` for descending",
             others.join(", ")
         ),
-        json!({"type": "string", "pattern": format!("^{one}(,{one})*$")}),
+        json!({"type": "string", "pattern": format!("^({pattern})$")}),
     )
 }
 
@@ -589,23 +595,35 @@ fn not_null(schema: &mut Value) {
 /// The create schema (its required fields required) and the patch schema (every field
 /// optional, `null` clears) from the one input type.
 fn input_schemas<R: Resource>() -> (Value, Value) {
-    let input = to_json(<R::Input as utoipa::PartialSchema>::schema());
-    let mut create = input.clone();
+    create_and_patch(
+        to_json(<R::Input as utoipa::PartialSchema>::schema()),
+        to_json(<R::Patch as utoipa::PartialSchema>::schema()),
+        R::REQUIRED,
+        R::ENTITY,
+    )
+}
+
+fn create_and_patch(
+    input: Value,
+    mut patch: Value,
+    required: &[&str],
+    entity: &str,
+) -> (Value, Value) {
+    let mut create = input;
     if let Some(props) = create.get_mut("properties").and_then(Value::as_object_mut) {
-        for field in R::REQUIRED {
+        for field in required {
             if let Some(p) = props.get_mut(*field) {
                 not_null(p);
             }
         }
     }
-    set(&mut create, "required", json!(R::REQUIRED));
-    let mut patch = to_json(<R::Patch as utoipa::PartialSchema>::schema());
+    set(&mut create, "required", json!(required));
     if let Some(o) = patch.as_object_mut() {
         o.remove("required");
     }
     // Optional, but not to be cleared (`refuse_cleared`).
     if let Some(props) = patch.get_mut("properties").and_then(Value::as_object_mut) {
-        for field in R::REQUIRED {
+        for field in required {
             if let Some(p) = props.get_mut(*field) {
                 not_null(p);
             }
@@ -614,10 +632,44 @@ fn input_schemas<R: Resource>() -> (Value, Value) {
     let about = format!(
         "Changes to a {}: an absent field is kept, `null` clears it (JSON merge patch); \
          fields a {0} must have cannot be cleared.",
-        R::ENTITY.replace('_', " ")
+        entity.replace('_', " ")
     );
     set(&mut patch, "description", json!(about));
     (create, patch)
+}
+
+/// For a resource outside the kernel whose POST and PATCH share one input schema: replace
+/// it by `<Record>Create` (with `required` required) and `<Record>Patch` in the document,
+/// as the kernel does for its own.
+pub fn split_input(doc: &mut Value, input: &str, record: &str, required: &[&str], entity: &str) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let Some(schema) = schemas.remove(input) else {
+        return;
+    };
+    let (create, patch) = create_and_patch(schema.clone(), schema, required, entity);
+    schemas.insert(format!("{record}Create"), create);
+    schemas.insert(format!("{record}Patch"), patch);
+    let from = json!(format!("#/components/schemas/{input}"));
+    for item in doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for (method, name) in [("post", "Create"), ("patch", "Patch")] {
+            let body = item
+                .get_mut(method)
+                .and_then(|op| op.pointer_mut("/requestBody/content/application~1json/schema"));
+            if let Some(body) = body.filter(|b| b.get("$ref") == Some(&from)) {
+                *body = json!({"$ref": format!("#/components/schemas/{record}{name}")});
+            }
+        }
+    }
 }
 
 fn response(description: &str, body: Option<Value>, headers: &[&str]) -> Value {
@@ -639,8 +691,15 @@ fn response(description: &str, body: Option<Value>, headers: &[&str]) -> Value {
     r
 }
 
-fn operation(
+/// What an operation is called and what it says about itself.
+struct Words {
     id: String,
+    summary: String,
+    description: String,
+}
+
+fn operation(
+    words: Words,
     tag: &str,
     parameters: Vec<Value>,
     ok: (&str, Value),
@@ -649,7 +708,79 @@ fn operation(
     let mut responses = Map::new();
     responses.insert(ok.0.to_string(), ok.1);
     responses.extend(problems);
-    json!({"tags": [tag], "operationId": id, "parameters": parameters, "responses": responses})
+    json!({"tags": [tag], "operationId": words.id, "summary": words.summary,
+        "description": words.description, "parameters": parameters, "responses": responses})
+}
+
+/// The six operations' ids, summaries and descriptions, from the resource's names.
+fn words<R: Resource>() -> [Words; 6] {
+    let (entity, plural) = (R::ENTITY, R::COLLECTION.replace('-', "_"));
+    let (one, many) = (entity.replace('_', " "), R::COLLECTION.replace('-', " "));
+    let a = if one.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    let w = |id: String, summary: String, description: String| Words {
+        id,
+        summary,
+        description,
+    };
+    let custom = if R::LIST.has_filter("custom.*") {
+        " Filter on a custom field with `custom.<key>=<value>`."
+    } else {
+        ""
+    };
+    [
+        w(
+            format!("list_{plural}"),
+            format!("List {many}"),
+            format!(
+                "A page of {many}, sorted by `{}` unless `sort` says otherwise; pass \
+             `next_cursor` back as `cursor` for the next page. Archived {many} are left out unless \
+             `include_archived=true`.{custom}",
+                R::LIST.default_sort
+            ),
+        ),
+        w(
+            format!("create_{entity}"),
+            format!("Create {a} {one}"),
+            format!(
+            "Creates {a} {one} and answers 201 with it, its `Location` and its `ETag`. Send an \
+             `Idempotency-Key` to make a retry safe: the same key and body replay the first \
+             answer."),
+        ),
+        w(
+            format!("get_{entity}"),
+            format!("Get {a} {one}"),
+            format!(
+                "The {one} with this id, with its `ETag` (the version to send as `If-Match`). An \
+             archived {one} is found only with `include_archived=true`."
+            ),
+        ),
+        w(
+            format!("update_{entity}"),
+            format!("Update {a} {one}"),
+            format!(
+                "A JSON merge patch: fields left out are kept, `null` clears a field. Send \
+             `If-Match` with the `ETag` you read to refuse the change (412) if someone else \
+             changed the {one} since."
+            ),
+        ),
+        w(
+            format!("archive_{entity}"),
+            format!("Archive {a} {one}"),
+            format!(
+                "Archives the {one}: it leaves lists and reads unless asked for with \
+             `include_archived=true`, and can be restored. Nothing is deleted."
+            ),
+        ),
+        w(
+            format!("restore_{entity}"),
+            format!("Restore {a} {one}"),
+            format!("Brings an archived {one} back into lists and reads."),
+        ),
+    ]
 }
 
 fn with_body(mut op: Value, schema: &str) -> Value {
@@ -670,14 +801,16 @@ pub fn document<R: Resource>() -> utoipa::openapi::OpenApi {
         format!("{record}Patch"),
         format!("Page_{record}"),
     );
-    let (entity, plural) = (R::ENTITY, R::COLLECTION.replace('-', "_"));
+    let [list_words, create_words, get_words, update_words, archive_words, restore_words] =
+        words::<R>();
+    let entity = R::ENTITY;
     let one = || Some(schema_ref(&record));
     let mut get_params = vec![id_param::<R>()];
     get_params.extend(params::<ShowArchived>(ParameterIn::Query));
     let mut patch_params = vec![id_param::<R>()];
     patch_params.extend(params::<IfMatchParams>(ParameterIn::Header));
     let list = operation(
-        format!("list_{plural}"),
+        list_words,
         R::TAG,
         list_params::<R>(),
         (
@@ -691,14 +824,14 @@ pub fn document<R: Resource>() -> utoipa::openapi::OpenApi {
         problems::<ListProblems>(),
     );
     let create = operation(
-        format!("create_{entity}"),
+        create_words,
         R::TAG,
         params::<IdempotencyParams>(ParameterIn::Header),
         ("201", response("Created", one(), &["ETag", "Location"])),
         problems::<WriteProblems>(),
     );
     let get = operation(
-        format!("get_{entity}"),
+        get_words,
         R::TAG,
         get_params,
         (
@@ -712,21 +845,21 @@ pub fn document<R: Resource>() -> utoipa::openapi::OpenApi {
         problems::<ReadProblems>(),
     );
     let update = operation(
-        format!("update_{entity}"),
+        update_words,
         R::TAG,
         patch_params,
         ("200", response("Updated", one(), &["ETag"])),
         problems::<WriteProblems>(),
     );
     let archive = operation(
-        format!("archive_{entity}"),
+        archive_words,
         R::TAG,
         vec![id_param::<R>()],
         ("204", response(R::ARCHIVED, None, &[])),
         problems::<WriteProblems>(),
     );
     let restore = operation(
-        format!("restore_{entity}"),
+        restore_words,
         R::TAG,
         vec![id_param::<R>()],
         ("200", response("Restored", one(), &["ETag"])),

@@ -576,6 +576,11 @@ fn hierarchy(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Hierarchy
     )
 }
 
+/// Get an account's whole hierarchy.
+///
+/// Climbs from any account of the tree to its top account and returns the tree from there down,
+/// children sorted by name and archived children left out (at most 50 levels). Needs
+/// `CustomersRead`; partners get 404.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/hierarchy", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Any account of the hierarchy")),
     responses((status = 200, description = "The whole tree, from its top account down", body = HierarchyNode), ReadProblems))]
@@ -591,6 +596,12 @@ pub async fn get_hierarchy(
     Ok(HttpResponse::Ok().json(tree))
 }
 
+/// List an account's timeline.
+///
+/// Everything that happened to the account (audited changes, activities, other domains' entries),
+/// newest first unless `sort=occurred_at`. Filter on `kind` (`activity.call`, `account.updated`)
+/// and page with `limit` and `cursor`; a merge moves the merged accounts' entries to the survivor.
+/// Needs `CustomersRead`; partners get 404.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/timeline", operation_id = "get_account_timeline", tag = "accounts",
     params(("id" = String, Path, format = "uuid", description = "Account id"),
         PageParams,

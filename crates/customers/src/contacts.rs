@@ -865,6 +865,12 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     list::page(load_many(conn, rows)?, p)
 }
 
+/// List a contact's timeline.
+///
+/// Everything that happened to the contact (audited changes, activities, other domains' entries),
+/// newest first unless `sort=occurred_at`. Filter on `kind` (`activity.call`, `contact.updated`)
+/// and page with `limit` and `cursor`; a merge moves the merged contacts' entries to the survivor.
+/// Needs `CustomersRead`; partners get 404.
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/timeline", operation_id = "get_contact_timeline", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id"),
         PageParams,

@@ -82,6 +82,14 @@ impl FieldDef {
     }
 }
 
+/// What a new field definition must carry (a PATCH cannot change them).
+pub const REQUIRED: &[&str] = &["key", "field_type"];
+
+/// `FieldCreate` and `FieldPatch` in the spec, from the one `FieldInput`.
+pub fn split_schemas(doc: &mut serde_json::Value) {
+    crm_core::resource::split_input(doc, "FieldInput", "Field", REQUIRED, "field");
+}
+
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldInput {
@@ -626,6 +634,11 @@ fn describe(conn: &mut DbConn, object: &str) -> ApiResult<ObjectDescription> {
     })
 }
 
+/// Describe the objects that take custom fields.
+///
+/// For `account` and `contact`: the collection path and every standard and active custom field,
+/// with its type, whether it is required and a picklist's options, so front ends can build forms.
+/// Needs `CustomersRead`.
 #[utoipa::path(get, path = "/api/v1/meta/objects", tag = "meta",
     responses((status = 200, description = "Every object with its standard and custom fields", body = Vec<ObjectDescription>), ReadProblems))]
 #[get("/meta/objects")]
@@ -642,6 +655,11 @@ pub async fn list_objects(state: web::Data<AppState>, me: Principal) -> ApiResul
     Ok(HttpResponse::Ok().json(all))
 }
 
+/// List an object's custom fields.
+///
+/// The active custom field definitions of `account` or `contact`, by key, with type, `required`,
+/// `unique`, `min`, `max`, picklist `options` and `version`; any other object is a 404. Needs
+/// `CustomersRead`.
 #[utoipa::path(get, path = "/api/v1/meta/objects/{object}/fields", tag = "meta",
     params(("object" = String, Path, description = "account or contact")),
     responses((status = 200, description = "The object's custom fields", body = Vec<FieldDef>), ReadProblems))]
@@ -687,6 +705,14 @@ fn check_def(input: &FieldInput, kind: FieldType) -> ApiResult<()> {
     Ok(())
 }
 
+/// Define a custom field on an object.
+///
+/// Adds a field of `field_type` that `account` or `contact` records carry under `custom.<key>`;
+/// `key` is lowercase letters, digits and `_` starting with a letter, and a picklist needs
+/// `options`. Values sent from then on are checked against it, and a `required` field needs a value
+/// on every create and on every update that sends `custom`. A key the object has used before, even
+/// for an archived field, is a 409. Admins only (`MetaManage`); answers 201 with `Location`,
+/// audited as `custom_field.created`.
 #[utoipa::path(post, path = "/api/v1/meta/objects/{object}/fields", tag = "meta", request_body = FieldInput,
     params(("object" = String, Path, description = "account or contact")),
     responses((status = 201, description = "Defined", body = FieldDef), WriteProblems))]
@@ -794,6 +820,12 @@ fn find_def(conn: &mut DbConn, object: &str, key: &str) -> ApiResult<FieldDef> {
         .ok_or_else(|| ApiError::not_found("custom field"))
 }
 
+/// Change a custom field definition.
+///
+/// Changes `label`, `required`, `unique`, `min`, `max` or `options`; fields left out are kept
+/// (`min` and `max` cannot be cleared), and a different `key` or `field_type` is a 422. Values
+/// already stored are not checked again, and no `If-Match` is taken. Admins only (`MetaManage`);
+/// audited as `custom_field.updated`.
 #[utoipa::path(patch, path = "/api/v1/meta/objects/{object}/fields/{key}", tag = "meta", request_body = FieldInput,
     params(("object" = String, Path, description = "account or contact"), ("key" = String, Path, description = "Field key")),
     responses((status = 200, description = "Updated (key and type cannot change)", body = FieldDef), WriteProblems))]
@@ -867,6 +899,11 @@ pub async fn update_field(
     Ok(HttpResponse::Ok().json(def))
 }
 
+/// Archive a custom field.
+///
+/// The field is no longer accepted (sending it is a 422) or required and leaves the field lists;
+/// values already stored are kept, and its key cannot be used for a new field. Admins only
+/// (`MetaManage`); audited as `custom_field.archived`.
 #[utoipa::path(delete, path = "/api/v1/meta/objects/{object}/fields/{key}", tag = "meta",
     params(("object" = String, Path, description = "account or contact"), ("key" = String, Path, description = "Field key")),
     responses((status = 204, description = "Archived: no longer accepted or required; stored values are kept"), WriteProblems))]

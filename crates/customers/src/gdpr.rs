@@ -250,6 +250,11 @@ fn anonymise(c: &mut DbConn, row: &contacts::ContactRow) -> ApiResult<()> {
     scrub_logs(c, "contact", id)
 }
 
+/// Export everything held about a contact (GDPR access).
+///
+/// Returns the contact (emails, phones, consents, custom fields), the activities linked to it, its
+/// timeline and every audited change to it, stamped with `exported_at`. Admins only
+/// (`PersonalData`); the export itself is not audited.
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/personal-data", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 200, description = "Everything held about the person (GDPR access request)", body = PersonalData), ReadProblems))]
@@ -265,6 +270,14 @@ pub async fn personal_data(
     Ok(HttpResponse::Ok().json(data))
 }
 
+/// Erase a contact's personal data (GDPR erasure).
+///
+/// Irreversibly anonymises and archives the contact and the contacts merged into it: the name
+/// becomes "Erased Contact", emails, phones, consents, tags, custom values and external key are
+/// deleted, and linked activities lose their subject, body and outcome. Their audit entries,
+/// events, timeline, webhook delivery bodies and stored idempotent replays are scrubbed, while
+/// account links and activity kinds and dates are kept. A contact already erased is a 409. Admins
+/// only (`PersonalData`); audited as `contact.erased`.
 #[utoipa::path(post, path = "/api/v1/contacts/{id}/erase", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 200, description = "Erased: personal fields anonymised everywhere; cannot be undone", body = Contact), WriteProblems))]

@@ -103,6 +103,12 @@ fn find_duplicates(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Vec
     Ok(out)
 }
 
+/// Find likely duplicates of a contact.
+///
+/// Returns, unpaged, the live contacts that share an email or phone number with this one, or that
+/// are linked to one of its accounts under a similar name (same last name, same first name or
+/// initial), each with its `reasons` (`same_email`, `same_phone`, `similar_name_at_account`). Needs
+/// `CustomersRead`; partners get 404.
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/duplicates", tag = "contacts",
     params(("id" = String, Path, format = "uuid", description = "Contact id")),
     responses((status = 200, description = "Contacts that look like the same person, with the reasons", body = Vec<Duplicate>), ReadProblems))]
@@ -434,6 +440,15 @@ fn merge_accounts(conn: &mut DbConn, me: &Principal, req: &MergeRequest) -> ApiR
     })
 }
 
+/// Merge contacts into a surviving contact.
+///
+/// In one transaction, moves the emails, phones, account links, consents, activities and timeline
+/// of up to 10 `merged_ids` to `survivor_id` (skipping what the survivor already has), then
+/// archives each merged contact with `merged_into` set; returns the survivor with its `ETag`. Needs
+/// `CustomersWrite` and the right to edit every record involved (owner, owner's team or a manager);
+/// unknown, archived or already merged records and self-merges are a 422. Emits
+/// `contact.merged_into` for each merged contact and `contact.merged` for the survivor, both
+/// audited.
 #[utoipa::path(post, path = "/api/v1/contacts/merge", tag = "contacts", request_body = MergeRequest,
     responses((status = 200, description = "The survivor, with everything moved to it", body = Contact), WriteProblems))]
 pub async fn merge_contacts_route(
@@ -446,6 +461,14 @@ pub async fn merge_contacts_route(
     Ok(crm_core::respond::with_etag(contact.version, &contact))
 }
 
+/// Merge accounts into a surviving account.
+///
+/// In one transaction, moves the contact links, activities, timeline and child accounts of up to 10
+/// `merged_ids` to `survivor_id`, then archives each merged account with `merged_into` set; returns
+/// the survivor with its `ETag`. Needs `CustomersWrite` and the right to edit every record involved
+/// (owner, owner's team or a manager); unknown, archived or already merged records and self-merges
+/// are a 422. Emits `account.merged_into` for each merged account and `account.merged` for the
+/// survivor, both audited.
 #[utoipa::path(post, path = "/api/v1/accounts/merge", tag = "accounts", request_body = MergeRequest,
     responses((status = 200, description = "The survivor, with everything moved to it", body = Account), WriteProblems))]
 pub async fn merge_accounts_route(

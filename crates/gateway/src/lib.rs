@@ -132,7 +132,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
             )
             .service(
                 SwaggerUi::new("/docs/{_:.*}")
-                    .url("/openapi.json", spec.clone())
+                    .external_url_unchecked("/openapi.json", spec.clone())
                     // Swagger UI's default sends the spec to an online validator.
                     .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none")),
             )

@@ -29,7 +29,7 @@ pub async fn request_context(
     let method = req.method().to_string();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     // Only the route pattern is logged, never the path or query: they carry emails
-    // (`/contacts/by-email/{email}`), search words and external keys.
+    // (`/contacts/by-email?email=`), search words and external keys.
     let span = tracing::info_span!("request", request_id = %request_id, %method);
     let _entered = span.enter();
     let (res, queries) = crm_core::db::counting_queries(next.call(req)).await;

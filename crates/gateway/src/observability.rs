@@ -93,6 +93,10 @@ pub struct Health {
     pub status: String,
 }
 
+/// Check that the process is up.
+///
+/// Answers 200 `{"status": "ok"}` whenever the server handles requests, without touching the
+/// database; for liveness probes. Public: no token needed.
 #[utoipa::path(get, path = "/health/live", tag = "health", security(()),
     responses((status = 200, description = "The process is up", body = Health)))]
 #[get("/health/live")]
@@ -102,6 +106,10 @@ pub async fn live() -> HttpResponse {
     })
 }
 
+/// Check that the server can reach its database.
+///
+/// Runs `SELECT 1` on the database and answers 200 `{"status": "ok"}`, or a 503 problem when the
+/// database does not answer; for readiness probes and load balancers. Public: no token needed.
 #[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
     responses(
         (status = 200, description = "The database answers", body = Health),
@@ -141,6 +149,12 @@ fn check_metrics_token(req: &actix_web::HttpRequest, state: &AppState) -> ApiRes
     }
 }
 
+/// Get Prometheus metrics.
+///
+/// Prometheus text exposition: HTTP requests by method, route and status, request latency, database
+/// statements per route, and jobs in the queue by status (counted at each scrape). Public, with no
+/// customer data; when the server sets `CRM_METRICS_TOKEN`, send it as
+/// `Authorization: Bearer <token>` or get a 401.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(()),
     responses(
         (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
@@ -187,5 +201,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(live, ready, metrics))]
+#[openapi(
+    paths(live, ready, metrics),
+    tags((name = "health", description = "Liveness, readiness and Prometheus metrics, for load balancers and monitoring; no token needed"))
+)]
 pub struct HealthApi;

@@ -1,10 +1,27 @@
-//! The served OpenAPI document: every crate's fragment merged, with bearer security.
+//! The served OpenAPI document: every crate's fragment merged, with bearer security, then
+//! the house rules of `conventions` applied.
 
+mod conventions;
+
+use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi as Document};
 use utoipa::OpenApi;
 
-pub fn document() -> Document {
+const ABOUT: &str = "Headless operational CRM: customers, sales, marketing, service, partners \
+and analytics behind one REST/JSON API.\n\n\
+Authenticate with `Authorization: Bearer <token>`: a JWT from `POST /api/v1/auth/login` or an \
+API key from `POST /api/v1/api-keys`. Every operation's description ends with who may call it. \
+Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`; \
+validation problems list the failing fields in `errors`.\n\n\
+Lists are cursor-paged (`limit`, `cursor`, `next_cursor`) and sorted with `sort`. Writes take \
+an `Idempotency-Key`; updates take `If-Match` with the record's `ETag`.\n\n\
+Compatibility: within `/api/v1` fields and operations are only added. A deprecated operation \
+says `deprecated: true` here and answers with `Deprecation` and `Sunset` headers before it is \
+removed; CHANGELOG.md in the repository lists every change.";
+
+/// The document as a JSON value: what `/openapi.json` serves and the repository commits.
+pub fn document() -> Value {
     let mut doc = crm_core::identity::IdentityApi::openapi();
     for part in [
         crm_core::identity::resource_document(),
@@ -24,11 +41,32 @@ pub fn document() -> Document {
     doc.info = InfoBuilder::new()
         .title("CRM API")
         .version(env!("CARGO_PKG_VERSION"))
-        .description(Some(
-            "Headless operational CRM. Authenticate with `Authorization: Bearer <token>` \
-             (a JWT from /api/v1/auth/login or an API key). Errors are RFC 9457 problem documents.",
+        .description(Some(ABOUT))
+        .license(Some(
+            utoipa::openapi::LicenseBuilder::new()
+                .name("Apache-2.0")
+                .identifier(Some("Apache-2.0"))
+                .build(),
         ))
         .build();
+    add_bearer(&mut doc);
+    let mut json = serde_json::to_value(&doc).unwrap_or_default();
+    crm_core::integrations::expand_document(&mut json, &crate::objects());
+    crm_core::integrations::webhooks::split_schemas(&mut json);
+    crm_customers::custom_fields::split_schemas(&mut json);
+    conventions::apply(&mut json, &crate::access_table());
+    // Relative to where the document is served, so "try it out" and generated clients
+    // call the server the spec came from.
+    if let Some(doc) = json.as_object_mut() {
+        doc.insert(
+            "servers".into(),
+            json!([{"url": "/", "description": "The server that serves this document"}]),
+        );
+    }
+    json
+}
+
+fn add_bearer(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -36,6 +74,7 @@ pub fn document() -> Document {
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
                 .bearer_format("JWT or API key")
+                .description(Some("A JWT from `POST /api/v1/auth/login`, or an API key"))
                 .build(),
         ),
     );
@@ -43,21 +82,11 @@ pub fn document() -> Document {
         "bearer",
         Vec::<String>::new(),
     )]);
-    expand_per_object(doc)
-}
-
-/// One path per registered object for the generic integration paths.
-fn expand_per_object(doc: Document) -> Document {
-    let Ok(mut json) = serde_json::to_value(&doc) else {
-        return doc;
-    };
-    crm_core::integrations::expand_document(&mut json, &crate::objects());
-    serde_json::from_value(json).unwrap_or(doc)
 }
 
 /// The document as committed in `openapi/openapi.json`.
 pub fn document_json() -> String {
-    let mut s = document().to_pretty_json().unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
     s.push('\n');
     s
 }

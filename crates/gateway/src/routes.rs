@@ -8,10 +8,10 @@ use crm_core::error::ApiError;
 pub struct RouteTable(Vec<(ResourceDef, Vec<String>)>);
 
 impl RouteTable {
-    pub fn from_document(doc: &utoipa::openapi::OpenApi) -> Self {
-        let paths = serde_json::to_value(&doc.paths).unwrap_or_default();
-        let routes = paths
-            .as_object()
+    pub fn from_document(doc: &serde_json::Value) -> Self {
+        let routes = doc
+            .get("paths")
+            .and_then(serde_json::Value::as_object)
             .into_iter()
             .flatten()
             .map(|(path, item)| {

@@ -115,6 +115,13 @@ pub fn account_balance(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult
     })
 }
 
+/// Get what an account owes, per currency.
+///
+/// For each currency: the unpaid amount of open invoices (`open_balance`), the part past due
+/// (`overdue_amount`, judged against `as_of`, today in UTC), how many invoices are open and
+/// overdue, and the payments not applied to any invoice. Amounts are in minor units; archived and
+/// void invoices and archived payments do not count, and `balances` is empty when nothing is owed.
+/// Needs `CustomersRead`; partners get 404.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/balance", tag = "invoices",
     params(("id" = String, Path, format = "uuid", description = "Account id")),
     responses((status = 200, description = "What the account owes, per currency", body = AccountBalance), ReadProblems))]

@@ -14,11 +14,9 @@ fn operations(spec: &Value) -> Vec<(String, String, bool)> {
     let mut ops = vec![];
     for (path, item) in spec["paths"].as_object().into_iter().flatten() {
         for (method, op) in item.as_object().into_iter().flatten() {
-            // `security: [{}]` marks an operation that needs no credentials.
-            let public = op["security"].as_array().is_some_and(|s| {
-                s.iter()
-                    .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
-            });
+            // `security: []` marks an operation that needs no credentials (and that
+            // generated clients call without one).
+            let public = op["security"].as_array().is_some_and(Vec::is_empty);
             ops.push((method.to_uppercase(), path.clone(), public));
         }
     }

@@ -51,6 +51,38 @@ impl Probe<'_> {
     }
 }
 
+/// `?name=value` for the operation's required query parameters (an upsert's `email`), so
+/// that a probe reaches the body checks.
+fn required_query(op: &Value) -> String {
+    let pairs: Vec<String> = op["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == "query" && p["required"] == true)
+        .map(|p| {
+            let value = match p["schema"]["format"].as_str() {
+                Some("email") => "probe@example.com",
+                Some("uuid") => RANDOM_ID,
+                _ => "probe",
+            };
+            format!("{}={value}", p["name"].as_str().unwrap_or_default())
+        })
+        .collect();
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
+fn sep(url: &str) -> char {
+    if url.contains('?') {
+        '&'
+    } else {
+        '?'
+    }
+}
+
 fn check(
     app: &TestApp,
     probe: &Probe,
@@ -93,7 +125,8 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
             let url = path
                 .replace("{id}", RANDOM_ID)
                 .replace("{object}", "contact")
-                .replace("{key}", "no_such_field");
+                .replace("{key}", "no_such_field")
+                + &required_query(op);
             // JSON bodies only: a file upload (an import's CSV) is probed by its own tests.
             if op["requestBody"]["content"]
                 .get("application/json")
@@ -156,7 +189,7 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
                     &app,
                     &probe,
                     "an unknown sort field",
-                    &format!("{url}?sort=zz_unknown"),
+                    &format!("{url}{}sort=zz_unknown", sep(&url)),
                     None,
                     400,
                     &mut failures,
@@ -168,7 +201,7 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
                     &app,
                     &probe,
                     "an unknown filter",
-                    &format!("{url}?zz_unknown=1"),
+                    &format!("{url}{}zz_unknown=1", sep(&url)),
                     None,
                     400,
                     &mut failures,

@@ -98,7 +98,7 @@ fn contacts_upsert_by_primary_email() {
     let t = &app.admin_token;
     let created = put(
         &app,
-        "/api/v1/contacts/by-email/Ada@Example.com",
+        "/api/v1/contacts/by-email?email=Ada%40Example.com",
         t,
         &json!({"first_name": "Ada"}),
     );
@@ -106,7 +106,7 @@ fn contacts_upsert_by_primary_email() {
     assert_eq!(created.json()["emails"][0]["email"], "ada@example.com");
     let updated = put(
         &app,
-        "/api/v1/contacts/by-email/ada@example.com",
+        "/api/v1/contacts/by-email?email=ada@example.com",
         t,
         &json!({"last_name": "Lovelace"}),
     );
@@ -114,8 +114,29 @@ fn contacts_upsert_by_primary_email() {
     assert_eq!(updated.json()["id"], created.json()["id"]);
     assert_eq!(updated.json()["first_name"], "Ada");
     assert_eq!(app.count("contacts"), 1);
-    // Accounts are not matched by email.
-    put(&app, "/api/v1/accounts/by-email/a@b.co", t, &json!({})).problem(404);
+    // In a composite too, with the address percent-encoded as in any query string.
+    let composite = app.post(
+        "/api/v1/composite",
+        t,
+        &json!({"requests": [{"reference_id": "c", "method": "PUT",
+            "path": "/api/v1/contacts/by-email?email=ada%2Bwork@example.com",
+            "body": {"first_name": "Ada"}}]}),
+    );
+    assert_eq!(composite.status, 200, "{}", composite.text);
+    let result = &composite.json()["results"][0];
+    assert_eq!(result["status"], 201, "{result}");
+    assert_eq!(result["body"]["emails"][0]["email"], "ada+work@example.com");
+    // Accounts are not matched by email: `/accounts/by-email` is only `/accounts/{id}`,
+    // which takes no PUT.
+    put(
+        &app,
+        "/api/v1/accounts/by-email?email=a@b.co",
+        t,
+        &json!({}),
+    )
+    .problem(405);
+    // Without the email there is nothing to match on.
+    put(&app, "/api/v1/contacts/by-email", t, &json!({})).problem(400);
 }
 
 #[test]

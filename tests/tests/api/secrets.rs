@@ -92,7 +92,7 @@ fn the_servers_log_and_database_hold_no_secret() {
         .set("Authorization", &format!("Bearer {admin}"))
         .call();
     let _ = ureq::put(&format!(
-        "{base}/api/v1/contacts/by-email/ada.private@example.org"
+        "{base}/api/v1/contacts/by-email?email=ada.private@example.org"
     ))
     .set("Authorization", &format!("Bearer {admin}"))
     .send_json(json!({"first_name": "Ada"}));

@@ -38,6 +38,11 @@ mod job_sort {
     });
 }
 
+/// List background jobs.
+///
+/// A page of the job queue, dead jobs included, newest first unless `sort` says otherwise. Filter
+/// on `status` (`queued`, `running`, `succeeded`, `dead`) and `kind`, and page with `limit` and
+/// `cursor`. Admins only (`JobsManage`).
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
     params(
         PageParams,
@@ -70,6 +75,10 @@ pub async fn list_jobs(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Get a background job.
+///
+/// Returns the job with its payload, attempts, schedule, lease and `last_error`; an unknown id is a
+/// 404. Admins only (`JobsManage`).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, format = "uuid", description = "Job id")),
     responses((status = 200, description = "The job, with its last error", body = Job), ReadProblems))]
@@ -93,6 +102,11 @@ pub async fn get_job(
     Ok(HttpResponse::Ok().json(job))
 }
 
+/// Retry a dead background job.
+///
+/// Queues a `dead` job again to run now, with its attempt count reset to 0, and returns it. A job
+/// in any other status is a 409 naming that status; an unknown id is a 404. Admins only
+/// (`JobsManage`); the retry is not written to the audit log.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, format = "uuid", description = "Job id")),
     responses((status = 200, description = "The dead job is queued again with fresh attempts", body = Job), WriteProblems))]
@@ -178,6 +192,12 @@ mod audit_sort {
     });
 }
 
+/// List audit log entries.
+///
+/// Who changed what and when, newest first (`sort=occurred_at` for oldest first). Filter on
+/// `entity_type`, `entity_id`, `actor_id` and `action`, and page with `limit` and `cursor`. Each
+/// entry's `changes` holds `{"field": {"from": …, "to": …}}` (the new record on a create), and
+/// reads `{"erased": true}` for an erased contact. Admins only (`AuditRead`).
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit",
     params(
         PageParams,

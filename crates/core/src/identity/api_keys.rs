@@ -100,6 +100,13 @@ fn find(c: &mut DbConn, id: &str) -> ApiResult<ApiKey> {
         .ok_or_else(|| ApiError::not_found("API key"))
 }
 
+/// Create an API key.
+///
+/// Creates a key that acts as the calling user, with that user's role; send it as
+/// `Authorization: Bearer <secret>`. The `secret` is returned only in this 201 response (only its
+/// digest is stored, and an `Idempotency-Key` replay returns `secret: null`); an `expires_at` that
+/// is not a future RFC 3339 time is a 422. Every role may create its own keys (`ApiKeysOwn`);
+/// audited as `api_key.created`.
 #[utoipa::path(post, path = "/api/v1/api-keys", operation_id = "create_api_key", tag = "api-keys", request_body = CreateApiKey,
     params(IdempotencyParams),
     responses((status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey,
@@ -167,6 +174,11 @@ pub async fn create(
         .json(created))
 }
 
+/// List API keys.
+///
+/// Returns your own keys; admins (`ApiKeysAll`) see everyone's and may narrow the list with
+/// `user_id`, which is ignored for other roles. Filter on `revoked`, order with `sort`, and page
+/// with `limit` and `cursor`. Secrets are never listed, only each key's `prefix`.
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
     params(
         PageParams,
@@ -204,6 +216,11 @@ pub async fn list_keys(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Revoke an API key.
+///
+/// The key stops working at once; revoking a key that is already revoked changes nothing and also
+/// answers 204. You may revoke your own keys, admins (`ApiKeysAll`) anyone's; another user's key is
+/// a 404 for everyone else. Audited as `api_key.revoked`.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, format = "uuid", description = "API key id")),
     responses((status = 204, description = "Revoked; the key stops working at once"), WriteProblems))]

@@ -84,6 +84,13 @@ fn bad_login() -> ApiError {
     ApiError::Unauthorized("wrong email or password".into())
 }
 
+/// Log in with email and password.
+///
+/// Returns a short-lived JWT access token (valid for `expires_in` seconds) and an opaque refresh
+/// token, with `Cache-Control: no-store`. The email is matched case-insensitively and only active,
+/// unarchived users can log in; a wrong email or password is a 401. Repeated failures for one
+/// account or from one address lock further attempts for a while (429 with `Retry-After`). Public:
+/// no token needed.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, security(()),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse),
@@ -159,6 +166,12 @@ fn no_store(mut res: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseB
     res
 }
 
+/// Exchange a refresh token for a new token pair.
+///
+/// Refresh tokens are single-use: the one sent is revoked and a new access token and refresh token
+/// are returned. Presenting an already used refresh token is treated as theft: every token of that
+/// login is revoked and the answer is 401, so the client must log in again. An unknown or expired
+/// token, or an inactive user, is also a 401. Public: no access token needed.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
     responses(
         (status = 200, description = "A new token pair; the old refresh token stops working", body = TokenResponse),
@@ -233,6 +246,11 @@ pub async fn refresh(
     Ok(no_store(HttpResponse::Ok()).json(tokens))
 }
 
+/// Log out by revoking a refresh token.
+///
+/// Revokes the refresh token and every token rotated from the same login, and answers 204 even when
+/// the token is unknown, so it is safe to repeat. Access tokens already issued stay valid until
+/// they expire. Public: no access token needed.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest, security(()),
     responses(
         (status = 204, description = "The refresh token (and its rotations) no longer work"),

@@ -255,6 +255,10 @@ fn load_users(conn: &mut DbConn, p: &ListParams) -> ApiResult<Page<User>> {
     list::page(rows.into_iter().map(User::from).collect(), p)
 }
 
+/// Get the calling user.
+///
+/// Returns the user the access token or API key belongs to, with their role and team, and the
+/// user's `ETag`. Any valid credential may call it, whatever the role.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
     responses((status = 200, description = "The calling user", body = User), ReadProblems))]
 pub async fn get_me(state: web::Data<AppState>, me: Principal) -> ApiResult<HttpResponse> {

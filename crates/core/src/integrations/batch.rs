@@ -219,7 +219,15 @@ fn run_atomic(
     })
 }
 
-/// Create, update, upsert or delete up to 200 records of one object.
+/// Write up to 200 records of one object in one call.
+///
+/// Each item is a `create`, an `update` or `delete` by `id` (a delete archives the record), or an
+/// `upsert` matched on `external_source` + `external_id` (or `email`, for contacts); results come
+/// back in order, each with the status it would have had alone. By default every item commits on
+/// its own and failures are reported per item in a 200. With `all_or_none`, the first failure rolls
+/// everything back and the call fails with that item's 403, 404, 409 or 412 (any other failure as a
+/// 422), plus `failed_index` and `item_error`. Needs the object's write permission; more than 200
+/// items is a 413, and an `Idempotency-Key` makes a retry safe.
 #[utoipa::path(post, path = "/api/v1/{collection}/batch", tag = "integrations",
     request_body = BatchRequest,
     params(("collection" = String, Path, description = "The object"), IdempotencyParams),

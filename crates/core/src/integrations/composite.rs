@@ -31,7 +31,7 @@ pub struct SubRequest {
     pub method: String,
     /// `/api/v1/<collection>`, `/api/v1/<collection>/<id>`,
     /// `/api/v1/<collection>/external/<source>/<external_id>` or
-    /// `/api/v1/<collection>/by-email/<email>`; references may appear in it.
+    /// `/api/v1/<collection>/by-email?email=<email>`; references may appear in it.
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000)]
     pub path: String,
@@ -202,6 +202,7 @@ fn run_one(
     body: Value,
     if_match: Option<i32>,
 ) -> ApiResult<(u16, Option<Value>)> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let trimmed = path.trim_start_matches("/api/v1").trim_matches('/');
     let segments: Vec<&str> = trimmed.split('/').collect();
     let Some((collection, rest)) = segments.split_first() else {
@@ -229,8 +230,8 @@ fn run_one(
             if_match,
             body,
         },
-        ("PUT", ["by-email", email]) => Write::Upsert {
-            key: MatchKey::Email(email.to_string()),
+        ("PUT", ["by-email"]) => Write::Upsert {
+            key: MatchKey::Email(email_of(query).ok_or_else(|| unsupported(path, method))?),
             if_match,
             body,
         },
@@ -238,6 +239,13 @@ fn run_one(
     };
     let outcome = objects::apply(conn, me, kind, write)?;
     Ok((outcome.status, outcome.record))
+}
+
+/// The `email` of a sub-request's `?email=…`, percent-decoded as a query string is.
+fn email_of(query: &str) -> Option<String> {
+    web::Query::<super::upsert::EmailKey>::from_query(query)
+        .ok()
+        .map(|q| q.into_inner().email)
 }
 
 fn run_all(
@@ -280,7 +288,14 @@ fn run_all(
     })
 }
 
-/// Run up to 25 object requests in one transaction, later ones using earlier results.
+/// Run up to 25 object requests in one transaction.
+///
+/// Each sub-request names an object endpoint by `method` and `path`: GET, PATCH or DELETE (which
+/// archives) by id, POST to the collection, or PUT by external key or by email. A later sub-request
+/// may use an earlier result as `@{reference_id.field}` in its path or body. Either all succeed and
+/// commit together (200), or the first failure rolls everything back and the call answers with that
+/// sub-request's problem plus `failed_index`, `failed_reference_id` and `rolled_back: true`. Any
+/// valid credential may call it, but each sub-request needs the object's read or write permission.
 #[utoipa::path(post, path = "/api/v1/composite", tag = "integrations",
     request_body = CompositeRequest,
     params(IdempotencyParams),

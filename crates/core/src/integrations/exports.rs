@@ -131,8 +131,14 @@ async fn next_chunk(mut ex: Export) -> Option<(Result<Bytes, ApiError>, Export)>
     Some((bytes.map(Bytes::from), ex))
 }
 
-/// Export every record of an object the caller may see. The object's list filters and
-/// `sort` apply as on its list endpoint.
+/// Export all visible records of an object as NDJSON or CSV.
+///
+/// Streams every record of the object the caller may see, with the object's list filters, `sort`
+/// and `include_archived` as on its list endpoint (`limit` and `cursor` are ignored), as a file
+/// attachment. `Accept: text/csv` gives CSV with a header row of the first record's fields and
+/// nested values as JSON; anything else gives NDJSON, one record per line. Needs the object's read
+/// permission. A failure after streaming has begun breaks the response off, so a complete export is
+/// one whose body ended normally.
 #[utoipa::path(get, path = "/api/v1/exports/{collection}", tag = "integrations",
     params(
         ("collection" = String, Path, description = "The object"),

@@ -382,7 +382,16 @@ pub fn query_for(
     })
 }
 
-/// Every change since a cursor, in commit order.
+/// Read the change feed after a cursor.
+///
+/// Returns the events the caller may see, oldest first in commit order, each with the record's
+/// state after the change in `data`. Store `next_cursor` and send it back as `after` to continue
+/// without missing or repeating an event; `has_more` means more are waiting, so ask again at once.
+/// Without `after` the feed starts at the oldest retained event; narrow it with `types`
+/// (`contact.*`, `account.updated`) and size pages with `limit` (1–200, default 100). A cursor
+/// older than the retention period is a 410 whose `resync_cursor` says where to resume after
+/// re-reading the records; any valid credential may read, non-admins only the entity types their
+/// role may see.
 #[utoipa::path(get, path = "/api/v1/events", tag = "integrations",
     params(FeedParams),
     responses(

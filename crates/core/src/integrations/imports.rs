@@ -843,10 +843,19 @@ fn discard(conn: &mut DbConn, id: &str) -> ApiResult<()> {
     })
 }
 
-/// Upload a CSV or NDJSON file and start importing it.
+/// Upload a CSV or NDJSON file and start an import.
+///
+/// Stores the body (CSV with a header row, or one JSON object per line; the format comes from
+/// `format` or `Content-Type`) and queues a job, answering 202 with the import and a `Location` to
+/// poll. The job creates, updates (rows carry `id`) or upserts (on `external_id`, or `email` for
+/// contacts) each row as the uploader, through the object's own validation; broken rows are
+/// reported by line and the rest go in, and `dry_run` checks every row but writes nothing. Needs
+/// `ImportsRun` and the object's write permission; `Idempotency-Key` is not honoured here.
 #[utoipa::path(post, path = "/api/v1/imports", tag = "integrations",
     params(ImportParams),
-    request_body(content = String, description = "The file: CSV with a header row, or one JSON object per line", content_type = "text/csv"),
+    request_body(description = "The file: CSV with a header row, or one JSON object per line. \
+        Any other content type (`application/octet-stream`, say) needs `format=csv` or `format=ndjson`.",
+        content((String = "text/csv"), (String = "application/x-ndjson"), (String = "application/octet-stream"))),
     responses(
         (status = 202, description = "Stored and queued; follow Location for progress", body = Import, headers(("Location" = String))),
         (status = 413, description = "Larger than CRM_IMPORT_MAX_BYTES", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -916,7 +925,12 @@ pub async fn create_import(
         .json(import))
 }
 
-/// An import's progress and row errors.
+/// Get an import's progress and row errors.
+///
+/// Returns the import's `status` (`uploading`, `queued`, `running`, `succeeded` or `failed`), its
+/// counts (`total_rows`, `processed`, `created`, `updated`, `failed`) and `percent`, the `error`
+/// that stopped it if any, and its first 1,000 row errors by line. Only the uploader and admins see
+/// an import (others get 404). Needs `ImportsRun`.
 #[utoipa::path(get, path = "/api/v1/imports/{id}", tag = "integrations",
     params(("id" = String, Path, format = "uuid", description = "Import id")),
     responses((status = 200, description = "Progress: total, processed, created, updated, failed, percent, errors by line", body = Import), ReadProblems))]

@@ -15,7 +15,7 @@ use crate::access::{Access, Operation, Permission};
 use crate::extract::only;
 use crate::objects::ObjectRegistry;
 use actix_web::web::{self, ServiceConfig};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 /// Routes relative to `/api/v1`. Mounted before the domain crates, so that
 /// `/accounts/batch` is not taken for an account id.
@@ -95,7 +95,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .default_service(only("PUT")),
     )
     .service(
-        web::resource("/{collection}/by-email/{email}")
+        web::resource("/{collection}/by-email")
             .route(web::put().to(upsert::upsert_by_email))
             .default_service(only("PUT")),
     );
@@ -121,7 +121,7 @@ const PER_OBJECT: &[(&str, &str, Needs)] = &[
 
 /// Per-object operations only for objects matched by email.
 const PER_EMAIL_OBJECT: &[(&str, &str, Needs)] =
-    &[("PUT", "/api/v1/{collection}/by-email/{email}", Needs::Write)];
+    &[("PUT", "/api/v1/{collection}/by-email", Needs::Write)];
 
 /// The rows of the permission table for operations that are not per object.
 pub const OPERATIONS: &[Operation] = {
@@ -222,6 +222,7 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
         .filter(|p| p.contains("{collection}"))
         .cloned()
         .collect();
+    let mut batches = vec![];
     for template in generic {
         let Some(item) = paths.remove(&template) else {
             continue;
@@ -242,6 +243,13 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
                 op.insert("operationId".into(), Value::String(unique));
             }
             op.insert("tags".into(), serde_json::json!(["integrations", name]));
+            if let Some(Value::String(summary)) = op.get_mut("summary") {
+                // One summary per object's copy: `… (accounts)`.
+                *summary = format!("{} ({name})", summary.trim_end_matches('.'));
+            }
+            if let Ok(kind) = registry.get(name) {
+                typed_bodies(&mut op, &(kind.schema_name)(), &mut batches);
+            }
             if let Value::Object(entry) = paths
                 .entry(concrete)
                 .or_insert_with(|| Value::Object(Default::default()))
@@ -250,6 +258,70 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
             }
         }
     }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        batch_schemas(schemas, &batches);
+    }
+}
+
+/// A per-object operation's free-form bodies replaced by the object's own schemas: upserts
+/// take `<Record>Patch` (a new record also needs the create's required fields) and answer
+/// `<Record>`; a batch takes `<Record>BatchRequest` (see `batch_schemas`).
+fn typed_bodies(op: &mut Map<String, Value>, record: &str, batches: &mut Vec<String>) {
+    let body = op
+        .get_mut("requestBody")
+        .and_then(|b| b.pointer_mut("/content/application~1json/schema"));
+    let Some(body) = body else {
+        return;
+    };
+    if body.get("$ref").and_then(Value::as_str) == Some("#/components/schemas/BatchRequest") {
+        *body = schema_ref(&format!("{record}BatchRequest"));
+        batches.push(record.to_string());
+        return;
+    }
+    *body = schema_ref(&format!("{record}Patch"));
+    for status in ["200", "201"] {
+        let path = format!("/{status}/content/application~1json/schema");
+        if let Some(schema) = op.get_mut("responses").and_then(|r| r.pointer_mut(&path)) {
+            *schema = schema_ref(record);
+        }
+    }
+}
+
+/// `<Record>BatchRequest` and `<Record>BatchItem`: the generic batch schemas with each
+/// item's `body` typed as the object's patch.
+fn batch_schemas(schemas: &mut Map<String, Value>, records: &[String]) {
+    let (Some(request), Some(item)) = (
+        schemas.get("BatchRequest").cloned(),
+        schemas.get("BatchItem").cloned(),
+    ) else {
+        return;
+    };
+    // Every batch path is per object, so the generic pair would be left unused.
+    if !records.is_empty() {
+        schemas.remove("BatchRequest");
+        schemas.remove("BatchItem");
+    }
+    for record in records {
+        let mut typed_item = item.clone();
+        if let Some(body) = typed_item.pointer_mut("/properties/body") {
+            let about = body.get("description").cloned().unwrap_or(Value::Null);
+            *body = json!({"oneOf": [schema_ref(&format!("{record}Patch")), {"type": "null"}],
+                "description": about});
+        }
+        let mut typed_request = request.clone();
+        if let Some(items) = typed_request.pointer_mut("/properties/items/items") {
+            *items = schema_ref(&format!("{record}BatchItem"));
+        }
+        schemas.insert(format!("{record}BatchItem"), typed_item);
+        schemas.insert(format!("{record}BatchRequest"), typed_request);
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 /// This part of the OpenAPI document (generic paths; see `expand_document`).

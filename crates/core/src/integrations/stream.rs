@@ -113,12 +113,28 @@ async fn recheck(s: &mut Stream) -> Option<String> {
     }
 }
 
-/// Server-sent events of every change the caller may see, as they happen.
+/// Stream the change feed as server-sent events.
+///
+/// A `text/event-stream` of the events `GET /api/v1/events` returns, for what the caller may see
+/// and, with `types`, of those types only. It opens with `retry: 2000`, then sends each event as an
+/// `id: <cursor>` line, an `event: <type>` line (`contact.updated`) and a `data:` line holding the
+/// event as one line of JSON with the fields of a feed item (`cursor`, `id`, `type`, `entity_type`,
+/// `entity_id`, `actor_id`, `occurred_at`, `data`), then a blank line. After 15 seconds with
+/// nothing to send, the server sends a `: keep-alive` comment line.
+///
+/// To resume, send the last `id` received as the `Last-Event-ID` header (browsers do on reconnect)
+/// or as `after`; the header wins, and with neither the stream carries only new events. A cursor
+/// older than the retention period is a 410 before the stream starts. The credential is checked
+/// again before events are sent and every 2 seconds: once it no longer holds (API key revoked, user
+/// deactivated, sessions ended, or a JWT access token expired), the stream sends a last
+/// `event: revoked` with `data: {"detail": "…"}` and no `id`, then closes. Any valid credential may
+/// stream; use an API key for a stream that outlives an access token.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "integrations",
     params(StreamParams,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (browsers send it on reconnect)")),
     responses(
-        (status = 200, description = "`text/event-stream`: one `event: <type>` per change with the event as JSON in `data`; when the credential is revoked or the user's sessions end, a last `event: revoked` and the stream closes", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`text/event-stream`: one `event: <type>` per change with the event as JSON in `data`; when the credential is revoked or the user's sessions end, a last `event: revoked` and the stream closes", content_type = "text/event-stream", body = String,
+            example = json!("retry: 2000\n\nid: 1842.7\nevent: contact.updated\ndata: {\"cursor\":\"1842.7\",\"id\":\"01939a6e-8f1e-7c2a-9a43-5f0d2c1b7e10\",\"type\":\"contact.updated\",\"entity_type\":\"contact\",\"entity_id\":\"01939a6e-1b2c-7d3e-8f40-0a1b2c3d4e5f\",\"actor_id\":null,\"occurred_at\":\"2026-12-02T09:30:00.000000Z\",\"data\":{}}\n\n: keep-alive\n\n")),
         (status = 410, description = "The cursor is older than the retention period", body = crate::error::Problem, content_type = "application/problem+json"),
         ListProblems))]
 pub async fn stream(

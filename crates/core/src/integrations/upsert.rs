@@ -1,4 +1,4 @@
-//! `PUT /{collection}/external/{source}/{external_id}` and `PUT /{collection}/by-email/{email}`:
+//! `PUT /{collection}/external/{source}/{external_id}` and `PUT /{collection}/by-email?email=`:
 //! create the record the integrator's key names, or update it — 201 or 200 says which.
 
 use crate::auth::Principal;
@@ -11,6 +11,12 @@ use crate::respond::{self, WriteProblems};
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
+
+/// `?email=` of an upsert by email.
+#[derive(Debug, serde::Deserialize)]
+pub struct EmailKey {
+    pub email: String,
+}
 
 /// The response for a write that created (201) or changed (200) a record.
 pub fn respond_outcome(collection: &str, outcome: &Outcome) -> HttpResponse {
@@ -52,7 +58,13 @@ async fn run_upsert(
     Ok(respond_outcome(&collection, &outcome))
 }
 
-/// Create or update the record carrying this external key.
+/// Create or update a record by its external key.
+///
+/// Finds the record whose `external_source` and `external_id` are the path's and applies the body
+/// to it (200 with `ETag`), or creates a record carrying that key (201 with `Location` and `ETag`);
+/// re-sending values the record already has writes nothing and fires no event. With `If-Match`, a
+/// stale version is a 412, and so is a key no record has yet. A body whose `external_source` or
+/// `external_id` differs from the path is a 422. Needs the object's write permission.
 #[utoipa::path(put, path = "/api/v1/{collection}/external/{source}/{external_id}", tag = "integrations",
     request_body(content = Object, description = "The object's fields, as for its create and update endpoints; the key is taken from the path"),
     params(
@@ -78,11 +90,20 @@ pub async fn upsert_external(
 }
 
 /// Create or update the contact whose primary email this is.
-#[utoipa::path(put, path = "/api/v1/{collection}/by-email/{email}", tag = "integrations",
+///
+/// Matches the oldest live contact whose primary email is the `email` parameter (trimmed,
+/// case-insensitively); a new contact gets that email as its primary one unless the body lists
+/// `emails`. An update answers 200 with `ETag`, a create 201 with `Location` and `ETag`, and
+/// re-sending unchanged values writes nothing. Without `If-Match` an existing contact is updated
+/// unconditionally; with it, a stale version, or no match at all, is a 412. Needs the object's
+/// write permission (`CustomersWrite` for contacts).
+/// The email is a query parameter, not a path segment: an address may hold `/` or `?`, and
+/// `/contacts/by-email/{email}` would be ambiguous with `/contacts/{id}/restore` and the like.
+#[utoipa::path(put, path = "/api/v1/{collection}/by-email", tag = "integrations",
     request_body(content = Object, description = "The object's fields; a new record gets this email as its primary one unless the body lists emails"),
     params(
         ("collection" = String, Path, description = "The object"),
-        ("email" = String, Path, format = "email", max_length = 254, description = "Primary email"),
+        ("email" = String, Query, format = "email", max_length = 254, description = "Primary email (percent-encode `+` as `%2B`)"),
         IfMatchParams,
     ),
     responses(
@@ -93,10 +114,11 @@ pub async fn upsert_by_email(
     req: HttpRequest,
     state: web::Data<AppState>,
     me: Principal,
-    path: web::Path<(String, String)>,
+    path: web::Path<String>,
+    key: web::Query<EmailKey>,
     body: Json<Value>,
 ) -> ApiResult<HttpResponse> {
-    let (collection, email) = path.into_inner();
+    let (collection, email) = (path.into_inner(), key.into_inner().email);
     run_upsert(
         req,
         state,

@@ -102,6 +102,14 @@ impl From<WebhookRow> for Webhook {
     }
 }
 
+/// What a new subscription must carry.
+pub const REQUIRED: &[&str] = &["url", "event_types"];
+
+/// `WebhookCreate` and `WebhookPatch` in the spec, from the one `WebhookInput`.
+pub fn split_schemas(doc: &mut serde_json::Value) {
+    crate::resource::split_input(doc, "WebhookInput", "Webhook", REQUIRED, "webhook");
+}
+
 #[derive(Debug, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
@@ -968,6 +976,14 @@ pub fn register_jobs(registry: &mut JobRegistry, config: Arc<Config>) {
 // ---- HTTP handlers ----
 
 /// Subscribe a URL to events.
+///
+/// Creates a subscription to `event_types` patterns (`contact.*`, `account.updated`, `*`),
+/// optionally narrowed by `filters` on fields of the record, and answers 201 with `Location`,
+/// `ETag` and the signing `secret` (generated unless given), which is shown only in this response.
+/// Each matching event is POSTed as JSON with `X-CRM-Signature: v1=<hex>`, the HMAC-SHA256 of
+/// `<X-CRM-Timestamp>.<body>` under the secret. A URL naming a private address or `localhost` is a
+/// 422 unless the server allows private URLs. Admins only (`WebhooksManage`); audited as
+/// `webhook.created`.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookInput,
     params(IdempotencyParams),
     responses((status = 201, description = "Subscribed; `secret` is shown this once", body = Webhook), WriteProblems))]
@@ -988,7 +1004,10 @@ pub async fn create_webhook(
     ))
 }
 
-/// Every subscription.
+/// List webhook subscriptions.
+///
+/// Every subscription not deleted, newest first, in one unpaged list; secrets are never included.
+/// Admins only (`WebhooksManage`).
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
     responses((status = 200, description = "Subscriptions, newest first", body = Vec<Webhook>), ListProblems))]
 pub async fn list_webhooks(state: web::Data<AppState>, _me: Principal) -> ApiResult<HttpResponse> {
@@ -1003,7 +1022,11 @@ pub async fn list_webhooks(state: web::Data<AppState>, _me: Principal) -> ApiRes
     Ok(HttpResponse::Ok().json(rows.into_iter().map(Webhook::from).collect::<Vec<_>>()))
 }
 
-/// One subscription.
+/// Get a webhook subscription.
+///
+/// Returns the subscription with its delivery health (`active`, `consecutive_failures`,
+/// `disabled_at`, `disabled_reason`) and an `ETag` to send as `If-Match` when changing it; a
+/// deleted subscription is a 404. Admins only (`WebhooksManage`).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, format = "uuid", description = "Webhook id")),
     responses((status = 200, description = "The subscription", body = Webhook), ReadProblems))]
@@ -1017,7 +1040,13 @@ pub async fn get_webhook(
     Ok(crate::respond::with_etag(w.version, &w))
 }
 
-/// Change a subscription; `active: true` re-enables a disabled one.
+/// Change a webhook subscription.
+///
+/// Fields left out keep their values (`description` cannot be cleared), and a new `secret` signs
+/// every delivery attempted from then on. `active: true` re-enables a disabled subscription and
+/// resets its failure count. Send `If-Match` with the `ETag` you read to get a 412 instead of
+/// overwriting someone else's change. Admins only (`WebhooksManage`); audited as `webhook.updated`,
+/// without the secret.
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", request_body = WebhookInput,
     params(("id" = String, Path, format = "uuid", description = "Webhook id"), crate::params::IfMatchParams),
     responses((status = 200, description = "Updated", body = Webhook), WriteProblems))]
@@ -1046,7 +1075,11 @@ pub async fn update_webhook(
     Ok(crate::respond::with_etag(w.version, &w))
 }
 
-/// Delete a subscription (pending deliveries stop).
+/// Delete a webhook subscription.
+///
+/// Archives the subscription: it receives no more events, its pending deliveries fail without being
+/// sent, and it and its delivery log answer 404 from then on. Admins only (`WebhooksManage`);
+/// audited as `webhook.archived`.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path, format = "uuid", description = "Webhook id")),
     responses((status = 204, description = "Deleted"), WriteProblems))]
@@ -1060,7 +1093,11 @@ pub async fn delete_webhook(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Send a `webhook.ping` event to the URL now (through the queue, signed like any other).
+/// Send a test ping to a webhook.
+///
+/// Queues a signed `webhook.ping` delivery whose `data` is `{"webhook_id": …}` and answers 202 with
+/// it; follow it in the delivery log. The ping is not a change feed event, and a disabled
+/// subscription's ping is logged as failed without being sent. Admins only (`WebhooksManage`).
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/ping", tag = "webhooks",
     params(("id" = String, Path, format = "uuid", description = "Webhook id")),
     responses((status = 202, description = "A delivery was queued", body = Delivery), WriteProblems))]
@@ -1092,7 +1129,11 @@ pub async fn ping(
     Ok(HttpResponse::Accepted().json(d))
 }
 
-/// The delivery log, newest first (up to 200).
+/// List a webhook's deliveries.
+///
+/// The subscription's 200 newest deliveries, newest first and unpaged, each with the exact `body`
+/// sent, its `status`, `attempts` and last status code or error; narrow with `status` (`pending`,
+/// `delivered`, `failed`). Admins only (`WebhooksManage`).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, format = "uuid", description = "Webhook id"),
         ("status" = Option<String>, Query, nullable = false, pattern = "^(pending|delivered|failed)$", description = "Only deliveries in this state")),
@@ -1148,7 +1189,12 @@ fn find_delivery(conn: &mut DbConn, webhook_id: &str, delivery_id: &str) -> ApiR
         .ok_or_else(|| ApiError::not_found("delivery"))
 }
 
-/// One delivery with every attempt: when, status code, latency, error.
+/// Get a webhook delivery with its attempts.
+///
+/// Returns the delivery and its `attempts_log`: every HTTP attempt, oldest first, with its time,
+/// status code, latency and error. Network errors, 5xx, 408 and 429 are retried with exponential
+/// backoff (honouring `Retry-After`); other non-2xx answers are not. Admins only
+/// (`WebhooksManage`).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}", tag = "webhooks",
     params(("id" = String, Path, format = "uuid", description = "Webhook id"),
         ("delivery_id" = String, Path, format = "uuid", description = "Delivery id")),
@@ -1178,7 +1224,11 @@ pub async fn get_delivery(
     Ok(HttpResponse::Ok().json(detail))
 }
 
-/// Send a delivery's body again, as a new delivery (the receiver sees the same event id).
+/// Redeliver a webhook delivery.
+///
+/// Queues a new delivery of the stored body with the same event id and type, signed afresh, and
+/// answers 202 with it; the original stays in the log. Receivers that deduplicate on
+/// `X-CRM-Event-Id` see it as the same event. Admins only (`WebhooksManage`).
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
     params(("id" = String, Path, format = "uuid", description = "Webhook id"),
         ("delivery_id" = String, Path, format = "uuid", description = "Delivery id")),
