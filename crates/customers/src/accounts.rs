@@ -65,6 +65,7 @@ pub struct Account {
     pub billing_address: Option<Address>,
     pub shipping_address: Option<Address>,
     pub phone: Option<String>,
+    #[schema(format = "uri")]
     pub website: Option<String>,
     pub owner_id: Option<String>,
     pub tags: Vec<String>,

@@ -59,6 +59,7 @@ struct WebhookRow {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Webhook {
     pub id: String,
+    #[schema(format = "uri")]
     pub url: String,
     pub description: Option<String>,
     pub event_types: Vec<String>,

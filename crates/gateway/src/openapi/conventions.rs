@@ -278,8 +278,105 @@ fn page_items(doc: &mut Value) {
     }
 }
 
-/// Component schemas that only ever appear in responses list every key as required.
+/// Component schemas that only ever appear in responses list every key as required. An
+/// object schema used both ways (`Address`) is first split: requests get `AddressInput`,
+/// with the keys optional as the server reads them.
 fn required_in_responses(doc: &mut Value) {
+    let (sent, received) = directions(doc);
+    let shared: Vec<String> = sent
+        .intersection(&received)
+        .filter(|n| {
+            // An object schema, and no `<name>Input` of its own yet.
+            doc.pointer(&format!("/components/schemas/{n}/properties"))
+                .is_some()
+                && doc
+                    .pointer(&format!("/components/schemas/{n}Input"))
+                    .is_none()
+        })
+        .cloned()
+        .collect();
+    if !shared.is_empty() {
+        split_shared(doc, &shared, &received.difference(&sent).cloned().collect());
+    }
+    let (sent, received) = directions(doc);
+    let Some(components) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for name in sent.difference(&received) {
+        if let Some(schema) = components.get_mut(name) {
+            all_required(name, schema);
+        }
+    }
+}
+
+/// `<name>Input` for each shared schema, referred to from request bodies, parameters and
+/// the request-only schemas instead of `<name>`.
+fn split_shared(doc: &mut Value, shared: &[String], request_only: &BTreeSet<String>) {
+    let retarget = |v: &mut Value| {
+        retarget_refs(v, &|name: &str| {
+            shared
+                .iter()
+                .any(|s| s == name)
+                .then(|| format!("{name}Input"))
+        })
+    };
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for name in shared {
+            if let Some(mut copy) = schemas.get(name).cloned() {
+                retarget(&mut copy);
+                schemas.insert(format!("{name}Input"), copy);
+            }
+        }
+        for name in request_only {
+            if let Some(schema) = schemas.get_mut(name) {
+                retarget(schema);
+            }
+        }
+    }
+    for item in doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for method in METHODS {
+            if let Some(op) = item.get_mut(method) {
+                for part in ["requestBody", "parameters"] {
+                    if let Some(v) = op.get_mut(part) {
+                        retarget(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn retarget_refs(v: &mut Value, to: &dyn Fn(&str) -> Option<String>) {
+    match v {
+        Value::Object(map) => {
+            let target = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .and_then(to);
+            if let Some(name) = target {
+                map.insert("$ref".into(), json!(format!("#/components/schemas/{name}")));
+            }
+            map.values_mut().for_each(|c| retarget_refs(c, to));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| retarget_refs(c, to)),
+        _ => {}
+    }
+}
+
+/// The component schemas responses reach, and those requests reach.
+fn directions(doc: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut sent, mut received) = (BTreeSet::new(), BTreeSet::new());
     let schemas = doc
         .pointer("/components/schemas")
@@ -300,17 +397,7 @@ fn required_in_responses(doc: &mut Value) {
             reachable(op.get("parameters"), &schemas, &mut received);
         }
     }
-    let Some(components) = doc
-        .pointer_mut("/components/schemas")
-        .and_then(Value::as_object_mut)
-    else {
-        return;
-    };
-    for name in sent.difference(&received) {
-        if let Some(schema) = components.get_mut(name) {
-            all_required(name, schema);
-        }
-    }
+    (sent, received)
 }
 
 /// The component schemas `v` refers to, directly or through others.
