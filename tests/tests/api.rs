@@ -41,6 +41,8 @@ mod platform;
 mod queries;
 #[path = "api/readme.rs"]
 mod readme;
+#[path = "api/sales.rs"]
+mod sales;
 #[path = "api/secrets.rs"]
 mod secrets;
 #[path = "api/security.rs"]

@@ -86,6 +86,12 @@ pub enum Permission {
     /// accounting system, usually with an admin's or manager's integration key; everyone
     /// who sees customers reads them with `CustomersRead`.
     BillingWrite,
+    /// See leads, pipelines and opportunities.
+    SalesRead,
+    /// Create and work leads and opportunities: convert, move through stages.
+    SalesWrite,
+    /// Manage pipelines, and edit any rep's leads and opportunities.
+    SalesManage,
 }
 
 /// The permission table: which roles hold which permission.
@@ -105,6 +111,11 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         WebhooksManage => role == Admin,
         ImportsRun => !matches!(role, Analyst | Partner),
         BillingWrite => matches!(role, Admin | Manager),
+        // Partners see what is shared with them once partner organisations land; the
+        // visibility predicate keeps them to that.
+        SalesRead => true,
+        SalesWrite => matches!(role, Admin | Manager | SalesRep | Marketer),
+        SalesManage => matches!(role, Admin | Manager),
     }
 }
 

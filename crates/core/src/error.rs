@@ -106,6 +106,24 @@ impl ApiError {
         }
     }
 
+    /// A validation problem's fields as parts of `prefix` (`opportunity.pipeline_id`),
+    /// for a write made from part of a larger request; other problems unchanged.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        match self {
+            ApiError::Validation { detail, errors } => ApiError::Validation {
+                detail,
+                errors: errors
+                    .into_iter()
+                    .map(|e| FieldError {
+                        field: format!("{prefix}.{}", e.field),
+                        ..e
+                    })
+                    .collect(),
+            },
+            other => other,
+        }
+    }
+
     pub fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
         Self::validation(vec![FieldError::new(field, code, message)])
     }

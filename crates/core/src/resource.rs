@@ -62,6 +62,10 @@ pub trait Resource: Sized + 'static {
     const REQUIRED: &'static [&'static str];
     /// What archiving also does, for the spec.
     const ARCHIVED: &'static str = "Archived";
+    /// Fields a create sets and a PATCH may not change, each with what to do instead:
+    /// left out of the patch schema, and a 422 naming them when a PATCH sends them. An
+    /// upsert or batch write goes through `update`, which refuses only a change to them.
+    const CREATE_ONLY: &'static [(&'static str, &'static str)] = &[];
 
     fn meta(record: &Self::Record) -> Meta<'_>;
     /// Whether the caller's role sees this resource's records beyond `READ` (its events
@@ -206,6 +210,20 @@ pub fn find_for_write<R: Resource>(
     Ok(record)
 }
 
+/// 422 for a PATCH that sends a field only a create sets (`CREATE_ONLY`).
+pub fn refuse_create_only<R: Resource>(patch: &Value) -> ApiResult<()> {
+    let sent: Vec<crate::error::FieldError> = R::CREATE_ONLY
+        .iter()
+        .filter(|(f, _)| patch.get(*f).is_some())
+        .map(|(f, instead)| crate::error::FieldError::new(f, "create_only", *instead))
+        .collect();
+    if sent.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(sent))
+    }
+}
+
 /// 422 for a PATCH that sends `null` for a field a record must have (what the patch
 /// schema says: those fields are not nullable there). Applied to every resource's PATCH,
 /// from the API and from batch, composite, upserts and imports alike.
@@ -324,6 +342,7 @@ async fn update_handler<R: Resource>(
     let expected = if_match(&req)?;
     let patch = body.into_inner();
     refuse_cleared::<R>(&patch)?;
+    refuse_create_only::<R>(&patch)?;
     let r = state
         .db(move |c| R::update(c, &me, &id, expected, &patch))
         .await?;
@@ -407,6 +426,8 @@ fn object_update<R: Resource>(
     expected: Option<i32>,
     body: &Value,
 ) -> ApiResult<Value> {
+    // Upserts, batch and imports resend whole records: a create-only field they carry is
+    // the resource's to compare with what is stored (unchanged is fine).
     refuse_cleared::<R>(body)?;
     Ok(objects::json(R::update(c, me, id, expected, body)?))
 }
@@ -595,10 +616,11 @@ fn not_null(schema: &mut Value) {
 /// The create schema (its required fields required) and the patch schema (every field
 /// optional, `null` clears) from the one input type.
 fn input_schemas<R: Resource>() -> (Value, Value) {
+    let create_only: Vec<&str> = R::CREATE_ONLY.iter().map(|(f, _)| *f).collect();
     create_and_patch(
         to_json(<R::Input as utoipa::PartialSchema>::schema()),
         to_json(<R::Patch as utoipa::PartialSchema>::schema()),
-        R::REQUIRED,
+        (R::REQUIRED, &create_only),
         R::ENTITY,
     )
 }
@@ -606,7 +628,7 @@ fn input_schemas<R: Resource>() -> (Value, Value) {
 fn create_and_patch(
     input: Value,
     mut patch: Value,
-    required: &[&str],
+    (required, create_only): (&[&str], &[&str]),
     entity: &str,
 ) -> (Value, Value) {
     let mut create = input;
@@ -627,6 +649,9 @@ fn create_and_patch(
             if let Some(p) = props.get_mut(*field) {
                 not_null(p);
             }
+        }
+        for field in create_only {
+            props.remove(*field);
         }
     }
     let about = format!(
@@ -651,7 +676,7 @@ pub fn split_input(doc: &mut Value, input: &str, record: &str, required: &[&str]
     let Some(schema) = schemas.remove(input) else {
         return;
     };
-    let (create, patch) = create_and_patch(schema.clone(), schema, required, entity);
+    let (create, patch) = create_and_patch(schema.clone(), schema, (required, &[]), entity);
     schemas.insert(format!("{record}Create"), create);
     schemas.insert(format!("{record}Patch"), patch);
     let from = json!(format!("#/components/schemas/{input}"));

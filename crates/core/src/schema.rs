@@ -410,6 +410,92 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    leads (id) {
+        id -> Text,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        company -> Nullable<Text>,
+        job_title -> Nullable<Text>,
+        email -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        phone_e164 -> Nullable<Text>,
+        country -> Nullable<Text>,
+        industry -> Nullable<Text>,
+        employee_count -> Nullable<BigInt>,
+        source -> Text,
+        campaign_id -> Nullable<Text>,
+        status -> Text,
+        disqualified_reason -> Nullable<Text>,
+        score -> Integer,
+        owner_id -> Nullable<Text>,
+        converted_at -> Nullable<Text>,
+        converted_account_id -> Nullable<Text>,
+        converted_contact_id -> Nullable<Text>,
+        converted_opportunity_id -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    pipelines (id) {
+        id -> Text,
+        name -> Text,
+        stages -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    opportunities (id) {
+        id -> Text,
+        name -> Text,
+        account_id -> Text,
+        primary_contact_id -> Nullable<Text>,
+        pipeline_id -> Text,
+        stage -> Text,
+        stage_entered_at -> Text,
+        status -> Text,
+        amount -> BigInt,
+        currency -> Text,
+        close_date -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        partner_account_id -> Nullable<Text>,
+        next_step -> Nullable<Text>,
+        competitors -> Text,
+        team -> Text,
+        close_reason -> Nullable<Text>,
+        closed_at -> Nullable<Text>,
+        lead_id -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    opportunity_stage_history (id) {
+        id -> Text,
+        opportunity_id -> Text,
+        from_stage -> Nullable<Text>,
+        to_stage -> Text,
+        entered_at -> Text,
+        seconds_in_from_stage -> Nullable<BigInt>,
+        actor_id -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_accounts -> contacts (contact_id));
@@ -420,6 +506,8 @@ diesel::joinable!(contacts -> households (household_id));
 diesel::joinable!(invoices -> accounts (account_id));
 diesel::joinable!(payments -> accounts (account_id));
 diesel::joinable!(payments -> invoices (invoice_id));
+diesel::joinable!(opportunities -> pipelines (pipeline_id));
+diesel::joinable!(opportunity_stage_history -> opportunities (opportunity_id));
 
 diesel::joinable!(users -> teams (team_id));
 diesel::joinable!(api_keys -> users (user_id));
@@ -455,6 +543,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     custom_values,
     invoices,
     payments,
+    leads,
+    pipelines,
+    opportunities,
+    opportunity_stage_history,
 );
 
 // Integrations: feed retention, webhooks, imports.

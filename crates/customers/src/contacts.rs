@@ -284,6 +284,16 @@ crm_core::sortable!(contacts::table, contacts::BoxedQuery<'static, MultiBackend>
     "id" => contacts::id,
 });
 
+/// Whether a live (not archived) contact has this id.
+pub fn exists(conn: &mut DbConn, id: &str) -> ApiResult<bool> {
+    let n: i64 = contacts::table
+        .filter(contacts::id.eq(id))
+        .filter(contacts::archived_at.is_null())
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
 pub fn find_row(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<ContactRow> {
     visibility::check_sees(me, "contact")?;
     contacts::table

@@ -6,8 +6,13 @@
 //! balances computed from them live here too.
 
 pub mod balances;
+pub mod common;
+pub mod conversion;
 pub mod invoices;
+pub mod leads;
+pub mod opportunities;
 pub mod payments;
+pub mod pipelines;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
@@ -15,31 +20,61 @@ use crm_core::objects::ObjectKind;
 
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(balances::get_balance);
+    cfg.service(balances::get_balance)
+        .service(conversion::convert_lead)
+        .service(opportunities::change_stage)
+        .service(opportunities::stage_history);
     resource_routes(cfg);
 }
 
-crm_core::resources!(invoices::Invoices, payments::Payments);
+crm_core::resources!(
+    invoices::Invoices,
+    payments::Payments,
+    leads::Leads,
+    pipelines::Pipelines,
+    opportunities::Opportunities,
+);
 
 /// This domain's integrable objects (see `crm_core::objects`).
-pub const OBJECTS: &[ObjectKind] = &[invoices::OBJECT, payments::OBJECT];
+pub const OBJECTS: &[ObjectKind] = &[
+    invoices::OBJECT,
+    payments::OBJECT,
+    leads::OBJECT,
+    opportunities::OBJECT,
+];
 
 const READ: Access = Access::Needs(Permission::CustomersRead);
 
 /// This domain's rows of the permission table beside its kernel resources
 /// (`RESOURCE_OPERATIONS`; see `crm_core::access`).
-pub const OPERATIONS: &[Operation] =
-    &[Operation::new("GET", "/api/v1/accounts/{id}/balance", READ)];
+pub const OPERATIONS: &[Operation] = &[
+    Operation::new("GET", "/api/v1/accounts/{id}/balance", READ),
+    Operation::new("POST", "/api/v1/leads/{id}/convert", SALES_WRITE).owned(common::EDITS),
+    Operation::new("POST", "/api/v1/opportunities/{id}/stage", SALES_WRITE).owned(common::EDITS),
+    Operation::new(
+        "GET",
+        "/api/v1/opportunities/{id}/stage-history",
+        SALES_READ,
+    ),
+];
+
+const SALES_READ: Access = Access::Needs(Permission::SalesRead);
+const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
 
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
         balances::get_balance,
+        conversion::convert_lead,
+        opportunities::change_stage,
+        opportunities::stage_history,
     ),
     tags(
         (name = "invoices", description = "Invoices pushed in from an accounting system, and what each account owes"),
         (name = "payments", description = "Payments received, applied to invoices or not yet"),
+        (name = "opportunities", description = "Deals moving through pipelines with exit criteria, team and partner selling, and their stage history"),
+        (name = "leads", description = "Prospects before they are customers: qualification, duplicates and conversion into an account, a contact and an opportunity"),
     )
 )]
 pub struct Api;

@@ -89,6 +89,23 @@ fn the_customers_walkthrough_works_when_pasted_into_a_shell() {
 }
 
 #[test]
+fn the_sales_walkthrough_goes_from_lead_to_won_deal() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("sales"));
+    let mut lines = stdout.lines();
+    let refused: Value = serde_json::from_str(lines.next().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(refused["status"], 422, "{stdout}");
+    assert_eq!(refused["errors"][0]["field"], "amount", "{stdout}");
+    assert_eq!(refused["errors"][1]["field"], "close_date", "{stdout}");
+    let won: Value = serde_json::from_str(lines.next().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(won["status"], "won", "{stdout}");
+    assert_eq!(won["amount"], 4_800_000);
+    assert!(won["closed_at"].is_string());
+    assert!(won["lead_id"].is_string());
+    assert_eq!(app.count("accounts"), 1);
+}
+
+#[test]
 fn the_billing_walkthrough_works_when_pasted_into_a_shell() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("billing"));

@@ -267,7 +267,7 @@ pub fn expand_document(doc: &mut Value, registry: &ObjectRegistry) {
 }
 
 /// A per-object operation's free-form bodies replaced by the object's own schemas: upserts
-/// take `<Record>Patch` (a new record also needs the create's required fields) and answer
+/// take `<Record>Create` (a PUT carries the whole record, as a create would) and answer
 /// `<Record>`; a batch takes `<Record>BatchRequest` (see `batch_schemas`).
 fn typed_bodies(op: &mut Map<String, Value>, record: &str, batches: &mut Vec<String>) {
     let body = op
@@ -281,7 +281,7 @@ fn typed_bodies(op: &mut Map<String, Value>, record: &str, batches: &mut Vec<Str
         batches.push(record.to_string());
         return;
     }
-    *body = schema_ref(&format!("{record}Patch"));
+    *body = schema_ref(&format!("{record}Create"));
     for status in ["200", "201"] {
         let path = format!("/{status}/content/application~1json/schema");
         if let Some(schema) = op.get_mut("responses").and_then(|r| r.pointer_mut(&path)) {

@@ -1,0 +1,615 @@
+//! Leads: people and companies that may become customers, before they are accounts and
+//! contacts. A lead is worked through `new → working → nurturing → qualified`, or
+//! disqualified with a reason, and finally converted (`crate::conversion`), after which it
+//! records what it became and no longer changes.
+
+use crate::common::{enum_filter, record_change};
+use crate::invoices::id_field;
+use crm_core::access::{Ownership, Permission};
+use crm_core::auth::Principal;
+use crm_core::db::{self, DbConn, MultiBackend};
+use crm_core::error::{ApiError, ApiResult, FieldError};
+use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
+use crm_core::objects::{self, ObjectKind};
+use crm_core::resource::{self, Resource};
+use crm_core::schema::leads;
+use crm_core::{audit, etag, ids, visibility};
+use crm_customers::common;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+/// Where a lead came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadSource {
+    WebForm,
+    Import,
+    Event,
+    Referral,
+    Partner,
+    Campaign,
+    ColdCall,
+    Other,
+}
+
+/// The statuses a client sets; `converted` is set by `POST /leads/{id}/convert` only.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SetLeadStatus {
+    New,
+    Working,
+    Nurturing,
+    Qualified,
+    Disqualified,
+}
+
+/// A lead's place in qualification. `converted` is set by `POST /leads/{id}/convert` only.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadStatus {
+    New,
+    Working,
+    Nurturing,
+    Qualified,
+    Disqualified,
+    Converted,
+}
+
+impl LeadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::New => "new",
+            LeadStatus::Working => "working",
+            LeadStatus::Nurturing => "nurturing",
+            LeadStatus::Qualified => "qualified",
+            LeadStatus::Disqualified => "disqualified",
+            LeadStatus::Converted => "converted",
+        }
+    }
+}
+
+fn text_of<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn parse_text<T: for<'de> Deserialize<'de>>(raw: &str, fallback: T) -> T {
+    serde_json::from_value(serde_json::Value::String(raw.to_string())).unwrap_or(fallback)
+}
+
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = leads)]
+pub struct LeadRow {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub job_title: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub phone_e164: Option<String>,
+    pub country: Option<String>,
+    pub industry: Option<String>,
+    pub employee_count: Option<i64>,
+    pub source: String,
+    pub campaign_id: Option<String>,
+    pub status: String,
+    pub disqualified_reason: Option<String>,
+    pub score: i32,
+    pub owner_id: Option<String>,
+    pub converted_at: Option<String>,
+    pub converted_account_id: Option<String>,
+    pub converted_contact_id: Option<String>,
+    pub converted_opportunity_id: Option<String>,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// What a lead became when it was converted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Conversion {
+    pub converted_at: String,
+    pub account_id: String,
+    pub contact_id: String,
+    /// The opportunity opened at conversion, if one was.
+    pub opportunity_id: Option<String>,
+}
+
+/// A lead.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Lead {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub job_title: Option<String>,
+    /// Lowercased.
+    pub email: Option<String>,
+    /// As written.
+    pub phone: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    pub industry: Option<String>,
+    pub employee_count: Option<i64>,
+    pub source: LeadSource,
+    /// The campaign that brought the lead in.
+    pub campaign_id: Option<String>,
+    pub status: LeadStatus,
+    /// Why it was disqualified (set with `status: disqualified`).
+    pub disqualified_reason: Option<String>,
+    /// Fit and interest, 0–1000; marketing's scoring writes it, so may a rep.
+    pub score: i32,
+    pub owner_id: Option<String>,
+    /// Set once the lead is converted.
+    pub conversion: Option<Conversion>,
+    pub external_source: Option<String>,
+    pub external_id: Option<String>,
+    pub version: i32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+impl From<LeadRow> for Lead {
+    fn from(r: LeadRow) -> Self {
+        let conversion = match (
+            r.converted_at,
+            r.converted_account_id,
+            r.converted_contact_id,
+        ) {
+            (Some(converted_at), Some(account_id), Some(contact_id)) => Some(Conversion {
+                converted_at,
+                account_id,
+                contact_id,
+                opportunity_id: r.converted_opportunity_id,
+            }),
+            _ => None,
+        };
+        Lead {
+            id: r.id,
+            first_name: r.first_name,
+            last_name: r.last_name,
+            company: r.company,
+            job_title: r.job_title,
+            email: r.email,
+            phone: r.phone,
+            country: r.country,
+            industry: r.industry,
+            employee_count: r.employee_count,
+            source: parse_text(&r.source, LeadSource::Other),
+            campaign_id: r.campaign_id,
+            status: parse_text(&r.status, LeadStatus::New),
+            disqualified_reason: r.disqualified_reason,
+            score: r.score,
+            owner_id: r.owner_id,
+            conversion,
+            external_source: r.external_source,
+            external_id: r.external_id,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            archived_at: r.archived_at,
+        }
+    }
+}
+
+/// Fields of a lead a client sends. A lead needs a last name, a company or an email.
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadInput {
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub first_name: Option<String>,
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub last_name: Option<String>,
+    #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
+    pub company: Option<String>,
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub job_title: Option<String>,
+    #[validate(email(message = "must be an email address"), length(max = 254))]
+    #[schema(format = "email", max_length = 254)]
+    pub email: Option<String>,
+    /// Any written form; `+44 20 7946 0958` or a national number in the default region.
+    #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
+    pub phone: Option<String>,
+    #[schema(pattern = "^[A-Z]{2}$")]
+    pub country: Option<String>,
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub industry: Option<String>,
+    #[validate(range(min = 0, max = 100_000_000))]
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    pub employee_count: Option<i64>,
+    /// `other` when not given.
+    pub source: Option<LeadSource>,
+    #[schema(format = "uuid")]
+    pub campaign_id: Option<String>,
+    /// Any status but `converted`, which only conversion sets. `disqualified` needs a
+    /// `disqualified_reason`.
+    #[schema(value_type = Option<SetLeadStatus>)]
+    pub status: Option<LeadStatus>,
+    #[validate(length(min = 1, max = 500))]
+    #[schema(min_length = 1, max_length = 500)]
+    pub disqualified_reason: Option<String>,
+    #[validate(range(min = 0, max = 1000))]
+    #[schema(minimum = 0, maximum = 1000)]
+    pub score: Option<i32>,
+    #[schema(format = "uuid")]
+    pub owner_id: Option<String>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_source: Option<String>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub external_id: Option<String>,
+}
+
+pub const LIST: ListSpec = ListSpec {
+    sort_fields: &["created_at", "updated_at", "score"],
+    default_sort: "-created_at",
+    filters: &[
+        Filter::of::<LeadStatus>(
+            "status",
+            "new, working, nurturing, qualified, disqualified or converted",
+        ),
+        Filter::of::<LeadSource>("source", "Where the lead came from"),
+        Filter::id("owner_id", "Owned by this user"),
+        Filter::text("email", "Exact email (case-insensitive)"),
+        Filter::time("created_after", "RFC 3339 timestamp"),
+    ],
+    search: None,
+    null_sorts_as: &[],
+};
+
+crm_core::sortable!(leads::table, leads::BoxedQuery<'static, MultiBackend>, {
+    "created_at" => leads::created_at,
+    "updated_at" => leads::updated_at,
+    "score" => leads::score,
+    "id" => leads::id,
+});
+
+pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<LeadRow> {
+    visibility::check_sees(me, "lead")?;
+    leads::table
+        .find(id)
+        .select(LeadRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("lead"))
+}
+
+/// The email as stored (trimmed, lowercased) and the phone's E.164 form.
+fn normalised(input: &LeadInput) -> (Option<String>, Option<String>) {
+    let email = input.email.as_deref().map(|e| e.trim().to_lowercase());
+    let e164 = input.phone.as_deref().and_then(common::to_e164);
+    (email, e164)
+}
+
+fn check_input(input: &LeadInput) -> ApiResult<()> {
+    input.validate()?;
+    let mut errors = vec![];
+    if input.status == Some(LeadStatus::Converted) {
+        errors.push(FieldError::new(
+            "status",
+            "status",
+            "a lead is converted with POST /leads/{id}/convert",
+        ));
+    }
+    if input.country.as_deref().is_some_and(|c| !is_country(c)) {
+        errors.push(FieldError::new(
+            "country",
+            "country",
+            "must be an ISO 3166 code such as GB",
+        ));
+    }
+    let _ = id_field(&mut errors, "campaign_id", &input.campaign_id);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+fn is_country(c: &str) -> bool {
+    c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase())
+}
+
+/// The rules across fields, on the lead as it would be stored.
+fn check_whole(row: &LeadRow) -> ApiResult<()> {
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if !has(&row.last_name) && !has(&row.company) && !has(&row.email) {
+        return Err(common::invalid(
+            "last_name",
+            "required",
+            "a lead needs a last name, a company or an email",
+        ));
+    }
+    if row.status == "disqualified" && !has(&row.disqualified_reason) {
+        return Err(common::invalid(
+            "disqualified_reason",
+            "required",
+            "say why the lead is disqualified",
+        ));
+    }
+    Ok(())
+}
+
+pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiResult<Lead> {
+    check_input(input)?;
+    let (email, e164) = normalised(input);
+    let (source, external) = objects::external_key_of(&input.external_source, &input.external_id)?;
+    db::write_tx(conn, |c| {
+        let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
+        let now = ids::now();
+        let row = LeadRow {
+            id: ids::new_id(),
+            first_name: input.first_name.clone(),
+            last_name: input.last_name.clone(),
+            company: input.company.clone(),
+            job_title: input.job_title.clone(),
+            email,
+            phone: input.phone.clone(),
+            phone_e164: e164,
+            country: input.country.clone(),
+            industry: input.industry.clone(),
+            employee_count: input.employee_count,
+            source: text_of(input.source.unwrap_or(LeadSource::Other)),
+            campaign_id: input.campaign_id.clone(),
+            status: input.status.unwrap_or(LeadStatus::New).as_str().to_string(),
+            disqualified_reason: input.disqualified_reason.clone(),
+            score: input.score.unwrap_or(0),
+            owner_id: owner,
+            converted_at: None,
+            converted_account_id: None,
+            converted_contact_id: None,
+            converted_opportunity_id: None,
+            external_source: source,
+            external_id: external,
+            version: 1,
+            created_at: now.clone(),
+            updated_at: now,
+            archived_at: None,
+        };
+        check_whole(&row)?;
+        insert(c, &row)?;
+        let lead: Lead = find(c, me, &row.id)?.into();
+        record_change(
+            c,
+            me,
+            "lead",
+            "created",
+            &lead.id,
+            common::to_json(&lead),
+            &lead,
+        )?;
+        Ok(lead)
+    })
+}
+
+fn insert(c: &mut DbConn, r: &LeadRow) -> ApiResult<()> {
+    diesel::insert_into(leads::table)
+        .values((
+            leads::id.eq(&r.id),
+            leads::first_name.eq(&r.first_name),
+            leads::last_name.eq(&r.last_name),
+            leads::company.eq(&r.company),
+            leads::job_title.eq(&r.job_title),
+            leads::email.eq(&r.email),
+            leads::phone.eq(&r.phone),
+            leads::phone_e164.eq(&r.phone_e164),
+            leads::country.eq(&r.country),
+            leads::industry.eq(&r.industry),
+            leads::employee_count.eq(r.employee_count),
+            leads::source.eq(&r.source),
+            leads::campaign_id.eq(&r.campaign_id),
+            leads::status.eq(&r.status),
+            leads::disqualified_reason.eq(&r.disqualified_reason),
+            leads::score.eq(r.score),
+            leads::owner_id.eq(&r.owner_id),
+            leads::external_source.eq(&r.external_source),
+            leads::external_id.eq(&r.external_id),
+            leads::version.eq(1),
+            leads::created_at.eq(&r.created_at),
+            leads::updated_at.eq(&r.updated_at),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Apply a JSON merge patch. A converted lead no longer changes (409).
+pub fn update_lead(
+    conn: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    expected: Option<i32>,
+    raw: &serde_json::Value,
+) -> ApiResult<Lead> {
+    let input: LeadInput = objects::input(raw)?;
+    check_input(&input)?;
+    let (email, e164) = normalised(&input);
+    let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
+    let pick = |field: &str, new: &Option<String>, old: &Option<String>| {
+        if cleared(field) {
+            None
+        } else {
+            new.clone().or(old.clone())
+        }
+    };
+    db::write_tx(conn, |c| {
+        let current = resource::find_for_write::<Leads>(c, me, id)?;
+        etag::check(expected, current.version)?;
+        if current.conversion.is_some() {
+            return Err(ApiError::Conflict(
+                "the lead is converted and no longer changes".into(),
+            ));
+        }
+        let row = find(c, me, id)?;
+        let owner = if cleared("owner_id") {
+            None
+        } else {
+            common::resolve_owner(c, me, input.owner_id.as_deref(), row.owner_id.as_deref())?
+        };
+        let status = input
+            .status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or(row.status.clone());
+        let phone = pick("phone", &input.phone, &row.phone);
+        let next = LeadRow {
+            first_name: pick("first_name", &input.first_name, &row.first_name),
+            last_name: pick("last_name", &input.last_name, &row.last_name),
+            company: pick("company", &input.company, &row.company),
+            job_title: pick("job_title", &input.job_title, &row.job_title),
+            email: pick("email", &email, &row.email),
+            phone_e164: if input.phone.is_some() {
+                e164.clone()
+            } else if cleared("phone") {
+                None
+            } else {
+                row.phone_e164.clone()
+            },
+            phone,
+            country: pick("country", &input.country, &row.country),
+            industry: pick("industry", &input.industry, &row.industry),
+            employee_count: if cleared("employee_count") {
+                None
+            } else {
+                input.employee_count.or(row.employee_count)
+            },
+            source: input.source.map(text_of).unwrap_or(row.source.clone()),
+            campaign_id: pick("campaign_id", &input.campaign_id, &row.campaign_id),
+            // Leaving `disqualified` drops the reason unless a new one is given.
+            disqualified_reason: if status == "disqualified" {
+                pick(
+                    "disqualified_reason",
+                    &input.disqualified_reason,
+                    &row.disqualified_reason,
+                )
+            } else {
+                None
+            },
+            status,
+            score: input.score.unwrap_or(row.score),
+            owner_id: owner,
+            ..row.clone()
+        };
+        check_whole(&next)?;
+        let (source, external) = objects::external_key_after(
+            raw,
+            (row.external_source.clone(), row.external_id.clone()),
+        )?;
+        let changed = diesel::update(leads::table.find(id))
+            .filter(leads::version.eq(row.version))
+            .set((
+                leads::first_name.eq(&next.first_name),
+                leads::last_name.eq(&next.last_name),
+                leads::company.eq(&next.company),
+                leads::job_title.eq(&next.job_title),
+                leads::email.eq(&next.email),
+                leads::phone.eq(&next.phone),
+                leads::phone_e164.eq(&next.phone_e164),
+                leads::country.eq(&next.country),
+                leads::industry.eq(&next.industry),
+                leads::employee_count.eq(next.employee_count),
+                leads::source.eq(&next.source),
+                leads::campaign_id.eq(&next.campaign_id),
+                leads::status.eq(&next.status),
+                leads::disqualified_reason.eq(&next.disqualified_reason),
+                leads::score.eq(next.score),
+                leads::owner_id.eq(&next.owner_id),
+                leads::external_source.eq(&source),
+                leads::external_id.eq(&external),
+                leads::version.eq(row.version + 1),
+                leads::updated_at.eq(ids::now()),
+            ))
+            .execute(c)?;
+        resource::changed_one(changed)?;
+        let after: Lead = find(c, me, id)?.into();
+        let changes = audit::diff(&common::to_json(&current), &common::to_json(&after), &[]);
+        record_change(c, me, "lead", "updated", id, changes, &after)?;
+        Ok(after)
+    })
+}
+
+pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Lead>> {
+    let mut q = crm_core::visible!(leads::table.into_boxed::<MultiBackend>(), me, leads::id);
+    if !p.include_archived {
+        q = q.filter(leads::archived_at.is_null());
+    }
+    if let Some(v) = enum_filter::<LeadStatus>(p, "status")? {
+        q = q.filter(leads::status.eq(v.as_str()));
+    }
+    if let Some(v) = enum_filter::<LeadSource>(p, "source")? {
+        q = q.filter(leads::source.eq(text_of(v)));
+    }
+    if let Some(v) = p.id_filter("owner_id")? {
+        q = q.filter(leads::owner_id.eq(v));
+    }
+    if let Some(v) = p.filter("email") {
+        q = q.filter(leads::email.eq(v.trim().to_lowercase()));
+    }
+    if let Some(t) = p.time_filter("created_after")? {
+        q = q.filter(leads::created_at.gt(t));
+    }
+    let rows: Vec<LeadRow> = apply_sort(q, p)?.load(conn)?;
+    list::page(rows.into_iter().map(Lead::from).collect(), p)
+}
+
+/// Leads on the resource kernel: every role reads them (partners only what is shared
+/// with them); reps and marketers work them; the owner, their team or a manager may change one.
+pub struct Leads;
+
+impl Resource for Leads {
+    type Record = Lead;
+    type Input = LeadInput;
+    type Patch = LeadInput;
+    crm_core::resource_paths!("leads");
+    const ENTITY: &'static str = "lead";
+    const TABLE: &'static str = "leads";
+    const TAG: &'static str = "leads";
+    const READ: Permission = Permission::SalesRead;
+    const WRITE: Permission = Permission::SalesWrite;
+    const EDITS: Ownership = crate::common::EDITS;
+    const LIST: &'static ListSpec = &LIST;
+    const REQUIRED: &'static [&'static str] = &[];
+
+    crm_core::record_meta!(Lead, owner_id);
+
+    fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Lead> {
+        find(c, me, id).map(Lead::from)
+    }
+
+    fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Lead>> {
+        load_page(c, me, p)
+    }
+
+    fn create(c: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiResult<Lead> {
+        create_lead(c, me, input)
+    }
+
+    fn update(
+        c: &mut DbConn,
+        me: &Principal,
+        id: &str,
+        expected: Option<i32>,
+        patch: &serde_json::Value,
+    ) -> ApiResult<Lead> {
+        update_lead(c, me, id, expected, patch)
+    }
+
+    crm_core::archive_stamp!(leads);
+}
+
+/// Leads as an integrable object (upserts, batch, composite, imports, exports, feed).
+pub const OBJECT: ObjectKind = resource::object::<Leads>(crm_core::find_by_external!(leads), None);

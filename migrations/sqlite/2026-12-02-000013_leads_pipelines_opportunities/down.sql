@@ -1,0 +1,4 @@
+DROP TABLE opportunity_stage_history;
+DROP TABLE opportunities;
+DROP TABLE pipelines;
+DROP TABLE leads;

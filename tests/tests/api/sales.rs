@@ -1,0 +1,419 @@
+//! Sales: leads and their conversion, pipelines with exit criteria, opportunities moving
+//! through them — as a rep and a manager would call the API.
+
+use crm_tests::TestApp;
+use serde_json::{json, Value};
+
+fn id(v: &Value) -> String {
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty(), "not created: {v}");
+    id
+}
+
+/// A pipeline with the sales methodology in its exit criteria: a deal leaves `qualify`
+/// only with an amount and a close date, and `propose` only with a next step.
+fn pipeline(app: &TestApp) -> String {
+    let res = app.post(
+        "/api/v1/pipelines",
+        &app.admin_token,
+        &json!({"name": "New business", "stages": [
+            {"key": "qualify", "name": "Qualify", "probability": 10, "forecast_category": "pipeline",
+             "exit_criteria": ["amount", "close_date"]},
+            {"key": "propose", "name": "Propose", "probability": 50, "forecast_category": "best_case",
+             "exit_criteria": ["next_step"]},
+            {"key": "commit", "name": "Commit", "probability": 80, "forecast_category": "commit"},
+            {"key": "won", "name": "Closed won", "probability": 100, "forecast_category": "closed_won"},
+            {"key": "lost", "name": "Closed lost", "probability": 0, "forecast_category": "closed_lost"},
+        ]}),
+    );
+    assert_eq!(res.status, 201, "{}", res.text);
+    id(&res.json())
+}
+
+fn errors(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["field"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn leads_are_created_qualified_and_listed_by_status() {
+    let app = TestApp::start();
+    let (rep_id, rep) = app.user("sales_rep");
+    let lead = app.post(
+        "/api/v1/leads",
+        &rep,
+        &json!({"first_name": "Grace", "last_name": "Hopper", "company": "Navy Labs",
+            "email": "Grace@Navy.example", "phone": "+1 415 555 2671", "source": "web_form", "country": "US"}),
+    );
+    assert_eq!(lead.status, 201, "{}", lead.text);
+    let lead = lead.json();
+    assert_eq!(lead["status"], "new");
+    assert_eq!(lead["email"], "grace@navy.example");
+    assert_eq!(lead["owner_id"], rep_id.as_str());
+    assert!(lead["conversion"].is_null());
+    // A lead needs something to call it by.
+    let p = app
+        .post("/api/v1/leads", &rep, &json!({"first_name": "Nobody"}))
+        .problem(422);
+    assert_eq!(errors(&p), ["last_name"]);
+    // Disqualifying takes a reason; conversion is not a status a client sets.
+    let url = format!("/api/v1/leads/{}", id(&lead));
+    let p = app
+        .patch(&url, &rep, &json!({"status": "disqualified"}))
+        .problem(422);
+    assert_eq!(errors(&p), ["disqualified_reason"]);
+    app.patch(&url, &rep, &json!({"status": "converted"}))
+        .problem(422);
+    let q = app.patch(&url, &rep, &json!({"status": "qualified", "score": 640}));
+    assert_eq!(q.status, 200, "{}", q.text);
+    assert_eq!(q.json()["score"], 640);
+    app.post("/api/v1/leads", &rep, &json!({"company": "Other Co"}));
+    let listed = app.get("/api/v1/leads?status=qualified", &rep).json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["data"][0]["last_name"], "Hopper");
+    app.get("/api/v1/leads?status=hot", &rep).problem(400);
+    // Analysts read leads but do not work them.
+    let (_, analyst) = app.user("analyst");
+    assert_eq!(app.get(&url, &analyst).status, 200);
+    app.post("/api/v1/leads", &analyst, &json!({"company": "X"}))
+        .problem(403);
+}
+
+#[test]
+fn converting_a_lead_creates_account_contact_and_opportunity_in_one_go_and_only_once() {
+    let app = TestApp::start();
+    let (_, rep) = app.user("sales_rep");
+    let pipeline = pipeline(&app);
+    let lead = app
+        .post(
+            "/api/v1/leads",
+            &rep,
+            &json!({"first_name": "Ada", "last_name": "Lovelace", "company": "Analytical Engines",
+                "email": "ada@engines.example", "phone": "+44 20 7946 0958", "industry": "Computing"}),
+        )
+        .json();
+    let url = format!("/api/v1/leads/{}/convert", id(&lead));
+    let before = (
+        app.count("accounts"),
+        app.count("contacts"),
+        app.count("opportunities"),
+    );
+
+    // A failure in the last part (an unknown pipeline) leaves nothing behind.
+    let p = app
+        .post(
+            &url,
+            &rep,
+            &json!({"opportunity": {"pipeline_id": "01900000-0000-7000-8000-000000000000", "currency": "GBP"}}),
+        )
+        .problem(422);
+    assert_eq!(errors(&p), ["opportunity.pipeline_id"]);
+    assert_eq!(
+        (
+            app.count("accounts"),
+            app.count("contacts"),
+            app.count("opportunities")
+        ),
+        before
+    );
+
+    let done = app.post(
+        &url,
+        &rep,
+        &json!({"contact_role": "decision_maker",
+            "opportunity": {"pipeline_id": pipeline, "amount": 1_200_000, "currency": "GBP"}}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text);
+    let done = done.json();
+    assert_eq!(done["account"]["name"], "Analytical Engines");
+    assert_eq!(done["account"]["industry"], "Computing");
+    assert_eq!(done["contact"]["emails"][0]["email"], "ada@engines.example");
+    assert_eq!(
+        done["contact"]["accounts"][0]["account_id"],
+        done["account"]["id"]
+    );
+    assert_eq!(done["contact"]["accounts"][0]["role"], "decision_maker");
+    let opp = &done["opportunity"];
+    assert_eq!(opp["name"], "Analytical Engines deal");
+    assert_eq!(opp["stage"], "qualify");
+    assert_eq!(opp["primary_contact_id"], done["contact"]["id"]);
+    assert_eq!(opp["lead_id"], lead["id"]);
+    assert_eq!(done["lead"]["status"], "converted");
+    assert_eq!(done["lead"]["conversion"]["opportunity_id"], opp["id"]);
+
+    // A lead with nobody to make a contact of needs an existing contact named.
+    let company_only = app
+        .post("/api/v1/leads", &rep, &json!({"company": "Faceless"}))
+        .json();
+    let p = app
+        .post(
+            &format!("/api/v1/leads/{}/convert", id(&company_only)),
+            &rep,
+            &json!({}),
+        )
+        .problem(422);
+    assert_eq!(errors(&p), ["contact_id"]);
+    let contact_id = done["contact"]["id"].as_str().unwrap_or_default();
+    let linked = app.post(
+        &format!("/api/v1/leads/{}/convert", id(&company_only)),
+        &rep,
+        &json!({"contact_id": contact_id}),
+    );
+    assert_eq!(linked.status, 200, "{}", linked.text);
+    assert_eq!(linked.json()["contact"]["id"], contact_id);
+    assert_eq!(linked.json()["account"]["name"], "Faceless");
+
+    // Once converted: no second conversion, and no more edits.
+    app.post(&url, &rep, &json!({})).problem(409);
+    app.patch(
+        &format!("/api/v1/leads/{}", id(&lead)),
+        &rep,
+        &json!({"score": 1}),
+    )
+    .problem(409);
+    let events = app
+        .get("/api/v1/events?types=lead.converted", &app.admin_token)
+        .json();
+    assert_eq!(events["data"].as_array().map(Vec::len), Some(2), "{events}");
+}
+
+#[test]
+fn two_conversions_at_once_make_one_customer() {
+    let app = TestApp::start();
+    let (_, rep) = app.user("sales_rep");
+    for round in 0..3 {
+        let lead = app
+            .post(
+                "/api/v1/leads",
+                &rep,
+                &json!({"company": format!("Race {round}"), "last_name": "R"}),
+            )
+            .json();
+        let url = format!("/api/v1/leads/{}/convert", id(&lead));
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| app.post(&url, &rep, &json!({})).status))
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap_or(0)).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [200, 409], "round {round}: {statuses:?}");
+    }
+    assert_eq!(app.count("accounts"), 3);
+    assert_eq!(app.count("contacts"), 3);
+}
+
+#[test]
+fn pipelines_refuse_stages_that_cannot_work() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let stage = |key: &str, p: i32, cat: &str| json!({"key": key, "name": key, "probability": p, "forecast_category": cat});
+    let p = app
+        .post(
+            "/api/v1/pipelines",
+            t,
+            &json!({"name": "Bad", "stages": [stage("a", 10, "pipeline"), stage("a", 20, "commit"),
+                stage("won", 90, "closed_won")]}),
+        )
+        .problem(422);
+    let fields = errors(&p);
+    assert!(fields.contains(&"stages[1].key".to_string()), "{fields:?}");
+    assert!(
+        fields.contains(&"stages[2].probability".to_string()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"stages".to_string()),
+        "no closed-lost stage: {fields:?}"
+    );
+    let (_, rep) = app.user("sales_rep");
+    app.post(
+        "/api/v1/pipelines",
+        &rep,
+        &json!({"name": "Mine", "stages": []}),
+    )
+    .problem(403);
+    // A stage with open deals in it cannot be dropped.
+    let pipeline = pipeline(&app);
+    let acme = app
+        .post("/api/v1/accounts", t, &json!({"name": "Acme"}))
+        .json();
+    app.post(
+        "/api/v1/opportunities",
+        t,
+        &json!({"name": "Acme deal", "account_id": id(&acme), "pipeline_id": pipeline, "currency": "EUR"}),
+    );
+    app.patch(
+        &format!("/api/v1/pipelines/{pipeline}"),
+        t,
+        &json!({"stages": [stage("open", 10, "pipeline"), stage("won", 100, "closed_won"),
+            stage("lost", 0, "closed_lost")]}),
+    )
+    .problem(409);
+}
+
+#[test]
+fn a_deal_moves_only_when_the_stage_it_leaves_lets_it_and_keeps_its_history() {
+    let app = TestApp::start();
+    let (rep_id, rep) = app.user("sales_rep");
+    let (other_id, _) = app.user("sales_rep");
+    let pipeline = pipeline(&app);
+    let acme = app
+        .post("/api/v1/accounts", &rep, &json!({"name": "Acme"}))
+        .json();
+    let opp = app.post(
+        "/api/v1/opportunities",
+        &rep,
+        &json!({"name": "Acme renewal", "account_id": id(&acme), "pipeline_id": pipeline,
+            "currency": "EUR", "competitors": ["Globex"]}),
+    );
+    assert_eq!(opp.status, 201, "{}", opp.text);
+    let opp = opp.json();
+    assert_eq!(
+        (opp["stage"].as_str(), opp["status"].as_str()),
+        (Some("qualify"), Some("open"))
+    );
+    let url = format!("/api/v1/opportunities/{}", id(&opp));
+    let stage = format!("{url}/stage");
+
+    // Exit criteria of `qualify`: amount and close date, both named.
+    let p = app
+        .post(&stage, &rep, &json!({"stage": "propose"}))
+        .problem(422);
+    assert_eq!(errors(&p), ["amount", "close_date"]);
+    // The stage is not a field a PATCH moves.
+    app.patch(&url, &rep, &json!({"stage": "won"})).problem(422);
+    // Team splits must add up.
+    let p = app
+        .patch(
+            &url,
+            &rep,
+            &json!({"team": [{"user_id": rep_id, "role": "owner", "split_percent": 70},
+                {"user_id": other_id, "role": "sales_engineer", "split_percent": 20}]}),
+        )
+        .problem(422);
+    assert_eq!(errors(&p), ["team"]);
+    let filled = app.patch(
+        &url,
+        &rep,
+        &json!({"amount": 5_000_000, "close_date": "2027-03-31",
+            "team": [{"user_id": rep_id, "role": "owner", "split_percent": 70},
+                {"user_id": other_id, "role": "sales_engineer", "split_percent": 30}]}),
+    );
+    assert_eq!(filled.status, 200, "{}", filled.text);
+    let moved = app.post(&stage, &rep, &json!({"stage": "propose"}));
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    assert_eq!(moved.json()["stage"], "propose");
+    // `propose` wants a next step before the deal may leave it.
+    let p = app
+        .post(&stage, &rep, &json!({"stage": "won"}))
+        .problem(422);
+    assert_eq!(errors(&p), ["next_step"]);
+    app.patch(&url, &rep, &json!({"next_step": "Send the order form"}));
+    app.post(&stage, &rep, &json!({"stage": "nowhere"}))
+        .problem(422);
+    let won = app.post(
+        &stage,
+        &rep,
+        &json!({"stage": "won", "close_reason": "Best fit"}),
+    );
+    assert_eq!(won.status, 200, "{}", won.text);
+    let won = won.json();
+    assert_eq!(won["status"], "won");
+    assert!(won["closed_at"].is_string());
+    // Closed is closed.
+    app.post(
+        &stage,
+        &rep,
+        &json!({"stage": "lost", "close_reason": "changed our mind"}),
+    )
+    .problem(409);
+
+    let history = app.get(&format!("{url}/stage-history"), &rep).json();
+    let moves: Vec<(Value, Value)> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| (h["from_stage"].clone(), h["to_stage"].clone()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (Value::Null, json!("qualify")),
+            (json!("qualify"), json!("propose")),
+            (json!("propose"), json!("won"))
+        ]
+    );
+    assert!(history[1]["seconds_in_from_stage"]
+        .as_i64()
+        .is_some_and(|s| s >= 0));
+    let listed = app.get("/api/v1/opportunities?status=won", &rep).json();
+    assert_eq!(listed["data"][0]["id"], opp["id"]);
+}
+
+#[test]
+fn an_erp_pushes_the_same_deal_again_and_again_but_cannot_move_it_by_upsert() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let pipeline = pipeline(&app);
+    let acme = app
+        .post("/api/v1/accounts", t, &json!({"name": "Acme"}))
+        .json();
+    let body = json!({"name": "ERP deal", "account_id": id(&acme), "pipeline_id": pipeline,
+        "stage": "propose", "currency": "EUR", "amount": 900});
+    let url = "/api/v1/opportunities/external/erp/OPP-1";
+    let first = app.send("PUT", url, Some(t), &[], Some(&body.to_string()));
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = app.send("PUT", url, Some(t), &[], Some(&body.to_string()));
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    let mut moved = body.clone();
+    moved["stage"] = json!("won");
+    let p = app
+        .send("PUT", url, Some(t), &[], Some(&moved.to_string()))
+        .problem(422);
+    assert_eq!(errors(&p), ["stage"]);
+    assert_eq!(app.count("opportunities"), 1);
+}
+
+#[test]
+fn losing_a_deal_needs_a_reason_and_only_the_owner_side_may_move_it() {
+    let app = TestApp::start();
+    let (_, rep) = app.user("sales_rep");
+    let (_, stranger) = app.user("sales_rep");
+    let pipeline = pipeline(&app);
+    let acme = app
+        .post("/api/v1/accounts", &rep, &json!({"name": "Acme"}))
+        .json();
+    let opp = app
+        .post(
+            "/api/v1/opportunities",
+            &rep,
+            &json!({"name": "Acme", "account_id": id(&acme), "pipeline_id": pipeline, "currency": "EUR",
+                "stage": "commit"}),
+        )
+        .json();
+    let stage = format!("/api/v1/opportunities/{}/stage", id(&opp));
+    app.post(
+        &stage,
+        &stranger,
+        &json!({"stage": "lost", "close_reason": "x"}),
+    )
+    .problem(403);
+    let p = app
+        .post(&stage, &rep, &json!({"stage": "lost"}))
+        .problem(422);
+    assert_eq!(errors(&p), ["close_reason"]);
+    let lost = app.post(
+        &stage,
+        &rep,
+        &json!({"stage": "lost", "close_reason": "Budget cut"}),
+    );
+    assert_eq!(lost.json()["status"], "lost", "{}", lost.text);
+    assert_eq!(lost.json()["close_reason"], "Budget cut");
+}
