@@ -8,6 +8,8 @@
 pub mod balances;
 pub mod common;
 pub mod conversion;
+pub mod duplicates;
+pub mod forecasts;
 pub mod invoices;
 pub mod leads;
 pub mod opportunities;
@@ -22,6 +24,8 @@ use crm_core::objects::ObjectKind;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(balances::get_balance)
         .service(conversion::convert_lead)
+        .service(duplicates::lead_duplicates)
+        .service(forecasts::get_forecast)
         .service(opportunities::change_stage)
         .service(opportunities::stage_history);
     resource_routes(cfg);
@@ -50,6 +54,8 @@ const READ: Access = Access::Needs(Permission::CustomersRead);
 pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/accounts/{id}/balance", READ),
     Operation::new("POST", "/api/v1/leads/{id}/convert", SALES_WRITE).owned(common::EDITS),
+    Operation::new("GET", "/api/v1/leads/{id}/duplicates", SALES_READ),
+    Operation::new("GET", "/api/v1/forecasts", SALES_READ),
     Operation::new("POST", "/api/v1/opportunities/{id}/stage", SALES_WRITE).owned(common::EDITS),
     Operation::new(
         "GET",
@@ -67,6 +73,8 @@ const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
     paths(
         balances::get_balance,
         conversion::convert_lead,
+        duplicates::lead_duplicates,
+        forecasts::get_forecast,
         opportunities::change_stage,
         opportunities::stage_history,
     ),

@@ -417,3 +417,148 @@ fn losing_a_deal_needs_a_reason_and_only_the_owner_side_may_move_it() {
     assert_eq!(lost.json()["status"], "lost", "{}", lost.text);
     assert_eq!(lost.json()["close_reason"], "Budget cut");
 }
+
+#[test]
+fn a_lead_finds_the_leads_and_contacts_it_may_duplicate() {
+    let app = TestApp::start();
+    let (_, rep) = app.user("sales_rep");
+    let t = &app.admin_token;
+    let ada = app
+        .post(
+            "/api/v1/contacts",
+            t,
+            &json!({"first_name": "Ada", "last_name": "Lovelace",
+                "phones": [{"number": "+44 20 7946 0958"}]}),
+        )
+        .json();
+    let earlier = app
+        .post(
+            "/api/v1/leads",
+            &rep,
+            &json!({"last_name": "L", "email": "ada@engines.example"}),
+        )
+        .json();
+    app.post(
+        "/api/v1/leads",
+        &rep,
+        &json!({"last_name": "Unrelated", "email": "x@y.example"}),
+    );
+    let lead = app
+        .post(
+            "/api/v1/leads",
+            &rep,
+            &json!({"last_name": "Lovelace", "email": "ADA@Engines.example", "phone": "+442079460958"}),
+        )
+        .json();
+    let found = app.get(&format!("/api/v1/leads/{}/duplicates", id(&lead)), &rep);
+    assert_eq!(found.status, 200, "{}", found.text);
+    let found = found.json();
+    assert_eq!(found["leads"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["leads"][0]["lead"]["id"], earlier["id"]);
+    assert_eq!(found["leads"][0]["reasons"], json!(["same_email"]));
+    assert_eq!(
+        found["contacts"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    assert_eq!(found["contacts"][0]["contact_id"], ada["id"]);
+    assert_eq!(found["contacts"][0]["reasons"], json!(["same_phone"]));
+}
+
+#[test]
+fn the_forecast_adds_up_by_owner_and_team_with_splits_and_weights() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let (a, _) = app.user("sales_rep");
+    let (b, _) = app.user("sales_rep");
+    let team = app
+        .post("/api/v1/teams", t, &json!({"name": "East"}))
+        .json();
+    let moved = app.patch(
+        &format!("/api/v1/users/{a}"),
+        t,
+        &json!({"team_id": id(&team)}),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    let pipeline = pipeline(&app);
+    let acme = app
+        .post("/api/v1/accounts", t, &json!({"name": "Acme"}))
+        .json();
+    let deal = |owner: &str, stage: &str, amount: i64, currency: &str, close: &str, team: Value| {
+        let res = app.post(
+            "/api/v1/opportunities",
+            t,
+            &json!({"name": "Deal", "account_id": id(&acme), "pipeline_id": pipeline, "owner_id": owner,
+                "stage": stage, "amount": amount, "currency": currency, "close_date": close, "team": team}),
+        );
+        assert_eq!(res.status, 201, "{}", res.text);
+    };
+    deal(&a, "qualify", 1000, "EUR", "2027-01-15", json!([]));
+    deal(&a, "propose", 2001, "EUR", "2027-02-01", json!([]));
+    deal(
+        &b,
+        "commit",
+        3000,
+        "EUR",
+        "2027-03-31",
+        json!([{"user_id": a, "role": "owner", "split_percent": 70},
+               {"user_id": b, "role": "support", "split_percent": 30}]),
+    );
+    deal(&a, "won", 5000, "EUR", "2027-01-02", json!([]));
+    deal(&b, "lost", 7000, "EUR", "2027-02-02", json!([]));
+    deal(&a, "qualify", 999, "EUR", "2027-04-01", json!([])); // next quarter
+    deal(&a, "qualify", 500, "USD", "2027-03-01", json!([]));
+
+    let f = app.get("/api/v1/forecasts?period=2027-Q1", t);
+    assert_eq!(f.status, 200, "{}", f.text);
+    let f = f.json();
+    assert_eq!(
+        (f["starts_on"].as_str(), f["ends_on"].as_str()),
+        (Some("2027-01-01"), Some("2027-03-31"))
+    );
+    assert!(f["method"]
+        .as_str()
+        .is_some_and(|m| m.contains("probability")));
+    let row = |group: &str, currency: &str| {
+        f["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["group_id"] == group && r["currency"] == currency)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {group} {currency}: {f}"))
+    };
+    let figures = |r: Value| {
+        [
+            "closed_won",
+            "commit",
+            "best_case",
+            "pipeline",
+            "weighted_pipeline",
+            "deals",
+        ]
+        .map(|k| r[k].as_i64().unwrap_or(-1))
+    };
+    // a: won 5000; commit 70% of 3000; best case 2001 + 2100; pipeline 1000 + 2001 + 2100;
+    // weighted (1000×10 + 2001×50 + 2100×80) / 100 = 2780.5, rounded half up.
+    assert_eq!(figures(row(&a, "EUR")), [5000, 2100, 4101, 5101, 2781, 4]);
+    // b: 30% of the commit deal (900, weighted 720), and the lost deal counts for nothing.
+    assert_eq!(figures(row(&b, "EUR")), [0, 900, 900, 900, 720, 2]);
+    assert_eq!(figures(row(&a, "USD")), [0, 0, 0, 500, 50, 1]);
+
+    let by_team = app
+        .get("/api/v1/forecasts?period=2027-Q1&group_by=team", t)
+        .json();
+    let east = by_team["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["group_id"] == team["id"] && r["currency"] == "EUR")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(east["pipeline"], 5101, "{by_team}");
+    for bad in ["2027-Q5", "2027-13", "Q1", "2027-1"] {
+        app.get(&format!("/api/v1/forecasts?period={bad}"), t)
+            .problem(400);
+    }
+}

@@ -93,12 +93,11 @@ pub fn parse_types(raw: Option<&str>) -> ApiResult<Vec<String>> {
     let Some(raw) = raw else { return Ok(vec![]) };
     let mut out = vec![];
     for t in raw.split(',').map(str::trim) {
-        let body = t.strip_suffix('*').unwrap_or(t);
-        let valid = !t.is_empty()
-            && body
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
-            && (t == "*" || t.contains('.'));
+        // Exactly what the spec's pattern says: `*`, `entity.*` or `entity.action`.
+        let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        let valid = t == "*"
+            || t.split_once('.')
+                .is_some_and(|(entity, action)| word(entity) && (action == "*" || word(action)));
         if !valid {
             return Err(ApiError::BadRequest(format!(
                 "{t:?} is not an event type pattern (such as contact.* or account.updated)"
