@@ -28,6 +28,9 @@ const BIG: &[&str] = &[
     "invoices",
     "payments",
     "custom_values",
+    "leads",
+    "opportunities",
+    "opportunity_stage_history",
 ];
 
 fn id(v: &Value) -> String {
@@ -68,7 +71,32 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
                 "amount_total": 1000, "issued_on": "2026-01-10", "due_on": "2026-02-09"}),
         )
         .json();
+    let stage = |key: &str, p: i32, cat: &str| json!({"key": key, "name": key, "probability": p, "forecast_category": cat});
+    let pipeline = app
+        .post(
+            "/api/v1/pipelines",
+            t,
+            &json!({"name": "Sales", "stages": [stage("open", 10, "pipeline"),
+                stage("won", 100, "closed_won"), stage("lost", 0, "closed_lost")]}),
+        )
+        .json();
+    let opportunity = app
+        .post(
+            "/api/v1/opportunities",
+            t,
+            &json!({"name": "Acme deal", "account_id": id(&acme), "pipeline_id": id(&pipeline),
+                "currency": "EUR", "amount": 100, "close_date": "2027-01-10"}),
+        )
+        .json();
+    let lead = app
+        .post(
+            "/api/v1/leads",
+            t,
+            &json!({"last_name": "Prospect", "email": "p@prospect.example", "phone": "+1 415 555 2671"}),
+        )
+        .json();
     let (a, c, i, o) = (id(&acme), id(&ada), id(&invoice), owner);
+    let (l, op, pl) = (id(&lead), id(&opportunity), id(&pipeline));
     let mut paths = vec![
         format!("/api/v1/contacts/{c}"),
         format!("/api/v1/accounts/{a}"),
@@ -77,6 +105,10 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
         format!("/api/v1/accounts/{a}/balance"),
         "/api/v1/events?limit=50".to_string(),
         "/api/v1/events?types=contact.*".to_string(),
+        format!("/api/v1/leads/{l}/duplicates"),
+        format!("/api/v1/opportunities/{op}/stage-history"),
+        "/api/v1/forecasts?period=2027-Q1".to_string(),
+        format!("/api/v1/forecasts?period=2027&pipeline_id={pl}&group_by=team"),
     ];
     for (list, filters, sorts) in [
         (
@@ -132,6 +164,30 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
             "payments",
             vec![format!("account_id={a}"), format!("invoice_id={i}")],
             vec!["-received_on", "amount"],
+        ),
+        (
+            "leads",
+            vec![
+                format!("owner_id={o}"),
+                "status=new".into(),
+                "source=other".into(),
+                "email=P@prospect.example".into(),
+                "created_after=2026-01-01T00:00:00Z".into(),
+            ],
+            vec!["-created_at", "updated_at", "-score"],
+        ),
+        (
+            "opportunities",
+            vec![
+                format!("account_id={a}"),
+                format!("pipeline_id={pl}&stage=open"),
+                "status=open".into(),
+                format!("owner_id={o}"),
+                "close_before=2027-02-01".into(),
+                "close_after=2026-12-01".into(),
+                "created_after=2026-01-01T00:00:00Z".into(),
+            ],
+            vec!["-created_at", "updated_at", "-amount", "name"],
         ),
     ] {
         paths.push(format!("/api/v1/{list}"));
