@@ -201,6 +201,12 @@ mod strict {
                     MapDeserializer::new(map.into_iter().map(|(k, v)| (k, Strict(v))))
                         .deserialize_any(visitor)
                 }
+                // `644.0` is the number 644 in JSON: integer fields take it. Below 2^53,
+                // where every integer is exact in a double.
+                Value::Number(n) if n.is_f64() => match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => visitor.visit_i64(f as i64),
+                    _ => Value::Number(n).deserialize_any(visitor),
+                },
                 other => other.deserialize_any(visitor),
             }
         }
@@ -313,6 +319,29 @@ mod tests {
         token: String,
         address: Option<Address>,
         tags: Option<Vec<String>>,
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Amounts {
+        quantity: i64,
+        rate: f64,
+        count: Option<i32>,
+    }
+
+    #[test]
+    fn integral_numbers_written_with_a_fraction_fill_integer_fields() {
+        let v = serde_json::json!({"quantity": 644.0, "rate": 12.5, "count": 3.0});
+        let got: Option<Amounts> = from_body(v).ok();
+        assert_eq!(
+            got,
+            Some(Amounts {
+                quantity: 644,
+                rate: 12.5,
+                count: Some(3)
+            })
+        );
+        let half = serde_json::json!({"quantity": 1.5, "rate": 1, "count": null});
+        assert!(from_body::<Amounts>(half).is_err());
     }
 
     #[test]

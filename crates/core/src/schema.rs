@@ -496,6 +496,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    quotes (id) {
+        id -> Text,
+        opportunity_id -> Text,
+        account_id -> Text,
+        price_book_id -> Text,
+        currency -> Text,
+        status -> Text,
+        valid_until -> Nullable<Text>,
+        lines -> Text,
+        subtotal -> BigInt,
+        discount_total -> BigInt,
+        tax_total -> BigInt,
+        total -> BigInt,
+        notes -> Nullable<Text>,
+        order_id -> Nullable<Text>,
+        sent_at -> Nullable<Text>,
+        decided_at -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        account_id -> Text,
+        opportunity_id -> Nullable<Text>,
+        quote_id -> Nullable<Text>,
+        currency -> Text,
+        ordered_on -> Text,
+        status -> Text,
+        lines -> Text,
+        subtotal -> BigInt,
+        discount_total -> BigInt,
+        tax_total -> BigInt,
+        total -> BigInt,
+        notes -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_accounts -> contacts (contact_id));
@@ -547,6 +598,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     pipelines,
     opportunities,
     opportunity_stage_history,
+    quotes,
+    orders,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -13,8 +13,11 @@ pub mod forecasts;
 pub mod invoices;
 pub mod leads;
 pub mod opportunities;
+pub mod orders;
 pub mod payments;
 pub mod pipelines;
+pub mod pricing;
+pub mod quotes;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
@@ -26,6 +29,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(conversion::convert_lead)
         .service(duplicates::lead_duplicates)
         .service(forecasts::get_forecast)
+        .service(quotes::set_status)
+        .service(quotes::document)
         .service(opportunities::change_stage)
         .service(opportunities::stage_history);
     resource_routes(cfg);
@@ -37,6 +42,8 @@ crm_core::resources!(
     leads::Leads,
     pipelines::Pipelines,
     opportunities::Opportunities,
+    quotes::Quotes,
+    orders::Orders,
 );
 
 /// This domain's integrable objects (see `crm_core::objects`).
@@ -45,6 +52,8 @@ pub const OBJECTS: &[ObjectKind] = &[
     payments::OBJECT,
     leads::OBJECT,
     opportunities::OBJECT,
+    quotes::OBJECT,
+    orders::OBJECT,
 ];
 
 const READ: Access = Access::Needs(Permission::CustomersRead);
@@ -56,6 +65,8 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/leads/{id}/convert", SALES_WRITE).owned(common::EDITS),
     Operation::new("GET", "/api/v1/leads/{id}/duplicates", SALES_READ),
     Operation::new("GET", "/api/v1/forecasts", SALES_READ),
+    Operation::new("POST", "/api/v1/quotes/{id}/status", SALES_WRITE),
+    Operation::new("GET", "/api/v1/quotes/{id}/document", SALES_READ),
     Operation::new("POST", "/api/v1/opportunities/{id}/stage", SALES_WRITE).owned(common::EDITS),
     Operation::new(
         "GET",
@@ -75,6 +86,8 @@ const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
         conversion::convert_lead,
         duplicates::lead_duplicates,
         forecasts::get_forecast,
+        quotes::set_status,
+        quotes::document,
         opportunities::change_stage,
         opportunities::stage_history,
     ),
@@ -82,6 +95,7 @@ const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
         (name = "invoices", description = "Invoices pushed in from an accounting system, and what each account owes"),
         (name = "payments", description = "Payments received, applied to invoices or not yet"),
         (name = "opportunities", description = "Deals moving through pipelines with exit criteria, team and partner selling, and their stage history"),
+        (name = "quotes", description = "Quotes priced from price books (discounts, taxes, bundles, rounding), their lifecycle and HTML proposal, and the orders accepting them creates"),
         (name = "leads", description = "Prospects before they are customers: qualification, duplicates and conversion into an account, a contact and an opportunity"),
     )
 )]

@@ -562,3 +562,189 @@ fn the_forecast_adds_up_by_owner_and_team_with_splits_and_weights() {
             .problem(400);
     }
 }
+
+#[test]
+fn a_quote_is_priced_by_the_server_and_accepting_it_creates_the_order() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let (_, rep) = app.user("sales_rep");
+    let pipeline = pipeline(&app);
+    let product = |sku: &str, components: Value| {
+        let res = app.post(
+            "/api/v1/products",
+            t,
+            &json!({"sku": sku, "name": sku, "components": components}),
+        );
+        assert_eq!(res.status, 201, "{}", res.text);
+        id(&res.json())
+    };
+    let seat = product("SEAT", json!([]));
+    let onboarding = product("ONBOARD", json!([]));
+    let kit = product(
+        "KIT",
+        json!([{"product_id": seat, "quantity": 2}, {"product_id": onboarding, "quantity": 1}]),
+    );
+    let usd_only = product("USD-ONLY", json!([]));
+    let book = app
+        .post(
+            "/api/v1/price-books",
+            t,
+            &json!({"name": "2027", "prices": [
+                {"product_id": seat, "currency": "EUR", "unit_price": 1999},
+                {"product_id": onboarding, "currency": "EUR", "unit_price": 50000},
+                {"product_id": usd_only, "currency": "USD", "unit_price": 100}]}),
+        )
+        .json();
+    let acme = app
+        .post("/api/v1/accounts", &rep, &json!({"name": "Acme"}))
+        .json();
+    let deal = app
+        .post(
+            "/api/v1/opportunities",
+            &rep,
+            &json!({"name": "Acme seats", "account_id": id(&acme), "pipeline_id": pipeline, "currency": "EUR"}),
+        )
+        .json();
+    let quote = |lines: Value| {
+        app.post(
+            "/api/v1/quotes",
+            &rep,
+            &json!({"opportunity_id": id(&deal), "price_book_id": id(&book), "lines": lines,
+                "valid_until": "2027-01-31", "notes": "Prices <b>firm</b> for 30 days"}),
+        )
+    };
+    // A product with no EUR price, a negative quantity, a discount over 100%.
+    for (bad, field) in [
+        (
+            json!([{"product_id": usd_only, "quantity": 1}]),
+            "lines[0].product_id",
+        ),
+        (
+            json!([{"product_id": seat, "quantity": -2}]),
+            "lines[0].quantity",
+        ),
+        (
+            json!([{"product_id": seat, "quantity": 1, "discount_percent": 120}]),
+            "lines[0].discount_percent",
+        ),
+    ] {
+        let p = quote(bad).problem(422);
+        assert_eq!(errors(&p), [field], "{p}");
+    }
+    assert_eq!(app.count("quotes"), 0);
+
+    let q = quote(json!([
+        // 3 × 19.99 = 59.97; 12.5% off 7.50 (7.49625 half up); 20% tax on 52.47 = 10.49.
+        {"product_id": seat, "quantity": 3, "discount_percent": 12.5, "tax_rate": 20},
+        // The kit has no price of its own: 2 × 19.99 + 500.00 = 539.98; 5.00 off; 7% tax 37.45.
+        {"product_id": kit, "quantity": 1, "discount_amount": 500, "tax_rate": 7},
+    ]));
+    assert_eq!(q.status, 201, "{}", q.text);
+    let q = q.json();
+    let l0 = &q["lines"][0];
+    assert_eq!(
+        [
+            &l0["gross"],
+            &l0["discount"],
+            &l0["net"],
+            &l0["tax"],
+            &l0["total"]
+        ],
+        [5997, 750, 5247, 1049, 6296]
+    );
+    let l1 = &q["lines"][1];
+    assert_eq!(
+        [&l1["unit_price"], &l1["net"], &l1["tax"], &l1["total"]],
+        [53998, 53498, 3745, 57243]
+    );
+    assert_eq!(
+        [
+            &q["subtotal"],
+            &q["discount_total"],
+            &q["tax_total"],
+            &q["total"]
+        ],
+        [59995, 1250, 4794, 63539]
+    );
+    let url = format!("/api/v1/quotes/{}", id(&q));
+    let html = app.get(&format!("{url}/document"), &rep);
+    assert_eq!(html.status, 200);
+    assert!(html
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/html")));
+    assert!(
+        html.text.contains("635.39") && html.text.contains("Acme"),
+        "{}",
+        html.text
+    );
+    assert!(html.text.contains("&lt;b&gt;firm") && !html.text.contains("<b>firm"));
+
+    let status = format!("{url}/status");
+    app.post(&status, &rep, &json!({"status": "accepted"}))
+        .problem(409);
+    let sent = app.post(&status, &rep, &json!({"status": "sent"}));
+    assert_eq!(sent.json()["status"], "sent", "{}", sent.text);
+    app.patch(&url, &rep, &json!({"notes": "changed"}))
+        .problem(409);
+    let accepted = app.post(&status, &rep, &json!({"status": "accepted"}));
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    let order_id = accepted.json()["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let order = app.get(&format!("/api/v1/orders/{order_id}"), &rep).json();
+    assert_eq!(order["quote_id"], q["id"]);
+    assert_eq!(order["total"], 63539);
+    assert_eq!(order["lines"], q["lines"]);
+    assert_eq!(order["account_id"], acme["id"]);
+    app.post(&status, &rep, &json!({"status": "rejected"}))
+        .problem(409);
+    let listed = app
+        .get(&format!("/api/v1/orders?account_id={}", id(&acme)), &rep)
+        .json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn an_erp_pushes_orders_by_its_key_and_cannot_rewrite_what_was_bought() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let acme = app
+        .post("/api/v1/accounts", t, &json!({"name": "Acme"}))
+        .json();
+    let widget = app
+        .post(
+            "/api/v1/products",
+            t,
+            &json!({"sku": "W", "name": "Widget"}),
+        )
+        .json();
+    let body = json!({"account_id": id(&acme), "currency": "EUR", "ordered_on": "2026-11-30",
+        "lines": [{"product_id": id(&widget), "quantity": 4, "unit_price": 250, "tax_rate": 10}]});
+    let url = "/api/v1/orders/external/erp/SO-1";
+    let first = app.send("PUT", url, Some(t), &[], Some(&body.to_string()));
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.json()["total"], 1100);
+    let mut shipped = body.clone();
+    shipped["status"] = json!("fulfilled");
+    let again = app.send("PUT", url, Some(t), &[], Some(&shipped.to_string()));
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["status"], "fulfilled");
+    let mut rewritten = body.clone();
+    rewritten["lines"][0]["quantity"] = json!(40);
+    let p = app
+        .send("PUT", url, Some(t), &[], Some(&rewritten.to_string()))
+        .problem(422);
+    assert_eq!(errors(&p), ["lines"]);
+    // A line without a price needs a price book to take one from.
+    let p = app
+        .post(
+            "/api/v1/orders",
+            t,
+            &json!({"account_id": id(&acme), "currency": "EUR", "ordered_on": "2026-11-30",
+                "lines": [{"product_id": id(&widget), "quantity": 1}]}),
+        )
+        .problem(422);
+    assert_eq!(errors(&p), ["lines[0].unit_price"]);
+    assert_eq!(app.count("orders"), 1);
+}
