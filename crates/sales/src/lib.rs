@@ -96,6 +96,7 @@ const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
         (name = "payments", description = "Payments received, applied to invoices or not yet"),
         (name = "opportunities", description = "Deals moving through pipelines with exit criteria, team and partner selling, and their stage history"),
         (name = "quotes", description = "Quotes priced from price books (discounts, taxes, bundles, rounding), their lifecycle and HTML proposal, and the orders accepting them creates"),
+        (name = "orders", description = "What customers bought: orders from accepted quotes or pushed by an ERP (their upserts, batch and export)"),
         (name = "leads", description = "Prospects before they are customers: qualification, duplicates and conversion into an account, a contact and an opportunity"),
     )
 )]
