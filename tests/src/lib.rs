@@ -278,6 +278,21 @@ impl TestApp {
         (id, self.login(&email, password))
     }
 
+    /// A pipeline with one open stage (`open`) and its closed-won (`won`) and closed-lost
+    /// (`lost`) stages, made by the admin; returns its id.
+    #[track_caller]
+    pub fn simple_pipeline(&self) -> String {
+        let stage = |key: &str, p: i32, cat: &str| json!({"key": key, "name": key, "probability": p, "forecast_category": cat});
+        let res = self.post(
+            "/api/v1/pipelines",
+            &self.admin_token,
+            &json!({"name": "Sales", "stages": [stage("open", 10, "pipeline"),
+                stage("won", 100, "closed_won"), stage("lost", 0, "closed_lost")]}),
+        );
+        assert_eq!(res.status, 201, "create pipeline: {}", res.text);
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+
     /// Count rows of a table straight from the database (to prove nothing was written).
     pub fn count(&self, table: &str) -> i64 {
         #[derive(diesel::QueryableByName)]

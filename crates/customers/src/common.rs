@@ -54,20 +54,22 @@ pub fn resolve_owner(
             "only managers may assign records to other users".into(),
         ));
     }
+    check_active_user(conn, &id, "owner_id")?;
+    Ok(Some(id))
+}
+
+/// 422 naming `field` unless `id` is an active, not archived user.
+pub fn check_active_user(conn: &mut DbConn, id: &str, field: &str) -> ApiResult<()> {
     let active: i64 = users::table
-        .filter(users::id.eq(&id))
+        .filter(users::id.eq(id))
         .filter(users::active.eq(true))
         .filter(users::archived_at.is_null())
         .count()
         .get_result(conn)?;
     if active == 0 {
-        return Err(ApiError::field(
-            "owner_id",
-            "reference",
-            "no such active user",
-        ));
+        return Err(ApiError::field(field, "reference", "no such active user"));
     }
-    Ok(Some(id))
+    Ok(())
 }
 
 pub fn to_json<T: Serialize>(v: &T) -> Value {

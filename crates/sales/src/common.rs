@@ -12,12 +12,28 @@ use serde::Serialize;
 /// Who may change a lead or an opportunity: its owner, the owner's team, or a manager.
 pub const EDITS: Ownership = Ownership::OwnerOrTeamEdits(Permission::SalesManage);
 
+/// An enum as it is stored and sent (`closed_won`): its serde name.
+pub fn enum_text<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A stored enum read back; `fallback` for text no variant names.
+pub fn enum_from<T: DeserializeOwned>(raw: &str, fallback: T) -> T {
+    parse_enum(raw).unwrap_or(fallback)
+}
+
+fn parse_enum<T: DeserializeOwned>(raw: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(raw.to_string())).ok()
+}
+
 /// A list filter whose values are an enum's (`status=qualified`); another value is a 400.
 pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult<Option<T>> {
     p.filter(name)
         .map(|v| {
-            serde_json::from_value(serde_json::Value::String(v.to_string()))
-                .map_err(|_| ApiError::BadRequest(format!("{v:?} is not a {name}")))
+            parse_enum(v).ok_or_else(|| ApiError::BadRequest(format!("{v:?} is not a {name}")))
         })
         .transpose()
 }

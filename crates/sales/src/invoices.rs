@@ -65,6 +65,17 @@ pub(crate) fn is_currency(c: &str) -> bool {
     c.len() == 3 && c.chars().all(|ch| ch.is_ascii_uppercase())
 }
 
+/// A currency field of an input; one that is not an ISO 4217 code is added to `errors`.
+pub(crate) fn currency_field(errors: &mut Vec<FieldError>, raw: &Option<String>) {
+    if raw.as_deref().is_some_and(|c| !is_currency(c)) {
+        errors.push(FieldError::new(
+            "currency",
+            "currency",
+            "must be an ISO 4217 code such as EUR",
+        ));
+    }
+}
+
 /// An id field of an input; a malformed one is added to `errors`.
 pub(crate) fn id_field(
     errors: &mut Vec<FieldError>,
@@ -313,13 +324,7 @@ fn check_input(input: &InvoiceInput) -> ApiResult<Checked> {
     let mut errors = vec![];
     let account = id_field(&mut errors, "account_id", &input.account_id);
     let order = id_field(&mut errors, "order_id", &input.order_id);
-    if input.currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        errors.push(FieldError::new(
-            "currency",
-            "currency",
-            "must be an ISO 4217 code such as EUR",
-        ));
-    }
+    currency_field(&mut errors, &input.currency);
     if input.number.as_deref().is_some_and(|n| n.trim().is_empty()) {
         errors.push(FieldError::new("number", "required", "must not be blank"));
     }

@@ -3,7 +3,7 @@
 //! disqualified with a reason, and finally converted (`crate::conversion`), after which it
 //! records what it became and no longer changes.
 
-use crate::common::{enum_filter, record_change};
+use crate::common::{enum_filter, enum_from, enum_text, record_change};
 use crate::invoices::id_field;
 use crm_core::access::{Ownership, Permission};
 use crm_core::auth::Principal;
@@ -68,17 +68,6 @@ impl LeadStatus {
             LeadStatus::Converted => "converted",
         }
     }
-}
-
-fn text_of<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn parse_text<T: for<'de> Deserialize<'de>>(raw: &str, fallback: T) -> T {
-    serde_json::from_value(serde_json::Value::String(raw.to_string())).unwrap_or(fallback)
 }
 
 #[derive(Queryable, Selectable, Clone)]
@@ -184,9 +173,9 @@ impl From<LeadRow> for Lead {
             country: r.country,
             industry: r.industry,
             employee_count: r.employee_count,
-            source: parse_text(&r.source, LeadSource::Other),
+            source: enum_from(&r.source, LeadSource::Other),
             campaign_id: r.campaign_id,
-            status: parse_text(&r.status, LeadStatus::New),
+            status: enum_from(&r.status, LeadStatus::New),
             disqualified_reason: r.disqualified_reason,
             score: r.score,
             owner_id: r.owner_id,
@@ -365,7 +354,7 @@ pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiR
             country: input.country.clone(),
             industry: input.industry.clone(),
             employee_count: input.employee_count,
-            source: text_of(input.source.unwrap_or(LeadSource::Other)),
+            source: enum_text(input.source.unwrap_or(LeadSource::Other)),
             campaign_id: input.campaign_id.clone(),
             status: input.status.unwrap_or(LeadStatus::New).as_str().to_string(),
             disqualified_reason: input.disqualified_reason.clone(),
@@ -487,7 +476,7 @@ pub fn update_lead(
             } else {
                 input.employee_count.or(row.employee_count)
             },
-            source: input.source.map(text_of).unwrap_or(row.source.clone()),
+            source: input.source.map(enum_text).unwrap_or(row.source.clone()),
             campaign_id: pick("campaign_id", &input.campaign_id, &row.campaign_id),
             // Leaving `disqualified` drops the reason unless a new one is given.
             disqualified_reason: if status == "disqualified" {
@@ -551,7 +540,7 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         q = q.filter(leads::status.eq(v.as_str()));
     }
     if let Some(v) = enum_filter::<LeadSource>(p, "source")? {
-        q = q.filter(leads::source.eq(text_of(v)));
+        q = q.filter(leads::source.eq(enum_text(v)));
     }
     if let Some(v) = p.id_filter("owner_id")? {
         q = q.filter(leads::owner_id.eq(v));

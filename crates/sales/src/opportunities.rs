@@ -4,8 +4,8 @@
 //! `POST /opportunities/{id}/stage`, which enforces the stage's exit criteria and keeps the
 //! stage history; its status (open, won, lost) follows the stage's forecast category.
 
-use crate::common::{enum_filter, record_change};
-use crate::invoices::{date_field, date_filter, id_field, is_currency};
+use crate::common::{enum_filter, enum_text, record_change};
+use crate::invoices::{currency_field, date_field, date_filter, id_field};
 use crate::pipelines::{self, ForecastCategory, Pipeline};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crm_core::access::{Ownership, Permission};
@@ -18,7 +18,7 @@ use crm_core::objects::{self, ObjectKind};
 use crm_core::params::IfMatchParams;
 use crm_core::resource::{self, Resource};
 use crm_core::respond::{self, ReadProblems, WriteProblems};
-use crm_core::schema::{opportunities, opportunity_stage_history as history, users};
+use crm_core::schema::{opportunities, opportunity_stage_history as history};
 use crm_core::state::AppState;
 use crm_core::{audit, etag, ids, visibility};
 use crm_customers::common;
@@ -252,13 +252,7 @@ fn check_input(input: &OpportunityInput) -> ApiResult<Checked> {
     let pipeline = id_field(&mut errors, "pipeline_id", &input.pipeline_id);
     let partner = id_field(&mut errors, "partner_account_id", &input.partner_account_id);
     let close_date = date_field(&mut errors, "close_date", &input.close_date);
-    if input.currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        errors.push(FieldError::new(
-            "currency",
-            "currency",
-            "must be an ISO 4217 code such as EUR",
-        ));
-    }
+    currency_field(&mut errors, &input.currency);
     if let Some(team) = &input.team {
         let total: i32 = team.iter().map(|m| m.split_percent).sum();
         if !team.is_empty() && total != 100 {
@@ -319,19 +313,7 @@ fn check_references(
         )?;
     }
     for (i, m) in team.iter().enumerate() {
-        let active: i64 = users::table
-            .filter(users::id.eq(&m.user_id))
-            .filter(users::active.eq(true))
-            .filter(users::archived_at.is_null())
-            .count()
-            .get_result(c)?;
-        if active == 0 {
-            return Err(common::invalid(
-                &format!("team[{i}].user_id"),
-                "reference",
-                "no such active user",
-            ));
-        }
+        common::check_active_user(c, &m.user_id, &format!("team[{i}].user_id"))?;
     }
     Ok(())
 }
@@ -620,9 +602,7 @@ pub fn load_page(
         q = q.filter(opportunities::stage.eq(v.to_string()));
     }
     if let Some(v) = enum_filter::<OpportunityStatus>(p, "status")? {
-        q = q.filter(
-            opportunities::status.eq(common::to_json(&v).as_str().unwrap_or("").to_string()),
-        );
+        q = q.filter(opportunities::status.eq(enum_text(v)));
     }
     if let Some(v) = p.id_filter("owner_id")? {
         q = q.filter(opportunities::owner_id.eq(v));
@@ -682,7 +662,7 @@ pub fn move_stage(
         if before.status != OpportunityStatus::Open {
             return Err(ApiError::Conflict(format!(
                 "the deal is already closed ({}); it does not change stage",
-                common::to_json(&before.status).as_str().unwrap_or("")
+                enum_text(before.status)
             )));
         }
         let pipeline = pipelines::referenced(c, &before.pipeline_id, "stage")?;

@@ -2,8 +2,8 @@
 //! pushed by an ERP by its external key. The purchase history behind analytics, segments,
 //! warranty checks and recommendations; invoices refer to them by `order_id`.
 
-use crate::common::{enum_filter, record_change};
-use crate::invoices::{date_field, date_filter, id_field, is_currency};
+use crate::common::{enum_filter, enum_from, record_change};
+use crate::invoices::{currency_field, date_field, date_filter, id_field};
 use crate::pricing::{self, Line, LineInput};
 use crate::quotes::Quote;
 use crm_core::access::{Ownership, Permission};
@@ -97,8 +97,7 @@ impl From<OrderRow> for Order {
             quote_id: r.quote_id,
             currency: r.currency,
             ordered_on: r.ordered_on,
-            status: serde_json::from_value(serde_json::Value::String(r.status))
-                .unwrap_or(OrderStatus::Open),
+            status: enum_from(&r.status, OrderStatus::Open),
             lines: common::parse_json(&r.lines),
             subtotal: r.subtotal,
             discount_total: r.discount_total,
@@ -255,13 +254,7 @@ pub fn create_order(conn: &mut DbConn, me: &Principal, input: &OrderInput) -> Ap
     let opportunity = id_field(&mut errors, "opportunity_id", &input.opportunity_id);
     let book = id_field(&mut errors, "price_book_id", &input.price_book_id);
     let ordered_on = date_field(&mut errors, "ordered_on", &input.ordered_on);
-    if input.currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        errors.push(FieldError::new(
-            "currency",
-            "currency",
-            "must be an ISO 4217 code such as EUR",
-        ));
-    }
+    currency_field(&mut errors, &input.currency);
     for (f, missing) in [
         ("account_id", account.is_none()),
         ("currency", input.currency.is_none()),

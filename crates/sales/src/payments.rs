@@ -4,7 +4,7 @@
 //! `crate::invoices::settle`). Payments without an invoice are the account's unapplied
 //! payments (see `crate::balances`).
 
-use crate::invoices::{self, date_field, date_filter, id_field, is_currency, InvoiceRow};
+use crate::invoices::{self, currency_field, date_field, date_filter, id_field, InvoiceRow};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
@@ -206,13 +206,7 @@ fn check_input(input: &PaymentInput) -> ApiResult<Checked> {
     let mut errors = vec![];
     let account = id_field(&mut errors, "account_id", &input.account_id);
     let invoice = id_field(&mut errors, "invoice_id", &input.invoice_id);
-    if input.currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        errors.push(FieldError::new(
-            "currency",
-            "currency",
-            "must be an ISO 4217 code such as EUR",
-        ));
-    }
+    currency_field(&mut errors, &input.currency);
     let received_on = date_field(&mut errors, "received_on", &input.received_on);
     let method = match input.method.as_deref() {
         None => None,

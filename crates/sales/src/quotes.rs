@@ -2,8 +2,8 @@
 //! `crate::pricing`). A quote is edited while a draft, then sent, then accepted, rejected
 //! or expired; accepting one creates its order. `GET /quotes/{id}/document` renders it.
 
-use crate::common::{enum_filter, record_change};
-use crate::invoices::{date_field, id_field, is_currency};
+use crate::common::{enum_filter, enum_from, record_change};
+use crate::invoices::{currency_field, date_field, id_field};
 use crate::orders;
 use crate::pricing::{self, Line, LineInput, Totals};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -45,11 +45,6 @@ impl QuoteStatus {
             QuoteStatus::Rejected => "rejected",
             QuoteStatus::Expired => "expired",
         }
-    }
-
-    fn parse(s: &str) -> Self {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .unwrap_or(QuoteStatus::Draft)
     }
 
     /// Where a quote may go from here.
@@ -127,7 +122,7 @@ impl From<QuoteRow> for Quote {
             account_id: r.account_id,
             price_book_id: r.price_book_id,
             currency: r.currency,
-            status: QuoteStatus::parse(&r.status),
+            status: enum_from(&r.status, QuoteStatus::Draft),
             valid_until: r.valid_until,
             lines: common::parse_json(&r.lines),
             subtotal: r.subtotal,
@@ -219,23 +214,13 @@ fn check_book(c: &mut DbConn, id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn store_lines(lines: &[Line]) -> String {
-    common::json_text(&lines)
-}
-
 pub fn create_quote(conn: &mut DbConn, me: &Principal, input: &QuoteInput) -> ApiResult<Quote> {
     input.validate()?;
     let mut errors = vec![];
     let opp = id_field(&mut errors, "opportunity_id", &input.opportunity_id);
     let book = id_field(&mut errors, "price_book_id", &input.price_book_id);
     let valid_until = date_field(&mut errors, "valid_until", &input.valid_until);
-    if input.currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        errors.push(FieldError::new(
-            "currency",
-            "currency",
-            "must be an ISO 4217 code such as EUR",
-        ));
-    }
+    currency_field(&mut errors, &input.currency);
     for (f, missing) in [
         ("opportunity_id", opp.is_none()),
         ("price_book_id", book.is_none()),
@@ -267,7 +252,7 @@ pub fn create_quote(conn: &mut DbConn, me: &Principal, input: &QuoteInput) -> Ap
                 quotes::currency.eq(&currency),
                 quotes::status.eq("draft"),
                 quotes::valid_until.eq(&valid_until),
-                quotes::lines.eq(store_lines(&priced)),
+                quotes::lines.eq(common::json_text(&priced)),
                 quotes::subtotal.eq(t.subtotal),
                 quotes::discount_total.eq(t.discount_total),
                 quotes::tax_total.eq(t.tax_total),
@@ -298,13 +283,7 @@ pub fn update_quote(
     let mut errors = vec![];
     let book = id_field(&mut errors, "price_book_id", &input.price_book_id);
     let valid_until = date_field(&mut errors, "valid_until", &input.valid_until);
-    if input.currency.as_deref().is_some_and(|c| !is_currency(c)) {
-        errors.push(FieldError::new(
-            "currency",
-            "currency",
-            "must be an ISO 4217 code such as EUR",
-        ));
-    }
+    currency_field(&mut errors, &input.currency);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -370,7 +349,7 @@ pub fn update_quote(
                 quotes::price_book_id.eq(&book),
                 quotes::currency.eq(&currency),
                 quotes::valid_until.eq(pick("valid_until", &valid_until, &before.valid_until)),
-                quotes::lines.eq(store_lines(&lines)),
+                quotes::lines.eq(common::json_text(&lines)),
                 quotes::subtotal.eq(t.subtotal),
                 quotes::discount_total.eq(t.discount_total),
                 quotes::tax_total.eq(t.tax_total),

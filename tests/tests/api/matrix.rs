@@ -341,13 +341,7 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
         f.insert(path, lead);
     }
     fn opportunity(app: &TestApp, token: &str) -> String {
-        let stage = |key: &str, p: i32, cat: &str| json!({"key": key, "name": key, "probability": p, "forecast_category": cat});
-        let pipeline = app.post(
-            "/api/v1/pipelines",
-            &app.admin_token,
-            &json!({"name": "Owned", "stages": [stage("open", 10, "pipeline"),
-                stage("won", 100, "closed_won"), stage("lost", 0, "closed_lost")]}),
-        );
+        let pipeline = app.simple_pipeline();
         let account = app.post(
             "/api/v1/accounts",
             token,
@@ -357,7 +351,7 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
             "/api/v1/opportunities",
             token,
             &json!({"name": "Owned deal", "account_id": account.json()["id"],
-                "pipeline_id": pipeline.json()["id"], "currency": "EUR"}),
+                "pipeline_id": pipeline, "currency": "EUR"}),
         );
         res.json()["id"].as_str().unwrap_or_default().to_string()
     }

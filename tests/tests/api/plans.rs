@@ -71,20 +71,12 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
                 "amount_total": 1000, "issued_on": "2026-01-10", "due_on": "2026-02-09"}),
         )
         .json();
-    let stage = |key: &str, p: i32, cat: &str| json!({"key": key, "name": key, "probability": p, "forecast_category": cat});
-    let pipeline = app
-        .post(
-            "/api/v1/pipelines",
-            t,
-            &json!({"name": "Sales", "stages": [stage("open", 10, "pipeline"),
-                stage("won", 100, "closed_won"), stage("lost", 0, "closed_lost")]}),
-        )
-        .json();
+    let pl = app.simple_pipeline();
     let opportunity = app
         .post(
             "/api/v1/opportunities",
             t,
-            &json!({"name": "Acme deal", "account_id": id(&acme), "pipeline_id": id(&pipeline),
+            &json!({"name": "Acme deal", "account_id": id(&acme), "pipeline_id": pl,
                 "currency": "EUR", "amount": 100, "close_date": "2027-01-10"}),
         )
         .json();
@@ -96,7 +88,7 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
         )
         .json();
     let (a, c, i, o) = (id(&acme), id(&ada), id(&invoice), owner);
-    let (l, op, pl) = (id(&lead), id(&opportunity), id(&pipeline));
+    let (l, op) = (id(&lead), id(&opportunity));
     let mut paths = vec![
         format!("/api/v1/contacts/{c}"),
         format!("/api/v1/accounts/{a}"),

@@ -97,15 +97,7 @@ fn every_list_page_costs_the_same_number_of_queries_for_5_rows_as_for_40() {
                 "prices": [{"product_id": id(&component), "currency": "EUR", "unit_price": 100}]}),
         );
     }
-    let stage = |key: &str, p: i32, cat: &str| json!({"key": key, "name": key, "probability": p, "forecast_category": cat});
-    let pipeline = app
-        .post(
-            "/api/v1/pipelines",
-            t,
-            &json!({"name": "Sales", "stages": [stage("open", 10, "pipeline"),
-                stage("won", 100, "closed_won"), stage("lost", 0, "closed_lost")]}),
-        )
-        .json();
+    let pipeline = app.simple_pipeline();
     let me = app.get("/api/v1/users/me", t).json();
     for n in 0..40 {
         app.post(
@@ -116,7 +108,7 @@ fn every_list_page_costs_the_same_number_of_queries_for_5_rows_as_for_40() {
         app.post(
             "/api/v1/opportunities",
             t,
-            &json!({"name": format!("Deal {n}"), "account_id": id(&acme), "pipeline_id": id(&pipeline),
+            &json!({"name": format!("Deal {n}"), "account_id": id(&acme), "pipeline_id": pipeline,
                 "currency": "EUR", "team": [{"user_id": me["id"], "role": "owner", "split_percent": 100}]}),
         );
     }
