@@ -248,6 +248,22 @@ impl TestApp {
         self.send("PATCH", path, Some(token), &[], Some(&body.to_string()))
     }
 
+    pub fn put(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.send("PUT", path, Some(token), &[], Some(&body.to_string()))
+    }
+
+    /// A JSON request with extra headers (`If-Match`…).
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        self.send(method, path, Some(token), headers, Some(&body.to_string()))
+    }
+
     pub fn delete(&self, path: &str, token: &str) -> Resp {
         self.send("DELETE", path, Some(token), &[], None)
     }

@@ -43,6 +43,8 @@ mod queries;
 mod readme;
 #[path = "api/sales.rs"]
 mod sales;
+#[path = "api/schedules.rs"]
+mod schedules;
 #[path = "api/secrets.rs"]
 mod secrets;
 #[path = "api/security.rs"]

@@ -253,6 +253,10 @@ pub const IDENTITY_OPERATIONS: &[Operation] = {
         Operation::new("GET", "/api/v1/jobs", Needs(JobsManage)),
         Operation::new("GET", "/api/v1/jobs/{id}", Needs(JobsManage)),
         Operation::new("POST", "/api/v1/jobs/{id}/retry", Needs(JobsManage)),
+        Operation::new("GET", "/api/v1/schedules", Needs(JobsManage)),
+        Operation::new("GET", "/api/v1/schedules/{name}", Needs(JobsManage)),
+        Operation::new("PATCH", "/api/v1/schedules/{name}", Needs(JobsManage)),
+        Operation::new("POST", "/api/v1/schedules/{name}/run", Needs(JobsManage)),
         Operation::new("GET", "/api/v1/audit-log", Needs(AuditRead)),
     ]
 };

@@ -71,6 +71,8 @@ pub struct JobRegistry {
     /// Housekeeping run by the first worker every so often (event retention…).
     periodic: Vec<(String, Duration, PeriodicTask)>,
     dead_handlers: HashMap<String, DeadHandler>,
+    /// Named periodic tasks fired once per tick across replicas (`crate::scheduler`).
+    schedules: Vec<crate::scheduler::ScheduleSpec>,
     /// First retry delay; doubles with each attempt (capped at an hour).
     pub backoff_base: Duration,
     /// How long a claimed job is reserved for its worker before another may take it.
@@ -85,6 +87,7 @@ impl Default for JobRegistry {
             policies: HashMap::new(),
             periodic: Vec::new(),
             dead_handlers: HashMap::new(),
+            schedules: Vec::new(),
             backoff_base: Duration::from_secs(2),
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_millis(200),
@@ -116,6 +119,29 @@ impl JobRegistry {
     {
         self.periodic
             .push((name.to_string(), every, Arc::new(task)));
+    }
+
+    /// A named task fired once per tick across all replicas (see `crate::scheduler`); its
+    /// job kind is `name`, and `handler` runs each tick's job.
+    pub fn register_scheduled<F>(
+        &mut self,
+        name: &str,
+        description: &str,
+        every: Duration,
+        handler: F,
+    ) where
+        F: Fn(&mut DbConn, &Value) -> JobResult + Send + Sync + 'static,
+    {
+        self.schedules.push(crate::scheduler::ScheduleSpec {
+            name: name.to_string(),
+            description: description.to_string(),
+            every,
+        });
+        self.register(name, handler);
+    }
+
+    pub fn schedules(&self) -> &[crate::scheduler::ScheduleSpec] {
+        &self.schedules
     }
 
     pub fn on_dead<F>(&mut self, kind: &str, handler: F)
@@ -192,10 +218,22 @@ pub fn enqueue(
     max_attempts: i32,
 ) -> Result<String, ApiError> {
     let id = ids::new_id();
+    enqueue_as(conn, &id, kind, payload, max_attempts)?;
+    Ok(id)
+}
+
+/// `enqueue` under an id the caller chose (the scheduler records it on the task's clock).
+pub fn enqueue_as(
+    conn: &mut DbConn,
+    id: &str,
+    kind: &str,
+    payload: &Value,
+    max_attempts: i32,
+) -> Result<(), ApiError> {
     let now = ids::now();
     diesel::insert_into(jobs::table)
         .values((
-            jobs::id.eq(&id),
+            jobs::id.eq(id),
             jobs::kind.eq(kind),
             jobs::payload.eq(payload.to_string()),
             jobs::status.eq(QUEUED),
@@ -206,7 +244,7 @@ pub fn enqueue(
             jobs::updated_at.eq(&now),
         ))
         .execute(conn)?;
-    Ok(id)
+    Ok(())
 }
 
 /// Take the next ready job: queued and due, or running with an expired lease.
@@ -478,9 +516,16 @@ fn worker_loop(
     periodic: bool,
 ) {
     let mut last_run = HashMap::new();
+    let mut last_tick: Option<std::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         if periodic {
             run_periodic(pool, registry, &mut last_run);
+            if last_tick.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_tick = Some(std::time::Instant::now());
+                if let Err(e) = crate::scheduler::tick(pool, registry) {
+                    tracing::error!(error = %e, "scheduler tick failed");
+                }
+            }
         }
         match work_once(pool, registry, name) {
             Ok(true) => continue,

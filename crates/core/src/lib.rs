@@ -21,6 +21,7 @@ pub mod params;
 pub mod ratelimit;
 pub mod resource;
 pub mod respond;
+pub mod scheduler;
 pub mod schema;
 pub mod sealed;
 pub mod search;

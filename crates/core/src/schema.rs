@@ -439,6 +439,38 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         archived_at -> Nullable<Text>,
+        assignment_rule_id -> Nullable<Text>,
+        assigned_at -> Nullable<Text>,
+        recycled_at -> Nullable<Text>,
+        recycle_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    lead_assignment_rules (id) {
+        id -> Text,
+        name -> Text,
+        position -> Integer,
+        conditions -> Text,
+        assign_to -> Text,
+        user_id -> Nullable<Text>,
+        team_id -> Nullable<Text>,
+        territory_id -> Nullable<Text>,
+        assigned_count -> Integer,
+        active -> Bool,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    sales_settings (name) {
+        name -> Text,
+        value -> Text,
+        version -> Integer,
+        updated_at -> Text,
     }
 }
 
@@ -560,6 +592,22 @@ diesel::joinable!(payments -> invoices (invoice_id));
 diesel::joinable!(opportunities -> pipelines (pipeline_id));
 diesel::joinable!(opportunity_stage_history -> opportunities (opportunity_id));
 
+diesel::table! {
+    schedules (name) {
+        name -> Text,
+        description -> Text,
+        every_seconds -> Integer,
+        enabled -> Bool,
+        next_run_at -> Text,
+        last_fired_at -> Nullable<Text>,
+        last_job_id -> Nullable<Text>,
+        fired_count -> Integer,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+    }
+}
+
 diesel::joinable!(users -> teams (team_id));
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -575,6 +623,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     record_tags,
     webhook_relay,
     jobs,
+    schedules,
     timeline_entries,
     search_terms,
     accounts,
@@ -595,6 +644,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoices,
     payments,
     leads,
+    lead_assignment_rules,
+    sales_settings,
     pipelines,
     opportunities,
     opportunity_stage_history,

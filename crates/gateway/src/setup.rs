@@ -120,6 +120,12 @@ pub fn build_state(
         objects.clone(),
         pool.clone(),
     );
+    crm_sales::register_jobs(&mut registry);
+    {
+        let mut conn = pool.get().map_err(|e| e.to_string())?;
+        crm_core::scheduler::install(&mut conn, &registry)
+            .map_err(|e| format!("installing scheduled tasks: {e}"))?;
+    }
     let logins = Arc::new(crm_core::ratelimit::LoginThrottle::new(
         config.login_max_failures,
         config.login_lockout,

@@ -100,6 +100,17 @@ pub struct LeadRow {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
+    pub assignment_rule_id: Option<String>,
+    pub assigned_at: Option<String>,
+    pub recycled_at: Option<String>,
+    pub recycle_reason: Option<String>,
+}
+
+/// Which assignment rule gave the lead its owner, and when.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Assignment {
+    pub rule_id: String,
+    pub assigned_at: String,
 }
 
 /// What a lead became when it was converted.
@@ -139,6 +150,11 @@ pub struct Lead {
     pub owner_id: Option<String>,
     /// Set once the lead is converted.
     pub conversion: Option<Conversion>,
+    /// Set when an assignment rule chose the owner (`/lead-assignment-rules`).
+    pub assignment: Option<Assignment>,
+    /// When the recycle policy last moved the lead, and why (`/lead-recycle-policy`).
+    pub recycled_at: Option<String>,
+    pub recycle_reason: Option<String>,
     pub external_source: Option<String>,
     pub external_id: Option<String>,
     pub version: i32,
@@ -162,6 +178,13 @@ impl From<LeadRow> for Lead {
             }),
             _ => None,
         };
+        let assignment = match (r.assignment_rule_id, r.assigned_at) {
+            (Some(rule_id), Some(assigned_at)) => Some(Assignment {
+                rule_id,
+                assigned_at,
+            }),
+            _ => None,
+        };
         Lead {
             id: r.id,
             first_name: r.first_name,
@@ -180,6 +203,9 @@ impl From<LeadRow> for Lead {
             score: r.score,
             owner_id: r.owner_id,
             conversion,
+            assignment,
+            recycled_at: r.recycled_at,
+            recycle_reason: r.recycle_reason,
             external_source: r.external_source,
             external_id: r.external_id,
             version: r.version,
@@ -370,6 +396,10 @@ pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiR
             created_at: now.clone(),
             updated_at: now,
             archived_at: None,
+            assignment_rule_id: None,
+            assigned_at: None,
+            recycled_at: None,
+            recycle_reason: None,
         };
         check_whole(&row)?;
         insert(c, &row)?;
@@ -602,3 +632,35 @@ impl Resource for Leads {
 
 /// Leads as an integrable object (upserts, batch, composite, imports, exports, feed).
 pub const OBJECT: ObjectKind = resource::object::<Leads>(crm_core::find_by_external!(leads), None);
+
+/// List a lead's timeline.
+///
+/// Everything that happened to the lead, newest first unless `sort=occurred_at`: its audited
+/// changes, assignments by rule (`lead.assigned`), moves by the recycle policy with their reason
+/// (`lead.recycled`) and its conversion. Filter on `kind`; page with `limit` and `cursor`. Needs
+/// `SalesRead`.
+#[utoipa::path(get, path = "/api/v1/leads/{id}/timeline", operation_id = "get_lead_timeline", tag = "leads",
+    params(("id" = String, Path, format = "uuid", description = "Lead id"),
+        crm_core::params::PageParams,
+        ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?occurred_at$", description = "-occurred_at (default, newest first) or occurred_at"),
+        ("kind" = Option<String>, Query, nullable = false, min_length = 1, description = "Only entries of this kind, e.g. lead.recycled"),
+    ),
+    responses((status = 200, description = "Everything that happened to the lead", body = Page<crm_core::timeline::TimelineEntry>), crm_core::respond::ReadProblems))]
+#[actix_web::get("/leads/{id}/timeline")]
+pub async fn get_timeline(
+    state: actix_web::web::Data<crm_core::state::AppState>,
+    me: Principal,
+    id: actix_web::web::Path<String>,
+    query: actix_web::web::Query<Vec<(String, String)>>,
+) -> ApiResult<actix_web::HttpResponse> {
+    me.require(Permission::SalesRead)?;
+    let id = crm_core::extract::path_id(&id)?;
+    let p = list::parse(query.into_inner(), &crm_core::timeline::LIST)?;
+    let page = state
+        .db(move |c| {
+            find(c, &me, &id)?;
+            crm_core::timeline::page(c, "lead", &id, &p)
+        })
+        .await?;
+    Ok(actix_web::HttpResponse::Ok().json(page))
+}

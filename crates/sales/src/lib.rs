@@ -18,6 +18,7 @@ pub mod payments;
 pub mod pipelines;
 pub mod pricing;
 pub mod quotes;
+pub mod recycle;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
@@ -32,7 +33,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(quotes::set_status)
         .service(quotes::document)
         .service(opportunities::change_stage)
-        .service(opportunities::stage_history);
+        .service(opportunities::stage_history)
+        .service(leads::get_timeline)
+        .service(recycle::get_policy)
+        .service(recycle::put_policy);
     resource_routes(cfg);
 }
 
@@ -64,7 +68,10 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/accounts/{id}/balance", READ),
     Operation::new("POST", "/api/v1/leads/{id}/convert", SALES_WRITE).owned(common::EDITS),
     Operation::new("GET", "/api/v1/leads/{id}/duplicates", SALES_READ),
+    Operation::new("GET", "/api/v1/leads/{id}/timeline", SALES_READ),
     Operation::new("GET", "/api/v1/forecasts", SALES_READ),
+    Operation::new("GET", "/api/v1/lead-recycle-policy", SALES_READ),
+    Operation::new("PUT", "/api/v1/lead-recycle-policy", SALES_MANAGE),
     Operation::new("POST", "/api/v1/quotes/{id}/status", SALES_WRITE),
     Operation::new("GET", "/api/v1/quotes/{id}/document", SALES_READ),
     Operation::new("POST", "/api/v1/opportunities/{id}/stage", SALES_WRITE).owned(common::EDITS),
@@ -75,8 +82,19 @@ pub const OPERATIONS: &[Operation] = &[
     ),
 ];
 
+/// This domain's background work: the scheduled recycle policy.
+pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
+    registry.register_scheduled(
+        recycle::TASK,
+        "Apply the lead recycle policy to leads left untouched",
+        std::time::Duration::from_secs(3600),
+        |conn, _| recycle::run(conn),
+    );
+}
+
 const SALES_READ: Access = Access::Needs(Permission::SalesRead);
 const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
+const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
 
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -90,6 +108,9 @@ const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
         quotes::document,
         opportunities::change_stage,
         opportunities::stage_history,
+        recycle::get_policy,
+        recycle::put_policy,
+        leads::get_timeline,
     ),
     tags(
         (name = "invoices", description = "Invoices pushed in from an accounting system, and what each account owes"),

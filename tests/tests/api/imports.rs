@@ -229,7 +229,7 @@ pub fn crm_binary() -> std::path::PathBuf {
 }
 
 /// A real `crm serve` process on the test's database, working the job queue.
-fn spawn_server(app: &TestApp) -> std::process::Child {
+pub fn spawn_server(app: &TestApp) -> std::process::Child {
     std::process::Command::new(crm_binary())
         .arg("serve")
         .env("DATABASE_URL", &app.state.config.database_url)

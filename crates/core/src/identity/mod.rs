@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod schedules;
 pub mod sessions;
 pub mod teams;
 pub mod users;
@@ -37,7 +38,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(admin::list_jobs)
         .service(admin::get_job)
         .service(admin::retry_job)
-        .service(admin::list_audit);
+        .service(admin::list_audit)
+        .service(schedules::list_schedules)
+        .service(schedules::run_schedule)
+        .service(schedules::get_schedule)
+        .service(schedules::update_schedule);
     resource_routes(cfg);
 }
 
@@ -50,6 +55,8 @@ crate::resources!(users::Users, teams::Teams);
         api_keys::create, api_keys::list_keys, api_keys::revoke,
         users::get_me,
         admin::list_jobs, admin::get_job, admin::retry_job, admin::list_audit,
+        schedules::list_schedules, schedules::get_schedule, schedules::update_schedule,
+        schedules::run_schedule,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     tags(
@@ -57,7 +64,7 @@ crate::resources!(users::Users, teams::Teams);
         (name = "api-keys", description = "Keys for scripts and integrations"),
         (name = "users", description = "Users, their roles and teams (admins manage)"),
         (name = "teams", description = "Teams of users"),
-        (name = "jobs", description = "The background job queue (admins)"),
+        (name = "jobs", description = "The background job queue and the scheduled tasks that feed it (admins)"),
         (name = "audit", description = "Who changed what, when (admins)"),
     )
 )]
