@@ -5,6 +5,8 @@
 mod access;
 #[path = "api/api_keys.rs"]
 mod api_keys;
+#[path = "api/assignment.rs"]
+mod assignment;
 #[path = "api/auth.rs"]
 mod auth;
 #[path = "api/billing.rs"]

@@ -37,6 +37,8 @@ pub struct ScheduleSpec {
 pub struct Schedule {
     /// The task's name, also the kind of the jobs it enqueues.
     pub name: String,
+    /// What its audit rows and events name it by.
+    pub id: String,
     pub description: String,
     /// Seconds between ticks; ticks are aligned to the Unix epoch.
     pub every_seconds: i32,
@@ -77,6 +79,7 @@ pub fn install(conn: &mut DbConn, registry: &JobRegistry) -> Result<(), ApiError
         let inserted = diesel::insert_into(schedules::table)
             .values((
                 schedules::name.eq(&spec.name),
+                schedules::id.eq(ids::new_id()),
                 schedules::description.eq(&spec.description),
                 schedules::every_seconds.eq(every),
                 schedules::enabled.eq(true),

@@ -466,8 +466,44 @@ diesel::table! {
 }
 
 diesel::table! {
+    territories (id) {
+        id -> Text,
+        name -> Text,
+        parent_id -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        member_ids -> Text,
+        rules -> Text,
+        position -> Integer,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    account_territories (account_id) {
+        account_id -> Text,
+        territory_id -> Text,
+        assigned_at -> Text,
+    }
+}
+
+diesel::table! {
+    territory_assignments (id) {
+        id -> Text,
+        account_id -> Text,
+        territory_id -> Nullable<Text>,
+        previous_territory_id -> Nullable<Text>,
+        reason -> Text,
+        assigned_at -> Text,
+    }
+}
+
+diesel::table! {
     sales_settings (name) {
         name -> Text,
+        id -> Text,
         value -> Text,
         version -> Integer,
         updated_at -> Text,
@@ -595,6 +631,7 @@ diesel::joinable!(opportunity_stage_history -> opportunities (opportunity_id));
 diesel::table! {
     schedules (name) {
         name -> Text,
+        id -> Text,
         description -> Text,
         every_seconds -> Integer,
         enabled -> Bool,
@@ -645,6 +682,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     payments,
     leads,
     lead_assignment_rules,
+    territories,
+    account_territories,
+    territory_assignments,
     sales_settings,
     pipelines,
     opportunities,

@@ -261,6 +261,8 @@ pub struct LeadInput {
     #[validate(range(min = 0, max = 1000))]
     #[schema(minimum = 0, maximum = 1000)]
     pub score: Option<i32>,
+    /// When not given on create, the lead assignment rules choose (falling back to the
+    /// creator when none matches).
     #[schema(format = "uuid")]
     pub owner_id: Option<String>,
     #[validate(length(min = 1, max = 200))]
@@ -402,6 +404,7 @@ pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiR
             recycle_reason: None,
         };
         check_whole(&row)?;
+        let row = assigned_by_rules(c, row, input.owner_id.is_none())?;
         insert(c, &row)?;
         let lead: Lead = find(c, me, &row.id)?.into();
         record_change(
@@ -414,6 +417,23 @@ pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiR
             &lead,
         )?;
         Ok(lead)
+    })
+}
+
+/// A new lead without an owner given goes to whoever the assignment rules say; with no
+/// matching rule it stays with its creator.
+fn assigned_by_rules(c: &mut DbConn, row: LeadRow, unowned: bool) -> ApiResult<LeadRow> {
+    if !unowned {
+        return Ok(row);
+    }
+    Ok(match crate::assignment::decide(c, &row)? {
+        Some((owner, rule)) => LeadRow {
+            owner_id: Some(owner),
+            assignment_rule_id: Some(rule),
+            assigned_at: Some(row.created_at.clone()),
+            ..row
+        },
+        None => row,
     })
 }
 
@@ -437,6 +457,8 @@ fn insert(c: &mut DbConn, r: &LeadRow) -> ApiResult<()> {
             leads::disqualified_reason.eq(&r.disqualified_reason),
             leads::score.eq(r.score),
             leads::owner_id.eq(&r.owner_id),
+            leads::assignment_rule_id.eq(&r.assignment_rule_id),
+            leads::assigned_at.eq(&r.assigned_at),
             leads::external_source.eq(&r.external_source),
             leads::external_id.eq(&r.external_id),
             leads::version.eq(1),

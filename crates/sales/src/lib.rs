@@ -5,6 +5,7 @@
 //! (invoices and payments pushed in from an ERP or billing system) and the account
 //! balances computed from them live here too.
 
+pub mod assignment;
 pub mod balances;
 pub mod common;
 pub mod conversion;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(opportunities::change_stage)
         .service(opportunities::stage_history)
         .service(leads::get_timeline)
+        .service(assignment::assign)
         .service(recycle::get_policy)
         .service(recycle::put_policy);
     resource_routes(cfg);
@@ -44,6 +46,7 @@ crm_core::resources!(
     invoices::Invoices,
     payments::Payments,
     leads::Leads,
+    assignment::AssignmentRules,
     pipelines::Pipelines,
     opportunities::Opportunities,
     quotes::Quotes,
@@ -69,6 +72,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/leads/{id}/convert", SALES_WRITE).owned(common::EDITS),
     Operation::new("GET", "/api/v1/leads/{id}/duplicates", SALES_READ),
     Operation::new("GET", "/api/v1/leads/{id}/timeline", SALES_READ),
+    Operation::new("POST", "/api/v1/leads/{id}/assign", SALES_WRITE).owned(common::EDITS),
     Operation::new("GET", "/api/v1/forecasts", SALES_READ),
     Operation::new("GET", "/api/v1/lead-recycle-policy", SALES_READ),
     Operation::new("PUT", "/api/v1/lead-recycle-policy", SALES_MANAGE),
@@ -111,6 +115,7 @@ const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
         recycle::get_policy,
         recycle::put_policy,
         leads::get_timeline,
+        assignment::assign,
     ),
     tags(
         (name = "invoices", description = "Invoices pushed in from an accounting system, and what each account owes"),

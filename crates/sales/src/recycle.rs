@@ -78,6 +78,8 @@ pub struct RecyclePolicyInput {
 /// The policy in force. Without one, no lead is recycled.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecyclePolicy {
+    /// What its audit rows and events name it by; null until the policy is first set.
+    pub id: Option<String>,
     pub rules: Vec<RecycleRule>,
     pub version: i32,
     /// Null until the policy is first set.
@@ -85,9 +87,10 @@ pub struct RecyclePolicy {
 }
 
 fn load(c: &mut DbConn) -> ApiResult<RecyclePolicy> {
-    let row: Option<(String, i32, String)> = sales_settings::table
+    let row: Option<(String, String, i32, String)> = sales_settings::table
         .find(SETTING)
         .select((
+            sales_settings::id,
             sales_settings::value,
             sales_settings::version,
             sales_settings::updated_at,
@@ -95,7 +98,8 @@ fn load(c: &mut DbConn) -> ApiResult<RecyclePolicy> {
         .first(c)
         .optional()?;
     Ok(match row {
-        Some((value, version, at)) => RecyclePolicy {
+        Some((id, value, version, at)) => RecyclePolicy {
+            id: Some(id),
             rules: serde_json::from_str::<RecyclePolicyInput>(&value)
                 .map_err(ApiError::internal)?
                 .rules,
@@ -103,6 +107,7 @@ fn load(c: &mut DbConn) -> ApiResult<RecyclePolicy> {
             updated_at: Some(at),
         },
         None => RecyclePolicy {
+            id: None,
             rules: vec![],
             version: 0,
             updated_at: None,
@@ -152,6 +157,7 @@ fn save(
             diesel::insert_into(sales_settings::table)
                 .values((
                     sales_settings::name.eq(SETTING),
+                    sales_settings::id.eq(ids::new_id()),
                     sales_settings::value.eq(&value),
                     sales_settings::version.eq(1),
                     sales_settings::updated_at.eq(&now),
@@ -179,7 +185,7 @@ fn save(
                 actor: &Actor::from(me),
                 action: "updated",
                 entity_type: "lead_recycle_policy",
-                entity_id: SETTING,
+                entity_id: after.id.as_deref().unwrap_or_default(),
                 changes: audit::diff(
                     &serde_json::json!({"rules": before.rules}),
                     &serde_json::json!({"rules": after.rules}),

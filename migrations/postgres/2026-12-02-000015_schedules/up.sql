@@ -3,6 +3,8 @@
 -- once however many replicas watch it, and the clock survives restarts.
 CREATE TABLE schedules (
     name TEXT PRIMARY KEY NOT NULL,
+    -- The id audit rows and events name the task by.
+    id TEXT NOT NULL UNIQUE,
     description TEXT NOT NULL,
     every_seconds INTEGER NOT NULL,
     enabled BOOLEAN NOT NULL DEFAULT TRUE,

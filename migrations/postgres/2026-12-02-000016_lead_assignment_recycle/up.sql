@@ -33,6 +33,8 @@ CREATE INDEX leads_status_updated_idx ON leads (status, updated_at);
 -- Settings of the sales domain that are one document each (the recycle policy).
 CREATE TABLE sales_settings (
     name TEXT PRIMARY KEY NOT NULL,
+    -- The id audit rows and events name the setting by.
+    id TEXT NOT NULL UNIQUE,
     value TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1,
     updated_at TEXT NOT NULL

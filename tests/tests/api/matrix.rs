@@ -340,6 +340,24 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
     ] {
         f.insert(path, lead);
     }
+    /// A lead one rule (matching only it) assigns back to its owner, so assigning succeeds.
+    fn assignable_lead(app: &TestApp, token: &str) -> String {
+        let me = app.get("/api/v1/users/me", token).json();
+        let rule = app.post(
+            "/api/v1/lead-assignment-rules",
+            &app.admin_token,
+            &json!({"name": "Mine", "assign_to": "user", "user_id": me["id"],
+                "conditions": [{"field": "company", "op": "eq", "value": "Assignable Prospect"}]}),
+        );
+        assert_eq!(rule.status, 201, "{}", rule.text);
+        let res = app.post(
+            "/api/v1/leads",
+            token,
+            &json!({"company": "Assignable Prospect"}),
+        );
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+    f.insert("/api/v1/leads/{id}/assign", assignable_lead);
     fn opportunity(app: &TestApp, token: &str) -> String {
         let pipeline = app.simple_pipeline();
         let account = app.post(

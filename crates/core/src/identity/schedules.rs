@@ -128,7 +128,7 @@ pub async fn update_schedule(
                         actor: &Actor::from(&me),
                         action: "updated",
                         entity_type: "schedule",
-                        entity_id: &name,
+                        entity_id: &after.id,
                         changes: audit::diff(&b, &a, &["next_run_at", "updated_at", "version"]),
                         record: a,
                     },

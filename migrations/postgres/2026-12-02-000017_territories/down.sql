@@ -1,0 +1,3 @@
+DROP TABLE territory_assignments;
+DROP TABLE account_territories;
+DROP TABLE territories;
