@@ -11,6 +11,8 @@ mod assignment;
 mod auth;
 #[path = "api/billing.rs"]
 mod billing;
+#[path = "api/commissions.rs"]
+mod commissions;
 #[path = "api/concurrency.rs"]
 mod concurrency;
 #[path = "api/contract.rs"]
@@ -53,5 +55,7 @@ mod secrets;
 mod security;
 #[path = "api/seed.rs"]
 mod seed;
+#[path = "api/territories.rs"]
+mod territories;
 #[path = "api/webhooks.rs"]
 mod webhooks;

@@ -101,7 +101,8 @@ pub fn record(conn: &mut DbConn, change: Change<'_>) -> Result<(), ApiError> {
         change.entity_id,
         change.actor,
         &change.record,
-    )
+    )?;
+    crate::hooks::changed(conn, change.entity_type, change.entity_id, change.action)
 }
 
 /// Write a domain event without an audit row (for events that change no record).

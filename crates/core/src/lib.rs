@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod etag;
 pub mod extract;
+pub mod hooks;
 pub mod idempotency;
 pub mod identity;
 pub mod ids;

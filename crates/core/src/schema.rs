@@ -501,6 +501,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    quotas (id) {
+        id -> Text,
+        user_id -> Text,
+        period -> Text,
+        currency -> Text,
+        amount -> BigInt,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    commission_plans (id) {
+        id -> Text,
+        name -> Text,
+        user_ids -> Text,
+        tiers -> Text,
+        family_rates -> Text,
+        accelerator -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     sales_settings (name) {
         name -> Text,
         id -> Text,
@@ -685,6 +714,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     territories,
     account_territories,
     territory_assignments,
+    quotas,
+    commission_plans,
     sales_settings,
     pipelines,
     opportunities,

@@ -121,6 +121,7 @@ pub fn build_state(
         pool.clone(),
     );
     crm_sales::register_jobs(&mut registry);
+    crm_core::hooks::install(crm_sales::LISTENERS);
     {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         crm_core::scheduler::install(&mut conn, &registry)

@@ -35,6 +35,8 @@ pub enum AssignTo {
     User,
     /// The active members of `team_id`, in turn.
     TeamRoundRobin,
+    /// The owner of the territory the lead falls in (by country, industry and size).
+    TerritoryOwner,
 }
 
 /// How a condition compares the lead's field with `value`.
@@ -302,6 +304,7 @@ fn check_target(c: &mut DbConn, rule: &RuleRow) -> ApiResult<()> {
             }
             Ok(())
         }
+        AssignTo::TerritoryOwner => Ok(()),
     }
 }
 
@@ -571,7 +574,7 @@ pub fn decide(c: &mut DbConn, lead: &LeadRow) -> ApiResult<Option<(String, Strin
         if !conditions.iter().all(|k| holds(k, lead)) {
             continue;
         }
-        if let Some(owner) = target(c, &rule)? {
+        if let Some(owner) = target(c, &rule, lead)? {
             return Ok(Some((owner, rule.id)));
         }
     }
@@ -580,7 +583,7 @@ pub fn decide(c: &mut DbConn, lead: &LeadRow) -> ApiResult<Option<(String, Strin
 
 /// The rule's assignee now; `None` when it has nobody to give the lead to (its user left,
 /// its team emptied), so the next rule is tried.
-fn target(c: &mut DbConn, rule: &RuleRow) -> ApiResult<Option<String>> {
+fn target(c: &mut DbConn, rule: &RuleRow, lead: &LeadRow) -> ApiResult<Option<String>> {
     let turn = |c: &mut DbConn| -> ApiResult<i32> {
         // The update locks the rule's row: concurrent assignments take turns.
         diesel::update(rules::table.find(&rule.id))
@@ -614,6 +617,16 @@ fn target(c: &mut DbConn, rule: &RuleRow) -> ApiResult<Option<String>> {
             let n = turn(c)?;
             let i = usize::try_from(n).unwrap_or(0) % members.len();
             Ok(members.get(i).cloned())
+        }
+        AssignTo::TerritoryOwner => {
+            let owner = crate::territories::for_lead(c, lead)?.and_then(|t| t.owner_id);
+            match owner {
+                Some(o) if common::check_active_user(c, &o, "owner_id").is_ok() => {
+                    turn(c)?;
+                    Ok(Some(o))
+                }
+                _ => Ok(None),
+            }
         }
     }
 }

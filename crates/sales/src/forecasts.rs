@@ -11,7 +11,7 @@ use crm_core::auth::Principal;
 use crm_core::db::DbConn;
 use crm_core::error::{ApiError, ApiResult};
 use crm_core::respond::ListProblems;
-use crm_core::schema::{opportunities, pipelines, users};
+use crm_core::schema::{account_territories, opportunities, pipelines, users};
 use crm_core::state::AppState;
 use crm_core::visibility;
 use diesel::prelude::*;
@@ -32,6 +32,8 @@ one without credits its owner. Amounts are per currency, in minor units.";
 pub enum GroupBy {
     Owner,
     Team,
+    /// The territory of the deal's account (`GET /accounts/{id}/territory`).
+    Territory,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -40,7 +42,7 @@ pub struct ForecastParams {
     /// `2026-Q4`, `2026-11` or `2026`.
     #[param(pattern = "^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
     pub period: String,
-    /// `owner` (the default) or `team`.
+    /// `owner` (the default), `team` or `territory`.
     #[param(inline)]
     pub group_by: Option<GroupBy>,
     /// Only this pipeline's deals.
@@ -49,9 +51,10 @@ pub struct ForecastParams {
 }
 
 /// One group's figures in one currency.
-#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
 pub struct ForecastRow {
-    /// The user (`group_by=owner`) or team (`group_by=team`); null for deals without one.
+    /// The user (`group_by=owner`), team (`group_by=team`) or territory
+    /// (`group_by=territory`); null for deals without one.
     pub group_id: Option<String>,
     pub currency: String,
     pub closed_won: i64,
@@ -61,6 +64,11 @@ pub struct ForecastRow {
     pub weighted_pipeline: i64,
     /// Deals credited to the group, in whole or in part.
     pub deals: i64,
+    /// The period's quota in this currency: the user's (`owner`), or the sum of its members'
+    /// (`team`); null without one, and for territories.
+    pub quota: Option<i64>,
+    /// `closed_won` as a percent of `quota`, rounded half up to two decimals.
+    pub attainment_percent: Option<f64>,
     #[serde(skip)]
     weighted_hundredths: i64,
 }
@@ -72,7 +80,7 @@ pub struct Forecast {
     pub starts_on: String,
     #[schema(format = Date)]
     pub ends_on: String,
-    /// `owner` or `team`.
+    /// `owner`, `team` or `territory`.
     pub group_by: String,
     pub method: String,
     /// By group, then currency.
@@ -188,6 +196,20 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
     } else {
         HashMap::new()
     };
+    let territories: HashMap<String, String> = if group_by == GroupBy::Territory {
+        let accounts: Vec<&str> = deals.iter().map(|d| d.account_id.as_str()).collect();
+        account_territories::table
+            .filter(account_territories::account_id.eq_any(accounts))
+            .select((
+                account_territories::account_id,
+                account_territories::territory_id,
+            ))
+            .load(c)?
+            .into_iter()
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let mut rows: BTreeMap<(Option<String>, String), ForecastRow> = BTreeMap::new();
     for deal in &deals {
         let (category, probability) = stages
@@ -198,6 +220,7 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
             let group = match group_by {
                 GroupBy::Owner => user,
                 GroupBy::Team => user.and_then(|u| teams.get(&u).cloned().flatten()),
+                GroupBy::Territory => territories.get(&deal.account_id).cloned(),
             };
             let row = rows
                 .entry((group.clone(), deal.currency.clone()))
@@ -209,10 +232,20 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
             add(row, category, probability, amount);
         }
     }
+    let quotas = quotas_by_group(c, &p.period, group_by, &teams)?;
     let rows = rows
         .into_values()
         .map(|mut r| {
             r.weighted_pipeline = (r.weighted_hundredths + 50) / 100;
+            r.quota = r
+                .group_id
+                .as_ref()
+                .and_then(|g| quotas.get(&(g.clone(), r.currency.clone())).copied());
+            r.attainment_percent = r.quota.filter(|q| *q > 0).map(|q| {
+                let hundredths =
+                    (i128::from(r.closed_won) * 10_000 * 2 + i128::from(q)) / (2 * i128::from(q));
+                hundredths as f64 / 100.0
+            });
             r
         })
         .collect();
@@ -223,11 +256,33 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
         group_by: match group_by {
             GroupBy::Owner => "owner",
             GroupBy::Team => "team",
+            GroupBy::Territory => "territory",
         }
         .into(),
         method: METHOD.into(),
         rows,
     })
+}
+
+/// The period's quotas summed per group and currency.
+fn quotas_by_group(
+    c: &mut DbConn,
+    period: &str,
+    group_by: GroupBy,
+    teams: &HashMap<String, Option<String>>,
+) -> ApiResult<HashMap<(String, String), i64>> {
+    let mut out = HashMap::new();
+    for (user, currency, amount) in crate::quotas::of_period(c, period)? {
+        let group = match group_by {
+            GroupBy::Owner => Some(user),
+            GroupBy::Team => teams.get(&user).cloned().flatten(),
+            GroupBy::Territory => None,
+        };
+        if let Some(g) = group {
+            *out.entry((g, currency)).or_insert(0) += amount;
+        }
+    }
+    Ok(out)
 }
 
 fn add(row: &mut ForecastRow, category: ForecastCategory, probability: i32, amount: i64) {

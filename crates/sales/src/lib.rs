@@ -7,6 +7,7 @@
 
 pub mod assignment;
 pub mod balances;
+pub mod commissions;
 pub mod common;
 pub mod conversion;
 pub mod duplicates;
@@ -18,8 +19,11 @@ pub mod orders;
 pub mod payments;
 pub mod pipelines;
 pub mod pricing;
+pub mod quotas;
 pub mod quotes;
 pub mod recycle;
+pub mod statements;
+pub mod territories;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
@@ -37,6 +41,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(opportunities::stage_history)
         .service(leads::get_timeline)
         .service(assignment::assign)
+        // A literal path beside `/territories/{id}`: other methods are a 405 here, not an id.
+        .service(
+            actix_web::web::resource("/territories/realign")
+                .route(actix_web::web::post().to(territories::realign_all))
+                .default_service(crm_core::extract::only("POST")),
+        )
+        .service(territories::account_territory)
+        .service(statements::get_statement)
+        .service(statements::preview)
         .service(recycle::get_policy)
         .service(recycle::put_policy);
     resource_routes(cfg);
@@ -47,6 +60,9 @@ crm_core::resources!(
     payments::Payments,
     leads::Leads,
     assignment::AssignmentRules,
+    territories::Territories,
+    quotas::Quotas,
+    commissions::CommissionPlans,
     pipelines::Pipelines,
     opportunities::Opportunities,
     quotes::Quotes,
@@ -73,6 +89,14 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/leads/{id}/duplicates", SALES_READ),
     Operation::new("GET", "/api/v1/leads/{id}/timeline", SALES_READ),
     Operation::new("POST", "/api/v1/leads/{id}/assign", SALES_WRITE).owned(common::EDITS),
+    Operation::new("POST", "/api/v1/territories/realign", SALES_MANAGE),
+    Operation::new("GET", "/api/v1/accounts/{id}/territory", SALES_READ),
+    Operation::new("GET", "/api/v1/commissions", SALES_READ),
+    Operation::new(
+        "GET",
+        "/api/v1/opportunities/{id}/commission-preview",
+        SALES_READ,
+    ),
     Operation::new("GET", "/api/v1/forecasts", SALES_READ),
     Operation::new("GET", "/api/v1/lead-recycle-policy", SALES_READ),
     Operation::new("PUT", "/api/v1/lead-recycle-policy", SALES_MANAGE),
@@ -94,7 +118,12 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         std::time::Duration::from_secs(3600),
         |conn, _| recycle::run(conn),
     );
+    registry.register(territories::REALIGN, |conn, _| territories::realign(conn));
 }
+
+/// What this domain does when other domains' records change (`crm_core::hooks`).
+pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] =
+    &[("account", territories::on_account_change)];
 
 const SALES_READ: Access = Access::Needs(Permission::SalesRead);
 const SALES_WRITE: Access = Access::Needs(Permission::SalesWrite);
@@ -116,6 +145,10 @@ const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
         recycle::put_policy,
         leads::get_timeline,
         assignment::assign,
+        territories::realign_all,
+        territories::account_territory,
+        statements::get_statement,
+        statements::preview,
     ),
     tags(
         (name = "invoices", description = "Invoices pushed in from an accounting system, and what each account owes"),
@@ -123,6 +156,8 @@ const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
         (name = "opportunities", description = "Deals moving through pipelines with exit criteria, team and partner selling, and their stage history"),
         (name = "quotes", description = "Quotes priced from price books (discounts, taxes, bundles, rounding), their lifecycle and HTML proposal, and the orders accepting them creates"),
         (name = "orders", description = "What customers bought: orders from accepted quotes or pushed by an ERP (their upserts, batch and export)"),
+        (name = "commissions", description = "Quotas, commission plans with tiers, family rates and accelerators, statements and what an open deal would earn"),
+        (name = "territories", description = "Territories: a hierarchy with rules on where customers are and what they are, the accounts in each and their history"),
         (name = "leads", description = "Prospects before they are customers: qualification, duplicates and conversion into an account, a contact and an opportunity"),
     )
 )]

@@ -89,7 +89,7 @@ fn the_customers_walkthrough_works_when_pasted_into_a_shell() {
 }
 
 #[test]
-fn the_sales_walkthrough_goes_from_lead_to_won_deal() {
+fn the_sales_walkthrough_goes_from_lead_to_won_deal_and_commission() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("sales"));
     let mut lines = stdout.lines();
@@ -103,6 +103,11 @@ fn the_sales_walkthrough_goes_from_lead_to_won_deal() {
     assert!(won["closed_at"].is_string());
     assert!(won["lead_id"].is_string());
     assert_eq!(app.count("accounts"), 1);
+    // 3 × 1,999 less 12.5% = 5,247 net, at 5%: 262.35, rounded to 262.
+    let statement: Value =
+        serde_json::from_str(lines.next().unwrap_or_default()).unwrap_or_default();
+    assert_eq!(statement["credited_revenue"], 5_247, "{stdout}");
+    assert_eq!(statement["total_commission"], 262, "{stdout}");
 }
 
 #[test]

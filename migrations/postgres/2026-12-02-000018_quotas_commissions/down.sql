@@ -1,0 +1,2 @@
+DROP TABLE commission_plans;
+DROP TABLE quotas;
