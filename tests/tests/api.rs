@@ -45,6 +45,8 @@ mod platform;
 mod queries;
 #[path = "api/readme.rs"]
 mod readme;
+#[path = "api/recommendations.rs"]
+mod recommendations;
 #[path = "api/sales.rs"]
 mod sales;
 #[path = "api/schedules.rs"]

@@ -107,6 +107,12 @@ const ERASED: &str = "{\"erased\":true}";
 
 /// Scrub the logs that describe a record: its audit rows, events and timeline entries.
 fn scrub_logs(conn: &mut DbConn, entity_type: &str, entity_id: &str) -> ApiResult<()> {
+    // Take the webhook relay's lock first (`webhooks::relay` takes it before reading events):
+    // otherwise a relay that read the events before this scrub could write their deliveries,
+    // unscrubbed, after it commits (seen on PostgreSQL under load).
+    diesel::update(crm_core::schema::webhook_relay::table.find(1))
+        .set(crm_core::schema::webhook_relay::tx.eq(crm_core::schema::webhook_relay::tx))
+        .execute(conn)?;
     diesel::update(
         audit_log::table
             .filter(audit_log::entity_type.eq(entity_type))

@@ -48,15 +48,50 @@ pub fn record_change<T: Serialize>(
     changes: serde_json::Value,
     after: &T,
 ) -> ApiResult<()> {
+    let record = crm_customers::common::to_json(after);
+    let account = record
+        .get("account_id")
+        .and_then(|a| a.as_str())
+        .map(str::to_string);
+    let actor = Actor::from(me);
+    if let Some(account) = account.filter(|_| ON_ACCOUNT_TIMELINE.contains(&entity_type)) {
+        on_account_timeline(c, &actor, &account, (entity_type, action, id), &changes)?;
+    }
     audit::record(
         c,
         Change {
-            actor: &Actor::from(me),
+            actor: &actor,
             action,
             entity_type,
             entity_id: id,
             changes,
-            record: crm_customers::common::to_json(after),
+            record,
+        },
+    )
+}
+
+/// Sales records whose changes also show on their account's timeline.
+const ON_ACCOUNT_TIMELINE: &[&str] = &["opportunity", "quote", "order"];
+
+/// An entry on the account's timeline for a change to one of its deals, quotes or orders.
+fn on_account_timeline(
+    c: &mut DbConn,
+    actor: &Actor,
+    account: &str,
+    (entity_type, action, id): (&str, &str, &str),
+    changes: &serde_json::Value,
+) -> ApiResult<()> {
+    crm_core::timeline::add(
+        c,
+        crm_core::timeline::NewEntry {
+            entity_type: "account",
+            entity_id: account,
+            kind: &format!("{entity_type}.{action}"),
+            summary: format!("{entity_type} {action}"),
+            source_type: entity_type,
+            source_id: id,
+            actor,
+            data: changes.clone(),
         },
     )
 }

@@ -25,7 +25,7 @@ won deals; commit: open deals in commit stages; best_case: open deals in commit 
 stages; pipeline: every open deal; weighted_pipeline: each open deal's amount times its \
 stage's probability, summed, divided by 100 and rounded half up. A deal with a team credits \
 each member amount × split_percent / 100 (rounded down, the remainder to the first member); \
-one without credits its owner. Amounts are per currency, in minor units.";
+one without credits its owner. Amounts are per currency, in minor units. projected: closed_won plus each open deal's amount times its stage's historical win rate (closed deals that passed through the stage, won over closed; the stage probability without history), counting only deals whose stage's average days from entry to a won close, from today, end within the period; rounded half up. The history behind it is in stage_history.";
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -64,6 +64,8 @@ pub struct ForecastRow {
     pub weighted_pipeline: i64,
     /// Deals credited to the group, in whole or in part.
     pub deals: i64,
+    /// closed_won plus the open deals projected from history (see `method`).
+    pub projected: i64,
     /// The period's quota in this currency: the user's (`owner`), or the sum of its members'
     /// (`team`); null without one, and for territories.
     pub quota: Option<i64>,
@@ -71,6 +73,8 @@ pub struct ForecastRow {
     pub attainment_percent: Option<f64>,
     #[serde(skip)]
     weighted_hundredths: i64,
+    #[serde(skip)]
+    projected_open: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,6 +87,8 @@ pub struct Forecast {
     /// `owner`, `team` or `territory`.
     pub group_by: String,
     pub method: String,
+    /// Win rates and cycle lengths per stage, from closed deals: what `projected` rests on.
+    pub stage_history: Vec<crate::projection::StageHistory>,
     /// By group, then currency.
     pub rows: Vec<ForecastRow>,
 }
@@ -210,6 +216,8 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
     } else {
         HashMap::new()
     };
+    let history = crate::projection::stage_history(c)?;
+    let today = chrono::Utc::now().date_naive();
     let mut rows: BTreeMap<(Option<String>, String), ForecastRow> = BTreeMap::new();
     for deal in &deals {
         let (category, probability) = stages
@@ -230,6 +238,11 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
                     ..Default::default()
                 });
             add(row, category, probability, amount);
+            if deal.status == crate::opportunities::OpportunityStatus::Open {
+                let h = history.get(&(deal.pipeline_id.clone(), deal.stage.clone()));
+                row.projected_open +=
+                    amount as f64 * crate::projection::projected_share(h, probability, today, end);
+            }
         }
     }
     let quotas = quotas_by_group(c, &p.period, group_by, &teams)?;
@@ -237,6 +250,7 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
         .into_values()
         .map(|mut r| {
             r.weighted_pipeline = (r.weighted_hundredths + 50) / 100;
+            r.projected = r.closed_won + (r.projected_open + 0.5).floor() as i64;
             r.quota = r
                 .group_id
                 .as_ref()
@@ -261,6 +275,7 @@ pub fn forecast(c: &mut DbConn, me: &Principal, p: &ForecastParams) -> ApiResult
         .into(),
         method: METHOD.into(),
         rows,
+        stage_history: history.into_values().collect(),
     })
 }
 

@@ -19,8 +19,10 @@ pub mod orders;
 pub mod payments;
 pub mod pipelines;
 pub mod pricing;
+pub mod projection;
 pub mod quotas;
 pub mod quotes;
+pub mod recommendations;
 pub mod recycle;
 pub mod statements;
 pub mod territories;
@@ -49,6 +51,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         )
         .service(territories::account_territory)
         .service(statements::get_statement)
+        .service(recommendations::get_recommendations)
         .service(statements::preview)
         .service(recycle::get_policy)
         .service(recycle::put_policy);
@@ -92,6 +95,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/territories/realign", SALES_MANAGE),
     Operation::new("GET", "/api/v1/accounts/{id}/territory", SALES_READ),
     Operation::new("GET", "/api/v1/commissions", SALES_READ),
+    Operation::new("GET", "/api/v1/accounts/{id}/recommendations", SALES_READ),
     Operation::new(
         "GET",
         "/api/v1/opportunities/{id}/commission-preview",
@@ -148,6 +152,7 @@ const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
         territories::realign_all,
         territories::account_territory,
         statements::get_statement,
+        recommendations::get_recommendations,
         statements::preview,
     ),
     tags(

@@ -257,3 +257,56 @@ fn quotas_and_plans_refuse_what_would_make_statements_ambiguous() {
     .problem(422);
     assert_eq!(app.count("commission_plans"), 1);
 }
+
+#[test]
+fn the_forecast_projects_open_deals_from_stage_win_rates_and_cycle_lengths() {
+    let f = fixture();
+    let app = &f.app;
+    // History: three deals passed through `open`; two were won, one lost.
+    for (i, stage) in ["won", "won", "lost"].iter().enumerate() {
+        let d = f.deal(json!([]), 1_000, "2025-06-01");
+        let body = if *stage == "lost" {
+            json!({"stage": "lost", "close_reason": "Price"})
+        } else {
+            json!({"stage": "won"})
+        };
+        let res = app.post(
+            &format!("/api/v1/opportunities/{d}/stage"),
+            &app.admin_token,
+            &body,
+        );
+        assert_eq!(res.status, 200, "deal {i}: {}", res.text);
+    }
+    let open = f.deal(json!([]), 300_000, "2030-06-01");
+    let forecast = || {
+        app.get(
+            "/api/v1/forecasts?period=2030&group_by=owner",
+            &app.admin_token,
+        )
+        .json()
+    };
+    let fc = forecast();
+    let h = fc["stage_history"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["stage"] == "open").cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        (h["closed_deals"].as_i64(), h["won_deals"].as_i64()),
+        (Some(3), Some(2)),
+        "{fc}"
+    );
+    assert_eq!(h["win_rate"], 0.6667);
+    // 300,000 × 2/3, and the deals closed within a day: no slip before 2030.
+    assert_eq!(fc["rows"][0]["projected"], 200_000, "{fc}");
+    assert!(fc["method"]
+        .as_str()
+        .is_some_and(|m| m.contains("win rate")));
+
+    // Had won deals taken 3,000 days from entering `open`, this one would slip past 2030.
+    app.execute(&format!(
+        "UPDATE opportunity_stage_history SET entered_at = '2020-01-01T00:00:00.000000Z' WHERE opportunity_id <> '{open}'"
+    ));
+    let fc = forecast();
+    assert_eq!(fc["rows"][0]["projected"], 0, "{fc}");
+    assert_eq!(fc["rows"][0]["pipeline"], 300_000);
+}
