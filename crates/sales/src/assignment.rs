@@ -318,12 +318,6 @@ fn team_members(c: &mut DbConn, team: &str) -> ApiResult<Vec<String>> {
         .load(c)?)
 }
 
-fn id_or_422(field: &str, raw: &Option<String>) -> ApiResult<Option<String>> {
-    raw.as_deref()
-        .map(|r| ids::parse_id(r).ok_or_else(|| common::invalid(field, "invalid", "must be an id")))
-        .transpose()
-}
-
 pub fn create_rule(
     c: &mut DbConn,
     me: &Principal,
@@ -360,8 +354,8 @@ pub fn create_rule(
                 .unwrap_or(last.map_or(10, |p| p.saturating_add(10))),
             conditions: common::json_text(&conditions),
             assign_to: enum_text(input.assign_to.unwrap_or(AssignTo::User)),
-            user_id: id_or_422("user_id", &input.user_id)?,
-            team_id: id_or_422("team_id", &input.team_id)?,
+            user_id: crate::common::id_or_422("user_id", &input.user_id)?,
+            team_id: crate::common::id_or_422("team_id", &input.team_id)?,
             territory_id: None,
             assigned_count: 0,
             active: input.active.unwrap_or(true),
@@ -452,12 +446,12 @@ pub fn update_rule(
                 .unwrap_or(row.assign_to.clone()),
             user_id: pick(
                 "user_id",
-                id_or_422("user_id", &input.user_id)?,
+                crate::common::id_or_422("user_id", &input.user_id)?,
                 &row.user_id,
             ),
             team_id: pick(
                 "team_id",
-                id_or_422("team_id", &input.team_id)?,
+                crate::common::id_or_422("team_id", &input.team_id)?,
                 &row.team_id,
             ),
             active: input.active.unwrap_or(row.active),

@@ -234,17 +234,6 @@ fn check_users(c: &mut DbConn, id: &str, users: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-fn parse_users(raw: &[String]) -> ApiResult<Vec<String>> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, r)| {
-            ids::parse_id(r).ok_or_else(|| {
-                common::invalid(&format!("user_ids[{i}]"), "invalid", "must be a user id")
-            })
-        })
-        .collect()
-}
-
 fn write_plan(c: &mut DbConn, p: &CommissionPlan, insert: bool, old_version: i32) -> ApiResult<()> {
     let values = (
         plans::name.eq(&p.name),
@@ -291,7 +280,10 @@ pub fn create_plan(
             .map(str::trim)
             .unwrap_or_default()
             .to_string(),
-        user_ids: parse_users(input.user_ids.as_deref().unwrap_or_default())?,
+        user_ids: crate::common::user_ids(
+            "user_ids",
+            input.user_ids.as_deref().unwrap_or_default(),
+        )?,
         tiers: input.tiers.clone().unwrap_or_default(),
         family_rates: input.family_rates.clone().unwrap_or_default(),
         accelerator: input.accelerator.clone(),
@@ -347,7 +339,7 @@ pub fn update_plan(
                 .map(str::to_string)
                 .unwrap_or(before.name.clone()),
             user_ids: match &input.user_ids {
-                Some(u) => parse_users(u)?,
+                Some(u) => crate::common::user_ids("user_ids", u)?,
                 None => before.user_ids.clone(),
             },
             tiers: input.tiers.clone().unwrap_or(before.tiers.clone()),

@@ -95,3 +95,29 @@ fn on_account_timeline(
         },
     )
 }
+
+/// An optional id field of an input; a malformed one is a 422 naming `field`.
+pub fn id_or_422(field: &str, raw: &Option<String>) -> ApiResult<Option<String>> {
+    raw.as_deref()
+        .map(|r| {
+            crm_core::ids::parse_id(r)
+                .ok_or_else(|| crm_customers::common::invalid(field, "invalid", "must be an id"))
+        })
+        .transpose()
+}
+
+/// A list of user ids; a malformed one is a 422 naming `field[i]`.
+pub fn user_ids(field: &str, raw: &[String]) -> ApiResult<Vec<String>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            crm_core::ids::parse_id(r).ok_or_else(|| {
+                crm_customers::common::invalid(
+                    &format!("{field}[{i}]"),
+                    "invalid",
+                    "must be a user id",
+                )
+            })
+        })
+        .collect()
+}

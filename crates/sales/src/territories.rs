@@ -241,23 +241,6 @@ fn check_refs(c: &mut DbConn, id: &str, row: &TerritoryRow) -> ApiResult<()> {
     Ok(())
 }
 
-fn parse_ids(field: &str, raw: &[String]) -> ApiResult<Vec<String>> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, r)| {
-            ids::parse_id(r).ok_or_else(|| {
-                common::invalid(&format!("{field}[{i}]"), "invalid", "must be a user id")
-            })
-        })
-        .collect()
-}
-
-fn id_or_422(field: &str, raw: &Option<String>) -> ApiResult<Option<String>> {
-    raw.as_deref()
-        .map(|r| ids::parse_id(r).ok_or_else(|| common::invalid(field, "invalid", "must be an id")))
-        .transpose()
-}
-
 pub fn create_territory(
     c: &mut DbConn,
     me: &Principal,
@@ -282,9 +265,9 @@ pub fn create_territory(
         let row = TerritoryRow {
             id: ids::new_id(),
             name: name.unwrap_or_default().to_string(),
-            parent_id: id_or_422("parent_id", &input.parent_id)?,
-            owner_id: id_or_422("owner_id", &input.owner_id)?,
-            member_ids: common::json_text(&parse_ids(
+            parent_id: crate::common::id_or_422("parent_id", &input.parent_id)?,
+            owner_id: crate::common::id_or_422("owner_id", &input.owner_id)?,
+            member_ids: common::json_text(&crate::common::user_ids(
                 "member_ids",
                 input.member_ids.as_deref().unwrap_or_default(),
             )?),
@@ -361,16 +344,16 @@ pub fn update_territory(
                 .unwrap_or(row.name.clone()),
             parent_id: pick(
                 "parent_id",
-                id_or_422("parent_id", &input.parent_id)?,
+                crate::common::id_or_422("parent_id", &input.parent_id)?,
                 &row.parent_id,
             ),
             owner_id: pick(
                 "owner_id",
-                id_or_422("owner_id", &input.owner_id)?,
+                crate::common::id_or_422("owner_id", &input.owner_id)?,
                 &row.owner_id,
             ),
             member_ids: match &input.member_ids {
-                Some(m) => common::json_text(&parse_ids("member_ids", m)?),
+                Some(m) => common::json_text(&crate::common::user_ids("member_ids", m)?),
                 None => row.member_ids.clone(),
             },
             rules: input
