@@ -85,6 +85,12 @@ bench_one() {
   run "text search" GET "/api/v1/contacts?q=lovelace&limit=50"
   run "lookup by phone as written" GET "/api/v1/contacts?phone=$phone"
   run "timeline page" GET "/api/v1/contacts/$contact/timeline"
+  local pipeline
+  pipeline=$(curl -sf "$base/api/v1/pipelines?limit=1" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  run "lead list: new, newest first" GET "/api/v1/leads?status=new&limit=50"
+  run "opportunity board column by amount" GET "/api/v1/opportunities?pipeline_id=$pipeline&stage=propose&sort=-amount&limit=50"
+  run "forecast 2026-Q4 by owner" GET "/api/v1/forecasts?period=2026-Q4&group_by=owner"
+  run "account recommendations" GET "/api/v1/accounts/$account/recommendations"
   run "create contact" POST "/api/v1/contacts" "$new"
   run "batch of 200 creates" POST "/api/v1/contacts/batch" "$batch"
 

@@ -196,6 +196,24 @@ impl TestApp {
         Self::read_response(method, path, result)
     }
 
+    /// GET a binary document (a PDF…): its status, content type and bytes.
+    pub fn download(&self, path: &str, token: &str, accept: &str) -> (u16, String, Vec<u8>) {
+        let result = self
+            .agent
+            .get(&format!("{}{}", self.base, path))
+            .set("Authorization", &format!("Bearer {token}"))
+            .set("Accept", accept)
+            .call();
+        let res = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("GET {path}: {e}"),
+        };
+        let (status, kind) = (res.status(), res.content_type().to_string());
+        let mut bytes = vec![];
+        std::io::Read::read_to_end(&mut res.into_reader(), &mut bytes).unwrap_or_default();
+        (status, kind, bytes)
+    }
+
     /// Send a body of any type as it is (a CSV file, NDJSON…), as the admin.
     pub fn upload(&self, path: &str, content_type: &str, body: &[u8]) -> Resp {
         let result = self
@@ -242,6 +260,19 @@ impl TestApp {
 
     pub fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
         self.send("POST", path, Some(token), &[], Some(&body.to_string()))
+    }
+
+    /// The same POST sent twice at once (a race a user can cause with a double click):
+    /// the two statuses, sorted.
+    pub fn post_twice_at_once(&self, path: &str, token: &str, body: &Value) -> Vec<u16> {
+        let mut statuses: Vec<u16> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| self.post(path, token, body).status))
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap_or(0)).collect()
+        });
+        statuses.sort_unstable();
+        statuses
     }
 
     pub fn patch(&self, path: &str, token: &str, body: &Value) -> Resp {

@@ -43,6 +43,8 @@ mod plans;
 mod platform;
 #[path = "api/queries.rs"]
 mod queries;
+#[path = "api/quotes.rs"]
+mod quotes;
 #[path = "api/readme.rs"]
 mod readme;
 #[path = "api/recommendations.rs"]

@@ -922,10 +922,14 @@ pub fn document<R: Resource>() -> utoipa::openapi::OpenApi {
     );
     let doc = json!({"openapi": "3.1.0", "info": {"title": "", "version": ""},
         "paths": paths, "components": {"schemas": components}});
+    // The document is built from the resource's own types, so a failure is a bug in them
+    // (a field utoipa can't read back, like a bare `Map`): fail the build of the spec loudly
+    // rather than publish a spec that silently lacks the resource.
     serde_json::from_value(doc).unwrap_or_else(|e| {
-        // The document is built from the resource's own types; a failure is a bug here.
-        tracing::error!(resource = R::COLLECTION, error = %e, "resource document");
-        utoipa::openapi::OpenApi::default()
+        panic!(
+            "the {} resource's OpenAPI document doesn't parse: {e}",
+            R::COLLECTION
+        )
     })
 }
 

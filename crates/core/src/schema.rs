@@ -443,6 +443,7 @@ diesel::table! {
         assigned_at -> Nullable<Text>,
         recycled_at -> Nullable<Text>,
         recycle_reason -> Nullable<Text>,
+        custom -> Text,
     }
 }
 
@@ -578,6 +579,8 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         archived_at -> Nullable<Text>,
+        lines -> Text,
+        price_book_id -> Nullable<Text>,
     }
 }
 
@@ -617,6 +620,9 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         archived_at -> Nullable<Text>,
+        family_id -> Text,
+        revision -> Integer,
+        supersedes_id -> Nullable<Text>,
     }
 }
 
@@ -656,6 +662,41 @@ diesel::joinable!(payments -> accounts (account_id));
 diesel::joinable!(payments -> invoices (invoice_id));
 diesel::joinable!(opportunities -> pipelines (pipeline_id));
 diesel::joinable!(opportunity_stage_history -> opportunities (opportunity_id));
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::joinable!(lead_emails -> leads (lead_id));
+diesel::joinable!(lead_phones -> leads (lead_id));
+
+diesel::table! {
+    lead_emails (lead_id, email) {
+        lead_id -> Text,
+        email -> Text,
+        label -> Nullable<Text>,
+        is_primary -> Bool,
+    }
+}
+
+diesel::table! {
+    lead_phones (lead_id, e164) {
+        lead_id -> Text,
+        number -> Text,
+        e164 -> Text,
+        label -> Nullable<Text>,
+        is_primary -> Bool,
+    }
+}
+
+diesel::table! {
+    order_lines (order_id, line_no) {
+        order_id -> Text,
+        line_no -> Integer,
+        account_id -> Text,
+        product_id -> Text,
+        quantity -> BigInt,
+        net -> BigInt,
+        currency -> Text,
+        ordered_on -> Text,
+    }
+}
 
 diesel::table! {
     schedules (name) {
@@ -722,6 +763,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     opportunity_stage_history,
     quotes,
     orders,
+    order_lines,
+    lead_emails,
+    lead_phones,
 );
 
 // Integrations: feed retention, webhooks, imports.

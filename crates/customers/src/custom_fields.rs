@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 /// Objects that take custom fields.
-pub const OBJECTS: [&str; 2] = ["account", "contact"];
+pub const OBJECTS: [&str; 3] = ["account", "contact", "lead"];
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -602,6 +602,23 @@ fn describe(conn: &mut DbConn, object: &str) -> ApiResult<ObjectDescription> {
             ("tags", "array", false),
             ("parent_id", "text", false),
         ]),
+        "lead" => standard(&[
+            ("first_name", "text", false),
+            ("last_name", "text", false),
+            ("company", "text", false),
+            ("job_title", "text", false),
+            ("emails", "array", false),
+            ("phones", "array", false),
+            ("country", "text", false),
+            ("industry", "text", false),
+            ("employee_count", "number", false),
+            ("source", "enum", false),
+            ("campaign_id", "text", false),
+            ("status", "enum", false),
+            ("disqualified_reason", "text", false),
+            ("score", "number", false),
+            ("owner_id", "text", false),
+        ]),
         _ => standard(&[
             ("first_name", "text", false),
             ("last_name", "text", false),
@@ -636,7 +653,7 @@ fn describe(conn: &mut DbConn, object: &str) -> ApiResult<ObjectDescription> {
 
 /// Describe the objects that take custom fields.
 ///
-/// For `account` and `contact`: the collection path and every standard and active custom field,
+/// For `account`, `contact` and `lead`: the collection path and every standard and active custom field,
 /// with its type, whether it is required and a picklist's options, so front ends can build forms.
 /// Needs `CustomersRead`.
 #[utoipa::path(get, path = "/api/v1/meta/objects", tag = "meta",
@@ -657,11 +674,11 @@ pub async fn list_objects(state: web::Data<AppState>, me: Principal) -> ApiResul
 
 /// List an object's custom fields.
 ///
-/// The active custom field definitions of `account` or `contact`, by key, with type, `required`,
+/// The active custom field definitions of `account`, `contact` or `lead`, by key, with type, `required`,
 /// `unique`, `min`, `max`, picklist `options` and `version`; any other object is a 404. Needs
 /// `CustomersRead`.
 #[utoipa::path(get, path = "/api/v1/meta/objects/{object}/fields", tag = "meta",
-    params(("object" = String, Path, description = "account or contact")),
+    params(("object" = String, Path, description = "account, contact or lead")),
     responses((status = 200, description = "The object's custom fields", body = Vec<FieldDef>), ReadProblems))]
 #[get("/meta/objects/{object}/fields")]
 pub async fn list_fields(
@@ -714,7 +731,7 @@ fn check_def(input: &FieldInput, kind: FieldType) -> ApiResult<()> {
 /// for an archived field, is a 409. Admins only (`MetaManage`); answers 201 with `Location`,
 /// audited as `custom_field.created`.
 #[utoipa::path(post, path = "/api/v1/meta/objects/{object}/fields", tag = "meta", request_body = FieldInput,
-    params(("object" = String, Path, description = "account or contact")),
+    params(("object" = String, Path, description = "account, contact or lead")),
     responses((status = 201, description = "Defined", body = FieldDef), WriteProblems))]
 #[post("/meta/objects/{object}/fields")]
 pub async fn create_field(
@@ -827,7 +844,7 @@ fn find_def(conn: &mut DbConn, object: &str, key: &str) -> ApiResult<FieldDef> {
 /// already stored are not checked again, and no `If-Match` is taken. Admins only (`MetaManage`);
 /// audited as `custom_field.updated`.
 #[utoipa::path(patch, path = "/api/v1/meta/objects/{object}/fields/{key}", tag = "meta", request_body = FieldInput,
-    params(("object" = String, Path, description = "account or contact"), ("key" = String, Path, description = "Field key")),
+    params(("object" = String, Path, description = "account, contact or lead"), ("key" = String, Path, description = "Field key")),
     responses((status = 200, description = "Updated (key and type cannot change)", body = FieldDef), WriteProblems))]
 #[patch("/meta/objects/{object}/fields/{key}")]
 pub async fn update_field(
@@ -905,7 +922,7 @@ pub async fn update_field(
 /// values already stored are kept, and its key cannot be used for a new field. Admins only
 /// (`MetaManage`); audited as `custom_field.archived`.
 #[utoipa::path(delete, path = "/api/v1/meta/objects/{object}/fields/{key}", tag = "meta",
-    params(("object" = String, Path, description = "account or contact"), ("key" = String, Path, description = "Field key")),
+    params(("object" = String, Path, description = "account, contact or lead"), ("key" = String, Path, description = "Field key")),
     responses((status = 204, description = "Archived: no longer accepted or required; stored values are kept"), WriteProblems))]
 #[delete("/meta/objects/{object}/fields/{key}")]
 pub async fn archive_field(

@@ -131,8 +131,15 @@ fn seed_data(config: &Config, scale: f64, seed: u64) -> Result<(), String> {
     let done = crm_gateway::seed::seed(&pool, scale, seed)?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "seeded {} accounts, {} contacts, {} activities in {secs:.1} s",
-        done.accounts, done.contacts, done.activities
+        "seeded {} accounts, {} contacts, {} activities, {} leads, {} opportunities, {} orders \
+         with {} lines in {secs:.1} s",
+        done.accounts,
+        done.contacts,
+        done.activities,
+        done.sales.leads,
+        done.sales.opportunities,
+        done.sales.orders,
+        done.sales.order_lines
     );
     Ok(())
 }

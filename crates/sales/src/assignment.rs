@@ -20,7 +20,7 @@ use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::resource::{self, Resource};
 use crm_core::schema::{lead_assignment_rules as rules, leads as lead_rows, teams, users};
 use crm_core::{audit, etag, ids, visibility};
-use crm_customers::common;
+use crm_customers::{common, custom_fields};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,6 +71,8 @@ pub enum LeadField {
     CampaignId,
     EmployeeCount,
     Score,
+    /// The lead custom field named by `key` (`/meta/objects/lead/fields`).
+    Custom,
 }
 
 impl LeadField {
@@ -79,11 +81,18 @@ impl LeadField {
     }
 }
 
+/// Custom field types compared as numbers (a money field by its amount).
+const NUMERIC_CUSTOM: [&str; 2] = ["number", "money"];
+
 /// One test on a lead field.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub field: LeadField,
+    /// With `field: custom`, the custom field's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$")]
+    pub key: Option<String>,
     pub op: Op,
     /// A string or number; an array for `in`; a boolean for `exists`.
     #[schema(schema_with = condition_value)]
@@ -222,16 +231,60 @@ pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Assignment
         .ok_or_else(|| ApiError::not_found("lead assignment rule"))
 }
 
-fn check_conditions(conditions: &[Condition]) -> Vec<FieldError> {
+/// Whether a condition's field is numeric; an error naming `key` when a custom field is
+/// missing or unknown, or a key is given for a standard field.
+fn field_kind(
+    c: &Condition,
+    custom: &[custom_fields::FieldDef],
+    at: &dyn Fn(&str) -> String,
+) -> Result<bool, FieldError> {
+    match (c.field, &c.key) {
+        (LeadField::Custom, Some(key)) => custom
+            .iter()
+            .find(|d| &d.key == key)
+            .map(|d| NUMERIC_CUSTOM.contains(&d.field_type.as_str()))
+            .ok_or_else(|| {
+                FieldError::new(
+                    &at("key"),
+                    "unknown_field",
+                    format!("no lead custom field {key:?}"),
+                )
+            }),
+        (LeadField::Custom, None) => Err(FieldError::new(
+            &at("key"),
+            "required",
+            "a custom condition names the field's key",
+        )),
+        (_, Some(_)) => Err(FieldError::new(
+            &at("key"),
+            "invalid",
+            "only a custom condition has a key",
+        )),
+        (field, None) => Ok(field.numeric()),
+    }
+}
+
+fn check_conditions(conn: &mut DbConn, conditions: &[Condition]) -> ApiResult<Vec<FieldError>> {
+    let custom = if conditions.iter().any(|c| c.field == LeadField::Custom) {
+        custom_fields::defs(conn, "lead")?
+    } else {
+        vec![]
+    };
     let mut errors = vec![];
     for (i, c) in conditions.iter().enumerate() {
         let at = |f: &str| format!("conditions[{i}].{f}");
-        let numeric = c.field.numeric();
+        let numeric = match field_kind(c, &custom, &at) {
+            Ok(numeric) => numeric,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
         let scalar_ok = |v: &Value| {
             if numeric {
                 v.is_number()
             } else {
-                v.is_string()
+                v.is_string() || (c.field == LeadField::Custom && v.is_boolean())
             }
         };
         let (ok, wants) = match c.op {
@@ -248,7 +301,7 @@ fn check_conditions(conditions: &[Condition]) -> Vec<FieldError> {
             ),
             Op::Gte | Op::Lte => (
                 numeric && c.value.is_number(),
-                "a number, on employee_count or score",
+                "a number, on employee_count, score or a number field",
             ),
             Op::Contains => (!numeric && c.value.is_string(), "a string, on a text field"),
             Op::Eq | Op::Ne => (
@@ -264,7 +317,7 @@ fn check_conditions(conditions: &[Condition]) -> Vec<FieldError> {
             ));
         }
     }
-    errors
+    Ok(errors)
 }
 
 /// The target as it would be stored, checked: the user active, the team existing with an
@@ -325,7 +378,7 @@ pub fn create_rule(
 ) -> ApiResult<AssignmentRule> {
     input.validate()?;
     let conditions = input.conditions.clone().unwrap_or_default();
-    let mut errors = check_conditions(&conditions);
+    let mut errors = check_conditions(c, &conditions)?;
     let name = input
         .name
         .as_deref()
@@ -404,11 +457,10 @@ pub fn update_rule(
 ) -> ApiResult<AssignmentRule> {
     let input: AssignmentRuleInput = crm_core::objects::input(raw)?;
     input.validate()?;
-    let errors = input
-        .conditions
-        .as_deref()
-        .map(check_conditions)
-        .unwrap_or_default();
+    let errors = match input.conditions.as_deref() {
+        Some(conditions) => check_conditions(c, conditions)?,
+        None => vec![],
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -505,9 +557,9 @@ pub fn load_page(
 }
 
 /// The lead's value for a condition's field, as JSON (null when it has none).
-fn field_of(lead: &LeadRow, field: LeadField) -> Value {
+fn field_of(lead: &LeadRow, cond: &Condition) -> Value {
     let text = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
-    match field {
+    match cond.field {
         LeadField::Country => text(&lead.country),
         LeadField::Industry => text(&lead.industry),
         LeadField::Company => text(&lead.company),
@@ -523,6 +575,15 @@ fn field_of(lead: &LeadRow, field: LeadField) -> Value {
         LeadField::CampaignId => text(&lead.campaign_id),
         LeadField::EmployeeCount => lead.employee_count.map(Value::from).unwrap_or(Value::Null),
         LeadField::Score => Value::from(lead.score),
+        LeadField::Custom => {
+            let custom: serde_json::Map<String, Value> = common::parse_json(&lead.custom);
+            match custom.get(cond.key.as_deref().unwrap_or_default()) {
+                // A money value compares by its amount.
+                Some(Value::Object(money)) => money.get("amount").cloned().unwrap_or(Value::Null),
+                Some(v) => v.clone(),
+                None => Value::Null,
+            }
+        }
     }
 }
 
@@ -530,12 +591,13 @@ fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(x), Value::String(y)) => x.eq_ignore_ascii_case(y),
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Bool(x), Value::Bool(y)) => x == y,
         _ => false,
     }
 }
 
 fn holds(c: &Condition, lead: &LeadRow) -> bool {
-    let v = field_of(lead, c.field);
+    let v = field_of(lead, c);
     let num = |x: &Value| x.as_f64();
     match c.op {
         Op::Exists => c.value.as_bool() == Some(!v.is_null()),
@@ -547,8 +609,10 @@ fn holds(c: &Condition, lead: &LeadRow) -> bool {
             .is_some_and(|a| a.iter().any(|x| same(&v, x))),
         Op::Gte => matches!((num(&v), num(&c.value)), (Some(x), Some(y)) if x >= y),
         Op::Lte => matches!((num(&v), num(&c.value)), (Some(x), Some(y)) if x <= y),
-        Op::Contains => match (v.as_str(), c.value.as_str()) {
-            (Some(x), Some(y)) => x.to_lowercase().contains(&y.to_lowercase()),
+        Op::Contains => match (&v, c.value.as_str()) {
+            (Value::String(x), Some(y)) => x.to_lowercase().contains(&y.to_lowercase()),
+            // A multi-picklist contains an option.
+            (Value::Array(options), Some(_)) => options.iter().any(|o| same(o, &c.value)),
             _ => false,
         },
     }
@@ -653,7 +717,7 @@ pub fn assign_lead(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<leads:
                 lead_rows::updated_at.eq(&now),
             ))
             .execute(c)?;
-        let after: leads::Lead = leads::find(c, me, id)?.into();
+        let after = leads::load(c, me, id)?;
         let changes = serde_json::json!({
             "owner_id": {"from": row.owner_id, "to": owner},
             "rule_id": rule,

@@ -135,7 +135,7 @@ pub fn convert(
             ))
             .execute(c)?;
         resource::changed_one(changed)?;
-        let after: Lead = leads::find(c, me, id)?.into();
+        let after = leads::load(c, me, id)?;
         let changes = audit::diff(&common::to_json(&lead), &common::to_json(&after), &[]);
         record_change(c, me, "lead", "converted", id, changes, &after)?;
         Ok(ConvertResult {
@@ -205,20 +205,28 @@ fn contact_for(
         last_name: lead.last_name.clone(),
         job_title: lead.job_title.clone(),
         owner_id: owner,
-        emails: lead.email.clone().map(|email| {
-            vec![EmailInput {
-                email,
-                label: None,
-                primary: true,
-            }]
-        }),
-        phones: lead.phone.clone().map(|number| {
-            vec![PhoneInput {
-                number,
-                label: None,
-                primary: true,
-            }]
-        }),
+        emails: Some(
+            lead.emails
+                .iter()
+                .map(|e| EmailInput {
+                    email: e.email.clone(),
+                    label: e.label.clone(),
+                    primary: e.primary,
+                })
+                .collect(),
+        ),
+        // A contact keeps only numbers that parse; the lead keeps the others.
+        phones: Some(
+            lead.phones
+                .iter()
+                .filter(|p| crm_customers::common::to_e164(&p.number).is_some())
+                .map(|p| PhoneInput {
+                    number: p.number.clone(),
+                    label: p.label.clone(),
+                    primary: p.primary,
+                })
+                .collect(),
+        ),
         accounts: Some(vec![AccountLinkInput {
             account_id: account_id.to_string(),
             role: req.contact_role.unwrap_or(AccountRole::User),

@@ -2,6 +2,7 @@
 //! phone number — the check to run before working a lead someone may already own, and
 //! before converting one whose person is already a customer.
 
+use crate::lead_channels;
 use crate::leads::{self, Lead, LeadRow};
 use actix_web::{get, web, HttpResponse};
 use crm_core::access::Permission;
@@ -57,40 +58,25 @@ fn reasons(same_email: bool, same_phone: bool) -> Vec<String> {
 }
 
 pub fn find_duplicates(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<LeadDuplicates> {
-    let lead = leads::find(c, me, id)?;
-    let (email, phone) = (lead.email.clone(), lead.phone_e164.clone());
-    if email.is_none() && phone.is_none() {
-        return Ok(LeadDuplicates {
-            leads: vec![],
-            contacts: vec![],
-        });
-    }
-    let none = String::new();
-    let other_leads: Vec<LeadRow> = lead_rows::table
-        .filter(lead_rows::id.ne(id))
+    leads::find(c, me, id)?;
+    let (emails, phones) = lead_channels::of_lead(c, id)?;
+    let sharing = lead_channels::leads_sharing(c, id, &emails, &phones)?;
+    let rows: Vec<LeadRow> = lead_rows::table
+        .filter(lead_rows::id.eq_any(sharing.iter().map(|(l, _, _)| l)))
         .filter(lead_rows::archived_at.is_null())
-        .filter(
-            lead_rows::email
-                .eq(email.as_ref().unwrap_or(&none))
-                .or(lead_rows::phone_e164.eq(phone.as_ref().unwrap_or(&none))),
-        )
         .order(lead_rows::created_at.asc())
         .limit(LIMIT)
+        .select(LeadRow::as_select())
         .load(c)?;
-    let by_email: Vec<String> = match &email {
-        Some(e) => contact_emails::table
-            .filter(contact_emails::email.eq(e))
-            .select(contact_emails::contact_id)
-            .load(c)?,
-        None => vec![],
-    };
-    let by_phone: Vec<String> = match &phone {
-        Some(p) => contact_phones::table
-            .filter(contact_phones::e164.eq(p))
-            .select(contact_phones::contact_id)
-            .load(c)?,
-        None => vec![],
-    };
+    let found = lead_channels::attach(c, rows.into_iter().map(Lead::from).collect())?;
+    let by_email: Vec<String> = contact_emails::table
+        .filter(contact_emails::email.eq_any(&emails))
+        .select(contact_emails::contact_id)
+        .load(c)?;
+    let by_phone: Vec<String> = contact_phones::table
+        .filter(contact_phones::e164.eq_any(&phones))
+        .select(contact_phones::contact_id)
+        .load(c)?;
     let people: Vec<(String, String, String)> = contacts::table
         .filter(contacts::id.eq_any(by_email.iter().chain(&by_phone)))
         .filter(contacts::archived_at.is_null())
@@ -98,13 +84,19 @@ pub fn find_duplicates(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Le
         .limit(LIMIT)
         .select((contacts::id, contacts::first_name, contacts::last_name))
         .load(c)?;
-    let matched = |v: &Option<String>, mine: &Option<String>| v.is_some() && v == mine;
     Ok(LeadDuplicates {
-        leads: other_leads
+        leads: found
             .into_iter()
-            .map(|l| LeadMatch {
-                reasons: reasons(matched(&l.email, &email), matched(&l.phone_e164, &phone)),
-                lead: l.into(),
+            .map(|lead| {
+                let (_, email, phone) = sharing
+                    .iter()
+                    .find(|(l, _, _)| *l == lead.id)
+                    .cloned()
+                    .unwrap_or_default();
+                LeadMatch {
+                    reasons: reasons(email, phone),
+                    lead,
+                }
             })
             .collect(),
         contacts: people
@@ -121,8 +113,8 @@ pub fn find_duplicates(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Le
 
 /// Find leads and contacts that look like this lead.
 ///
-/// Other live leads, and live contacts, with the lead's email (case-insensitively) or its phone
-/// number (compared in E.164, so `+44 20 7946 0958` matches `020 7946 0958` written in the UK),
+/// Other live leads, and live contacts, with any of the lead's emails (case-insensitively) or
+/// any of its phone numbers (compared in E.164, so `+44 20 7946 0958` matches `020 7946 0958` written in the UK),
 /// each with its `reasons`; up to 50 of each. Needs `SalesRead`; partners get 404.
 #[utoipa::path(get, path = "/api/v1/leads/{id}/duplicates", tag = "leads",
     params(("id" = String, Path, format = "uuid", description = "Lead id")),

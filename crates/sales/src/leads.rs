@@ -5,6 +5,7 @@
 
 use crate::common::{enum_filter, enum_from, enum_text, record_change};
 use crate::invoices::id_field;
+use crate::lead_channels;
 use crm_core::access::{Ownership, Permission};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
@@ -12,9 +13,10 @@ use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::resource::{self, Resource};
-use crm_core::schema::leads;
+use crm_core::schema::{lead_emails, leads};
 use crm_core::{audit, etag, ids, visibility};
-use crm_customers::common;
+use crm_customers::contacts::{Email, EmailInput, Phone, PhoneInput};
+use crm_customers::{common, custom_fields};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -104,6 +106,7 @@ pub struct LeadRow {
     pub assigned_at: Option<String>,
     pub recycled_at: Option<String>,
     pub recycle_reason: Option<String>,
+    pub custom: String,
 }
 
 /// Which assignment rule gave the lead its owner, and when.
@@ -131,10 +134,14 @@ pub struct Lead {
     pub last_name: Option<String>,
     pub company: Option<String>,
     pub job_title: Option<String>,
-    /// Lowercased.
+    /// The primary email, lowercased.
     pub email: Option<String>,
-    /// As written.
+    /// The primary phone, as written.
     pub phone: Option<String>,
+    /// Every email, the primary first.
+    pub emails: Vec<Email>,
+    /// Every phone, the primary first; `e164` is the number as written when it doesn't parse.
+    pub phones: Vec<Phone>,
     /// ISO 3166-1 alpha-2 country code.
     pub country: Option<String>,
     pub industry: Option<String>,
@@ -155,6 +162,9 @@ pub struct Lead {
     /// When the recycle policy last moved the lead, and why (`/lead-recycle-policy`).
     pub recycled_at: Option<String>,
     pub recycle_reason: Option<String>,
+    /// Values of the custom fields defined for leads (`/meta/objects/lead/fields`).
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Map<String, serde_json::Value>,
     pub external_source: Option<String>,
     pub external_id: Option<String>,
     pub version: i32,
@@ -193,6 +203,8 @@ impl From<LeadRow> for Lead {
             job_title: r.job_title,
             email: r.email,
             phone: r.phone,
+            emails: vec![],
+            phones: vec![],
             country: r.country,
             industry: r.industry,
             employee_count: r.employee_count,
@@ -206,6 +218,7 @@ impl From<LeadRow> for Lead {
             assignment,
             recycled_at: r.recycled_at,
             recycle_reason: r.recycle_reason,
+            custom: common::parse_json(&r.custom),
             external_source: r.external_source,
             external_id: r.external_id,
             version: r.version,
@@ -217,6 +230,8 @@ impl From<LeadRow> for Lead {
 }
 
 /// Fields of a lead a client sends. A lead needs a last name, a company or an email.
+/// `email` and `phone` are shorthand for `emails` and `phones` of one (send one form or the
+/// other); either replaces all the lead's emails (phones), and `null` removes them.
 #[derive(Debug, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeadInput {
@@ -239,6 +254,14 @@ pub struct LeadInput {
     #[validate(length(max = 50))]
     #[schema(max_length = 50)]
     pub phone: Option<String>,
+    /// Replaces every email; the one marked `primary` (else the first) is `email`.
+    #[validate(length(max = 20), nested)]
+    #[schema(max_items = 20)]
+    pub emails: Option<Vec<EmailInput>>,
+    /// Replaces every phone; the one marked `primary` (else the first) is `phone`.
+    #[validate(length(max = 20), nested)]
+    #[schema(max_items = 20)]
+    pub phones: Option<Vec<PhoneInput>>,
     #[schema(pattern = "^[A-Z]{2}$")]
     pub country: Option<String>,
     #[validate(length(max = 200))]
@@ -265,6 +288,10 @@ pub struct LeadInput {
     /// creator when none matches).
     #[schema(format = "uuid")]
     pub owner_id: Option<String>,
+    /// Values of the custom fields defined for leads; `null` clears one.
+    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub external_source: Option<String>,
@@ -283,8 +310,9 @@ pub const LIST: ListSpec = ListSpec {
         ),
         Filter::of::<LeadSource>("source", "Where the lead came from"),
         Filter::id("owner_id", "Owned by this user"),
-        Filter::text("email", "Exact email (case-insensitive)"),
+        Filter::text("email", "Any of its emails, exactly (case-insensitive)"),
         Filter::time("created_after", "RFC 3339 timestamp"),
+        Filter::CUSTOM,
     ],
     search: None,
     null_sorts_as: &[],
@@ -307,11 +335,10 @@ pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<LeadRow> {
         .ok_or_else(|| ApiError::not_found("lead"))
 }
 
-/// The email as stored (trimmed, lowercased) and the phone's E.164 form.
-fn normalised(input: &LeadInput) -> (Option<String>, Option<String>) {
-    let email = input.email.as_deref().map(|e| e.trim().to_lowercase());
-    let e164 = input.phone.as_deref().and_then(common::to_e164);
-    (email, e164)
+/// A lead with its emails and phones.
+pub fn load(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Lead> {
+    let lead = find(conn, me, id)?.into();
+    list::only(lead_channels::attach(conn, vec![lead])?)
 }
 
 fn check_input(input: &LeadInput) -> ApiResult<()> {
@@ -365,19 +392,25 @@ fn check_whole(row: &LeadRow) -> ApiResult<()> {
 
 pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiResult<Lead> {
     check_input(input)?;
-    let (email, e164) = normalised(input);
+    let channels = lead_channels::requested(input, None)?;
+    let emails = channels.emails.clone().unwrap_or_default();
+    let (phone, e164) =
+        lead_channels::primary_phone(channels.phones.as_deref().unwrap_or_default());
     let (source, external) = objects::external_key_of(&input.external_source, &input.external_id)?;
     db::write_tx(conn, |c| {
         let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
         let now = ids::now();
+        let id = ids::new_id();
+        // Before the rules run: they may test custom fields.
+        let custom = custom_fields::apply(c, "lead", &id, "{}", input.custom.as_ref())?;
         let row = LeadRow {
-            id: ids::new_id(),
+            id,
             first_name: input.first_name.clone(),
             last_name: input.last_name.clone(),
             company: input.company.clone(),
             job_title: input.job_title.clone(),
-            email,
-            phone: input.phone.clone(),
+            email: lead_channels::primary_email(&emails),
+            phone,
             phone_e164: e164,
             country: input.country.clone(),
             industry: input.industry.clone(),
@@ -402,11 +435,13 @@ pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiR
             assigned_at: None,
             recycled_at: None,
             recycle_reason: None,
+            custom,
         };
         check_whole(&row)?;
         let row = assigned_by_rules(c, row, input.owner_id.is_none())?;
         insert(c, &row)?;
-        let lead: Lead = find(c, me, &row.id)?.into();
+        lead_channels::write(c, &row.id, &channels)?;
+        let lead = load(c, me, &row.id)?;
         record_change(
             c,
             me,
@@ -461,6 +496,7 @@ fn insert(c: &mut DbConn, r: &LeadRow) -> ApiResult<()> {
             leads::assigned_at.eq(&r.assigned_at),
             leads::external_source.eq(&r.external_source),
             leads::external_id.eq(&r.external_id),
+            leads::custom.eq(&r.custom),
             leads::version.eq(1),
             leads::created_at.eq(&r.created_at),
             leads::updated_at.eq(&r.updated_at),
@@ -479,7 +515,7 @@ pub fn update_lead(
 ) -> ApiResult<Lead> {
     let input: LeadInput = objects::input(raw)?;
     check_input(&input)?;
-    let (email, e164) = normalised(&input);
+    let channels = lead_channels::requested(&input, Some(raw))?;
     let cleared = |field: &str| raw.get(field).is_some_and(|v| v.is_null());
     let pick = |field: &str, new: &Option<String>, old: &Option<String>| {
         if cleared(field) {
@@ -506,20 +542,21 @@ pub fn update_lead(
             .status
             .map(|s| s.as_str().to_string())
             .unwrap_or(row.status.clone());
-        let phone = pick("phone", &input.phone, &row.phone);
+        let (phone, phone_e164) = match &channels.phones {
+            Some(phones) => lead_channels::primary_phone(phones),
+            None => (row.phone.clone(), row.phone_e164.clone()),
+        };
+        let email = match &channels.emails {
+            Some(emails) => lead_channels::primary_email(emails),
+            None => row.email.clone(),
+        };
         let next = LeadRow {
             first_name: pick("first_name", &input.first_name, &row.first_name),
             last_name: pick("last_name", &input.last_name, &row.last_name),
             company: pick("company", &input.company, &row.company),
             job_title: pick("job_title", &input.job_title, &row.job_title),
-            email: pick("email", &email, &row.email),
-            phone_e164: if input.phone.is_some() {
-                e164.clone()
-            } else if cleared("phone") {
-                None
-            } else {
-                row.phone_e164.clone()
-            },
+            email,
+            phone_e164,
             phone,
             country: pick("country", &input.country, &row.country),
             industry: pick("industry", &input.industry, &row.industry),
@@ -543,6 +580,10 @@ pub fn update_lead(
             status,
             score: input.score.unwrap_or(row.score),
             owner_id: owner,
+            custom: match &input.custom {
+                Some(sent) => custom_fields::apply(c, "lead", id, &row.custom, Some(sent))?,
+                None => row.custom.clone(),
+            },
             ..row.clone()
         };
         check_whole(&next)?;
@@ -569,6 +610,7 @@ pub fn update_lead(
                 leads::disqualified_reason.eq(&next.disqualified_reason),
                 leads::score.eq(next.score),
                 leads::owner_id.eq(&next.owner_id),
+                leads::custom.eq(&next.custom),
                 leads::external_source.eq(&source),
                 leads::external_id.eq(&external),
                 leads::version.eq(row.version + 1),
@@ -576,7 +618,8 @@ pub fn update_lead(
             ))
             .execute(c)?;
         resource::changed_one(changed)?;
-        let after: Lead = find(c, me, id)?.into();
+        lead_channels::write(c, id, &channels)?;
+        let after = load(c, me, id)?;
         let changes = audit::diff(&common::to_json(&current), &common::to_json(&after), &[]);
         record_change(c, me, "lead", "updated", id, changes, &after)?;
         Ok(after)
@@ -598,13 +641,20 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
         q = q.filter(leads::owner_id.eq(v));
     }
     if let Some(v) = p.filter("email") {
-        q = q.filter(leads::email.eq(v.trim().to_lowercase()));
+        let with_email = lead_emails::table
+            .filter(lead_emails::email.eq(v.trim().to_lowercase()))
+            .select(lead_emails::lead_id);
+        q = q.filter(leads::id.eq_any(with_email));
     }
     if let Some(t) = p.time_filter("created_after")? {
         q = q.filter(leads::created_at.gt(t));
     }
+    for filter in custom_fields::filters(conn, "lead", p)? {
+        q = crm_customers::custom_filter!(q, leads::id, "lead", &filter);
+    }
     let rows: Vec<LeadRow> = apply_sort(q, p)?.load(conn)?;
-    list::page(rows.into_iter().map(Lead::from).collect(), p)
+    let leads = lead_channels::attach(conn, rows.into_iter().map(Lead::from).collect())?;
+    list::page(leads, p)
 }
 
 /// Leads on the resource kernel: every role reads them (partners only what is shared
@@ -628,7 +678,7 @@ impl Resource for Leads {
     crm_core::record_meta!(Lead, owner_id);
 
     fn find(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Lead> {
-        find(c, me, id).map(Lead::from)
+        load(c, me, id)
     }
 
     fn page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Page<Lead>> {

@@ -10,9 +10,11 @@ pub mod balances;
 pub mod commissions;
 pub mod common;
 pub mod conversion;
+pub mod documents;
 pub mod duplicates;
 pub mod forecasts;
 pub mod invoices;
+pub mod lead_channels;
 pub mod leads;
 pub mod opportunities;
 pub mod orders;
@@ -38,7 +40,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(duplicates::lead_duplicates)
         .service(forecasts::get_forecast)
         .service(quotes::set_status)
-        .service(quotes::document)
+        .service(quotes::revise_quote)
+        .service(documents::document)
         .service(opportunities::change_stage)
         .service(opportunities::stage_history)
         .service(leads::get_timeline)
@@ -105,6 +108,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/lead-recycle-policy", SALES_READ),
     Operation::new("PUT", "/api/v1/lead-recycle-policy", SALES_MANAGE),
     Operation::new("POST", "/api/v1/quotes/{id}/status", SALES_WRITE),
+    Operation::new("POST", "/api/v1/quotes/{id}/revise", SALES_WRITE),
     Operation::new("GET", "/api/v1/quotes/{id}/document", SALES_READ),
     Operation::new("POST", "/api/v1/opportunities/{id}/stage", SALES_WRITE).owned(common::EDITS),
     Operation::new(
@@ -142,7 +146,8 @@ const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
         duplicates::lead_duplicates,
         forecasts::get_forecast,
         quotes::set_status,
-        quotes::document,
+        quotes::revise_quote,
+        documents::document,
         opportunities::change_stage,
         opportunities::stage_history,
         recycle::get_policy,
@@ -155,11 +160,12 @@ const SALES_MANAGE: Access = Access::Needs(Permission::SalesManage);
         recommendations::get_recommendations,
         statements::preview,
     ),
+    components(schemas(documents::DocumentFormat)),
     tags(
         (name = "invoices", description = "Invoices pushed in from an accounting system, and what each account owes"),
         (name = "payments", description = "Payments received, applied to invoices or not yet"),
         (name = "opportunities", description = "Deals moving through pipelines with exit criteria, team and partner selling, and their stage history"),
-        (name = "quotes", description = "Quotes priced from price books (discounts, taxes, bundles, rounding), their lifecycle and HTML proposal, and the orders accepting them creates"),
+        (name = "quotes", description = "Quotes priced from price books (discounts, taxes, bundles, rounding), revisions, lifecycle and HTML or PDF proposal, and the orders accepting them creates"),
         (name = "orders", description = "What customers bought: orders from accepted quotes or pushed by an ERP (their upserts, batch and export)"),
         (name = "commissions", description = "Quotas, commission plans with tiers, family rates and accelerators, statements and what an open deal would earn"),
         (name = "territories", description = "Territories: a hierarchy with rules on where customers are and what they are, the accounts in each and their history"),

@@ -7,6 +7,7 @@
 use crate::common::{enum_filter, enum_text, record_change};
 use crate::invoices::{currency_field, date_field, date_filter, id_field};
 use crate::pipelines::{self, ForecastCategory, Pipeline};
+use crate::pricing::{self, Line, LineInput};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crm_core::access::{Ownership, Permission};
 use crm_core::auth::Principal;
@@ -79,6 +80,8 @@ pub struct OpportunityRow {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
+    pub lines: String,
+    pub price_book_id: Option<String>,
 }
 
 /// An opportunity.
@@ -93,9 +96,14 @@ pub struct Opportunity {
     pub stage: String,
     pub stage_entered_at: String,
     pub status: OpportunityStatus,
-    /// In minor units of `currency`.
+    /// In minor units of `currency`: the lines' net total (after discounts, before tax)
+    /// when the deal has lines.
     pub amount: i64,
     pub currency: String,
+    /// The products the deal is for, priced like a quote's lines.
+    pub lines: Vec<Line>,
+    /// Where lines without a unit price take theirs from.
+    pub price_book_id: Option<String>,
     /// Expected (or actual, once closed) close date.
     #[schema(format = Date)]
     pub close_date: Option<String>,
@@ -136,6 +144,8 @@ impl From<OpportunityRow> for Opportunity {
             },
             amount: r.amount,
             currency: r.currency,
+            lines: common::parse_json(&r.lines),
+            price_book_id: r.price_book_id,
             close_date: r.close_date,
             owner_id: r.owner_id,
             partner_account_id: r.partner_account_id,
@@ -172,12 +182,20 @@ pub struct OpportunityInput {
     /// On create only: the stage to start in.
     #[schema(pattern = "^[a-z][a-z0-9_]{0,39}$")]
     pub stage: Option<String>,
-    /// In minor units of `currency`.
+    /// In minor units of `currency`. A deal with lines has the amount they come to: leave
+    /// it out (an amount that differs is a 422).
     #[validate(range(min = 0, max = 1_000_000_000_000_000_i64))]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub amount: Option<i64>,
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    /// Replace the deal's line items (`[]` or `null` removes them); priced from
+    /// `price_book_id` unless a line gives its `unit_price`.
+    #[validate(length(max = 200))]
+    #[schema(max_items = 200)]
+    pub lines: Option<Vec<LineInput>>,
+    #[schema(format = "uuid")]
+    pub price_book_id: Option<String>,
     #[schema(format = Date)]
     pub close_date: Option<String>,
     #[schema(format = "uuid")]
@@ -242,6 +260,7 @@ struct Checked {
     pipeline: Option<String>,
     partner: Option<String>,
     close_date: Option<String>,
+    book: Option<String>,
 }
 
 fn check_input(input: &OpportunityInput) -> ApiResult<Checked> {
@@ -252,6 +271,7 @@ fn check_input(input: &OpportunityInput) -> ApiResult<Checked> {
     let pipeline = id_field(&mut errors, "pipeline_id", &input.pipeline_id);
     let partner = id_field(&mut errors, "partner_account_id", &input.partner_account_id);
     let close_date = date_field(&mut errors, "close_date", &input.close_date);
+    let book = id_field(&mut errors, "price_book_id", &input.price_book_id);
     currency_field(&mut errors, &input.currency);
     if let Some(team) = &input.team {
         let total: i32 = team.iter().map(|m| m.split_percent).sum();
@@ -279,6 +299,7 @@ fn check_input(input: &OpportunityInput) -> ApiResult<Checked> {
             pipeline,
             partner,
             close_date,
+            book,
         })
     } else {
         Err(ApiError::validation(errors))
@@ -316,6 +337,33 @@ fn check_references(
         common::check_active_user(c, &m.user_id, &format!("team[{i}].user_id"))?;
     }
     Ok(())
+}
+
+/// A deal's priced lines and the amount they come to (net of discounts, before tax); with
+/// no lines, the amount sent.
+fn deal_lines(
+    c: &mut DbConn,
+    book: Option<&str>,
+    currency: &str,
+    lines: &[LineInput],
+    amount: Option<i64>,
+) -> ApiResult<(Vec<Line>, i64)> {
+    if lines.is_empty() {
+        return Ok((vec![], amount.unwrap_or(0)));
+    }
+    if let Some(book) = book {
+        crate::quotes::check_book(c, book)?;
+    }
+    let (priced, t) = pricing::price_lines(c, book, currency, lines)?;
+    let net = t.subtotal - t.discount_total;
+    match amount {
+        Some(a) if a != net => Err(common::invalid(
+            "amount",
+            "derived",
+            &format!("the lines come to {net}; leave amount out"),
+        )),
+        _ => Ok((priced, net)),
+    }
 }
 
 /// The opening values of a new opportunity that a caller (the API, or a lead's conversion)
@@ -372,6 +420,13 @@ pub fn create_opportunity(
             &team,
         )?;
         let owner = common::resolve_owner(c, me, input.owner_id.as_deref(), None)?;
+        let (lines, amount) = deal_lines(
+            c,
+            checked.book.as_deref(),
+            currency,
+            input.lines.as_deref().unwrap_or_default(),
+            input.amount,
+        )?;
         let id = ids::new_id();
         let now = ids::now();
         let status = stage.forecast_category.status();
@@ -385,8 +440,10 @@ pub fn create_opportunity(
                 opportunities::stage.eq(&stage.key),
                 opportunities::stage_entered_at.eq(&now),
                 opportunities::status.eq(status),
-                opportunities::amount.eq(input.amount.unwrap_or(0)),
+                opportunities::amount.eq(amount),
                 opportunities::currency.eq(currency),
+                opportunities::lines.eq(common::json_text(&lines)),
+                opportunities::price_book_id.eq(&checked.book),
                 opportunities::close_date.eq(&checked.close_date),
                 opportunities::owner_id.eq(&owner),
                 opportunities::partner_account_id.eq(&checked.partner),
@@ -511,18 +568,25 @@ pub fn update_opportunity(
             raw,
             (row.external_source.clone(), row.external_id.clone()),
         )?;
+        let book = pick("price_book_id", &checked.book, &row.price_book_id);
+        let currency = input.currency.clone().unwrap_or(row.currency.clone());
+        let (lines, amount) = lines_after(
+            c,
+            &input,
+            &before,
+            (book.as_deref(), &currency),
+            (cleared("lines"), cleared("amount")),
+        )?;
         let changed = diesel::update(opportunities::table.find(id))
             .filter(opportunities::version.eq(row.version))
             .set((
                 opportunities::name.eq(input.name.as_deref().map(str::trim).unwrap_or(&row.name)),
                 opportunities::account_id.eq(&account),
                 opportunities::primary_contact_id.eq(&contact),
-                opportunities::amount.eq(if cleared("amount") {
-                    0
-                } else {
-                    input.amount.unwrap_or(row.amount)
-                }),
-                opportunities::currency.eq(input.currency.as_deref().unwrap_or(&row.currency)),
+                opportunities::amount.eq(amount),
+                opportunities::currency.eq(&currency),
+                opportunities::lines.eq(common::json_text(&lines)),
+                opportunities::price_book_id.eq(&book),
                 opportunities::close_date.eq(pick(
                     "close_date",
                     &checked.close_date,
@@ -545,6 +609,52 @@ pub fn update_opportunity(
         record_change(c, me, "opportunity", "updated", id, changes, &after)?;
         Ok(after)
     })
+}
+
+/// The lines and amount after an update: lines sent are priced again; stored lines stay
+/// (and keep the amount) unless removed, and moving them to another book or currency needs
+/// them sent again.
+fn lines_after(
+    c: &mut DbConn,
+    input: &OpportunityInput,
+    before: &Opportunity,
+    (book, currency): (Option<&str>, &str),
+    (lines_cleared, amount_cleared): (bool, bool),
+) -> ApiResult<(Vec<Line>, i64)> {
+    let amount = if amount_cleared {
+        Some(0)
+    } else {
+        input.amount
+    };
+    if lines_cleared {
+        return Ok((vec![], amount.unwrap_or(before.amount)));
+    }
+    if let Some(lines) = &input.lines {
+        let kept = if lines.is_empty() {
+            amount.or(Some(before.amount))
+        } else {
+            amount
+        };
+        return deal_lines(c, book, currency, lines, kept);
+    }
+    if before.lines.is_empty() {
+        return Ok((vec![], amount.unwrap_or(before.amount)));
+    }
+    if book != before.price_book_id.as_deref() || currency != before.currency {
+        return Err(common::invalid(
+            "lines",
+            "required",
+            "send the lines again to price them in the new book or currency",
+        ));
+    }
+    match amount {
+        Some(a) if a != before.amount => Err(common::invalid(
+            "amount",
+            "derived",
+            &format!("the lines come to {}; leave amount out", before.amount),
+        )),
+        _ => Ok((before.lines.clone(), before.amount)),
+    }
 }
 
 /// 422 for an update that would change the stage or the pipeline (an upsert resending

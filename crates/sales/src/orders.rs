@@ -13,7 +13,7 @@ use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::resource::{self, Resource};
-use crm_core::schema::orders;
+use crm_core::schema::{order_lines, orders};
 use crm_core::{audit, etag, ids, visibility};
 use crm_customers::common;
 use diesel::prelude::*;
@@ -214,6 +214,7 @@ fn insert(c: &mut DbConn, me: &Principal, o: NewOrder<'_>) -> ApiResult<Order> {
             orders::updated_at.eq(&now),
         ))
         .execute(c)?;
+    insert_line_rows(c, &id, &o)?;
     let order: Order = find(c, me, &id)?.into();
     record_change(
         c,
@@ -225,6 +226,26 @@ fn insert(c: &mut DbConn, me: &Principal, o: NewOrder<'_>) -> ApiResult<Order> {
         &order,
     )?;
     Ok(order)
+}
+
+/// The order's lines as `order_lines` rows, the purchase history queries read. One insert
+/// per line: an order has a handful, and batch inserts don't compile for both backends.
+fn insert_line_rows(c: &mut DbConn, order_id: &str, o: &NewOrder<'_>) -> ApiResult<()> {
+    for (l, n) in o.lines.iter().zip(0..) {
+        diesel::insert_into(order_lines::table)
+            .values((
+                order_lines::order_id.eq(order_id),
+                order_lines::line_no.eq::<i32>(n),
+                order_lines::account_id.eq(o.account),
+                order_lines::product_id.eq(&l.product_id),
+                order_lines::quantity.eq(l.quantity),
+                order_lines::net.eq(l.net),
+                order_lines::currency.eq(o.currency),
+                order_lines::ordered_on.eq(o.ordered_on),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// The order an accepted quote creates, in the caller's transaction: its lines and totals

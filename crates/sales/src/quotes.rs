@@ -6,7 +6,7 @@ use crate::common::{enum_filter, enum_from, record_change};
 use crate::invoices::{currency_field, date_field, id_field};
 use crate::orders;
 use crate::pricing::{self, Line, LineInput, Totals};
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use crm_core::access::{Ownership, Permission};
 use crm_core::auth::Principal;
 use crm_core::db::{self, DbConn, MultiBackend};
@@ -16,7 +16,7 @@ use crm_core::list::{self, Filter, ListParams, ListSpec, Page};
 use crm_core::objects::{self, ObjectKind};
 use crm_core::params::IfMatchParams;
 use crm_core::resource::{self, Resource};
-use crm_core::respond::{self, ReadProblems, WriteProblems};
+use crm_core::respond::{self, WriteProblems};
 use crm_core::schema::{price_books, quotes};
 use crm_core::state::AppState;
 use crm_core::{audit, etag, ids, visibility};
@@ -34,6 +34,8 @@ pub enum QuoteStatus {
     Accepted,
     Rejected,
     Expired,
+    /// A later revision replaced it (`POST /quotes/{id}/revise` on a sent quote).
+    Superseded,
 }
 
 impl QuoteStatus {
@@ -44,6 +46,7 @@ impl QuoteStatus {
             QuoteStatus::Accepted => "accepted",
             QuoteStatus::Rejected => "rejected",
             QuoteStatus::Expired => "expired",
+            QuoteStatus::Superseded => "superseded",
         }
     }
 
@@ -81,6 +84,9 @@ pub struct QuoteRow {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
+    pub family_id: String,
+    pub revision: i32,
+    pub supersedes_id: Option<String>,
 }
 
 /// A quote. Every amount is in minor units of `currency`, computed by the server.
@@ -108,6 +114,12 @@ pub struct Quote {
     pub decided_at: Option<String>,
     pub external_source: Option<String>,
     pub external_id: Option<String>,
+    /// The first revision's id, shared by every revision of this proposal.
+    pub family_id: String,
+    /// 1 for the first quote, then one more per `POST /quotes/{id}/revise`.
+    pub revision: i32,
+    /// The revision this one replaced.
+    pub supersedes_id: Option<String>,
     pub version: i32,
     pub created_at: String,
     pub updated_at: String,
@@ -135,6 +147,9 @@ impl From<QuoteRow> for Quote {
             decided_at: r.decided_at,
             external_source: r.external_source,
             external_id: r.external_id,
+            family_id: r.family_id,
+            revision: r.revision,
+            supersedes_id: r.supersedes_id,
             version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -177,7 +192,11 @@ pub const LIST: ListSpec = ListSpec {
     filters: &[
         Filter::id("opportunity_id", "For this opportunity"),
         Filter::id("account_id", "For this account"),
-        Filter::of::<QuoteStatus>("status", "draft, sent, accepted, rejected or expired"),
+        Filter::id("family_id", "Every revision of one proposal"),
+        Filter::of::<QuoteStatus>(
+            "status",
+            "draft, sent, accepted, rejected, expired or superseded",
+        ),
     ],
     search: None,
     null_sorts_as: &[],
@@ -198,7 +217,7 @@ pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<QuoteRow> 
         .ok_or_else(|| ApiError::not_found("quote"))
 }
 
-fn check_book(c: &mut DbConn, id: &str) -> ApiResult<()> {
+pub(crate) fn check_book(c: &mut DbConn, id: &str) -> ApiResult<()> {
     let n: i64 = price_books::table
         .filter(price_books::id.eq(id))
         .filter(price_books::archived_at.is_null())
@@ -260,6 +279,8 @@ pub fn create_quote(conn: &mut DbConn, me: &Principal, input: &QuoteInput) -> Ap
                 quotes::notes.eq(&input.notes),
                 quotes::external_source.eq(&source),
                 quotes::external_id.eq(&external),
+                quotes::family_id.eq(&id),
+                quotes::revision.eq(1),
                 quotes::version.eq(1),
                 quotes::created_at.eq(&now),
                 quotes::updated_at.eq(&now),
@@ -380,6 +401,9 @@ pub fn load_page(conn: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult
     if let Some(v) = p.id_filter("account_id")? {
         q = q.filter(quotes::account_id.eq(v));
     }
+    if let Some(v) = p.id_filter("family_id")? {
+        q = q.filter(quotes::family_id.eq(v));
+    }
     if let Some(v) = enum_filter::<QuoteStatus>(p, "status")? {
         q = q.filter(quotes::status.eq(v.as_str()));
     }
@@ -469,85 +493,134 @@ pub async fn set_status(
     Ok(respond::with_etag(q.version, &q))
 }
 
-/// Text safe inside HTML.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// Minor units as decimal text (`123456` → `1,234.56`), two decimals.
-pub fn money(minor: i64) -> String {
-    let (units, cents) = (minor / 100, (minor % 100).abs());
-    let digits = units.abs().to_string();
-    let mut grouped = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
+/// Why a quote can't be revised, if it can't.
+fn revisable(q: &Quote, later: Option<(String, i32)>) -> ApiResult<()> {
+    if let Some((id, n)) = later {
+        return Err(ApiError::Conflict(format!(
+            "revision {n} ({id}) already replaces this one; revise the latest"
+        )));
     }
-    format!("{}{grouped}.{cents:02}", if minor < 0 { "-" } else { "" })
+    match q.status {
+        QuoteStatus::Draft => Err(ApiError::Conflict(
+            "a draft is edited in place (PATCH); revise a quote once it was sent".into(),
+        )),
+        QuoteStatus::Accepted => Err(ApiError::Conflict(format!(
+            "the quote was accepted (order {}); it is final",
+            q.order_id.as_deref().unwrap_or("?")
+        ))),
+        _ => Ok(()),
+    }
 }
 
-pub fn render(q: &Quote, account_name: &str) -> String {
-    let rows: String = q
-        .lines
-        .iter()
-        .map(|l| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-                escape(&l.sku), escape(&l.name), l.quantity, money(l.unit_price), money(l.discount), money(l.tax), money(l.total)
-            )
-        })
-        .collect();
-    format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Quote for {account}</title>\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.3em}}.n{{text-align:right}}</style></head>\
-<body><h1>Quote for {account}</h1><p>Quote {id} · {status} · valid until {valid} · amounts in {currency}</p>\
-<table><thead><tr><th>SKU</th><th>Product</th><th class=n>Qty</th><th class=n>Unit price</th><th class=n>Discount</th><th class=n>Tax</th><th class=n>Total</th></tr></thead>\
-<tbody>{rows}</tbody></table>\
-<p class=n>Subtotal {sub}<br>Discounts −{disc}<br>Tax {tax}<br><strong>Total {currency} {total}</strong></p>{notes}</body></html>",
-        account = escape(account_name),
-        id = escape(&q.id),
-        status = q.status.as_str(),
-        valid = escape(q.valid_until.as_deref().unwrap_or("—")),
-        currency = escape(&q.currency),
-        sub = money(q.subtotal),
-        disc = money(q.discount_total),
-        tax = money(q.tax_total),
-        total = money(q.total),
-        notes = q.notes.as_deref().map(|n| format!("<p>{}</p>", escape(n))).unwrap_or_default(),
-    )
+/// The newest revision after `q` in its family, if any.
+fn later_revision(c: &mut DbConn, q: &Quote) -> ApiResult<Option<(String, i32)>> {
+    Ok(quotes::table
+        .filter(quotes::family_id.eq(&q.family_id))
+        .filter(quotes::revision.gt(q.revision))
+        .order(quotes::revision.desc())
+        .select((quotes::id, quotes::revision))
+        .first(c)
+        .optional()?)
 }
 
-/// Render a quote as an HTML proposal.
+/// The draft that replaces `before`: its lines and prices as quoted, the next number.
+fn insert_revision(c: &mut DbConn, before: &Quote) -> ApiResult<String> {
+    let id = ids::new_id();
+    let now = ids::now();
+    let inserted = diesel::insert_into(quotes::table)
+        .values((
+            quotes::id.eq(&id),
+            quotes::opportunity_id.eq(&before.opportunity_id),
+            quotes::account_id.eq(&before.account_id),
+            quotes::price_book_id.eq(&before.price_book_id),
+            quotes::currency.eq(&before.currency),
+            quotes::status.eq("draft"),
+            quotes::valid_until.eq(&before.valid_until),
+            quotes::lines.eq(common::json_text(&before.lines)),
+            quotes::subtotal.eq(before.subtotal),
+            quotes::discount_total.eq(before.discount_total),
+            quotes::tax_total.eq(before.tax_total),
+            quotes::total.eq(before.total),
+            quotes::notes.eq(&before.notes),
+            quotes::family_id.eq(&before.family_id),
+            quotes::revision.eq(before.revision + 1),
+            quotes::supersedes_id.eq(&before.id),
+            quotes::version.eq(1),
+            quotes::created_at.eq(&now),
+            quotes::updated_at.eq(&now),
+        ))
+        .execute(c);
+    match inserted {
+        Ok(_) => Ok(id),
+        // Another revision of the same quote committed first.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(ApiError::Conflict(format!(
+            "revision {} of this quote was just created; revise the latest",
+            before.revision + 1
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revise a sent, rejected or expired quote: a new draft with the next revision number.
+pub fn revise(c: &mut DbConn, me: &Principal, id: &str, expected: Option<i32>) -> ApiResult<Quote> {
+    db::write_tx(c, |c| {
+        let before = resource::find_for_write::<Quotes>(c, me, id)?;
+        etag::check(expected, before.version)?;
+        revisable(&before, later_revision(c, &before)?)?;
+        let new_id = insert_revision(c, &before)?;
+        if before.status == QuoteStatus::Sent {
+            let changed = diesel::update(quotes::table.find(id))
+                .filter(quotes::version.eq(before.version))
+                .set((
+                    quotes::status.eq(QuoteStatus::Superseded.as_str()),
+                    quotes::decided_at.eq(ids::now()),
+                    quotes::version.eq(before.version + 1),
+                    quotes::updated_at.eq(ids::now()),
+                ))
+                .execute(c)?;
+            resource::changed_one(changed)?;
+            let old: Quote = find(c, me, id)?.into();
+            let changes = audit::diff(&common::to_json(&before), &common::to_json(&old), &[]);
+            record_change(c, me, "quote", "superseded", id, changes, &old)?;
+        }
+        let q: Quote = find(c, me, &new_id)?.into();
+        record_change(c, me, "quote", "revised", &new_id, common::to_json(&q), &q)?;
+        Ok(q)
+    })
+}
+
+/// Revise a quote.
 ///
-/// A self-contained HTML page (no scripts, no external assets): the lines with quantity, unit
-/// price, discount, tax and total, and the quote's totals, with amounts in the quote's currency.
-#[utoipa::path(get, path = "/api/v1/quotes/{id}/document", tag = "quotes",
-    params(("id" = String, Path, format = "uuid", description = "Quote id")),
-    responses((status = 200, description = "The proposal as HTML", body = String, content_type = "text/html"), ReadProblems))]
-#[get("/quotes/{id}/document")]
-pub async fn document(
+/// Creates the next revision of a sent, rejected or expired quote as a new draft with the same
+/// lines, prices and terms (edit it with PATCH, then send it); the revisions share `family_id`
+/// (`GET /quotes?family_id=` lists them) and the new one names the one it replaces in
+/// `supersedes_id`. A sent quote becomes `superseded`, so only the latest revision can be
+/// accepted. A draft is edited in place, an accepted quote is final, and only the latest
+/// revision is revised: each of those is a 409, as is losing a race to revise the same quote.
+/// Events `quote.revised` (the new one) and `quote.superseded`.
+#[utoipa::path(post, path = "/api/v1/quotes/{id}/revise", tag = "quotes",
+    params(("id" = String, Path, format = "uuid", description = "Quote id"), IfMatchParams),
+    responses((status = 201, description = "The new revision, a draft", body = Quote,
+        headers(("ETag" = String), ("Location" = String))), WriteProblems))]
+#[post("/quotes/{id}/revise")]
+pub async fn revise_quote(
+    req: HttpRequest,
     state: web::Data<AppState>,
     me: Principal,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    me.require(Permission::SalesRead)?;
+    me.require(Permission::SalesWrite)?;
     let id = path_id(&id)?;
-    let html = state
-        .db(move |c| {
-            let q: Quote = find(c, &me, &id)?.into();
-            let account = crm_customers::accounts::find(c, &me, &q.account_id)?;
-            Ok(render(&q, &account.name))
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html))
+    let expected = crm_core::extract::if_match(&req)?;
+    let q = state.db(move |c| revise(c, &me, &id, expected)).await?;
+    Ok(respond::created(
+        format!("/api/v1/quotes/{}", q.id),
+        q.version,
+        &q,
+    ))
 }
 
 /// Quotes on the resource kernel.
@@ -603,13 +676,6 @@ pub const OBJECT: ObjectKind =
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn money_reads_like_money() {
-        assert_eq!(money(123_456), "1,234.56");
-        assert_eq!(money(5), "0.05");
-        assert_eq!(money(100_000_000), "1,000,000.00");
-    }
 
     #[test]
     fn quotes_move_forward_only() {

@@ -10,7 +10,8 @@ use crm_core::access::Permission;
 use crm_core::auth::Principal;
 use crm_core::db::DbConn;
 use crm_core::error::ApiResult;
-use crm_core::schema::{orders, products};
+use crm_core::schema::{order_lines, orders, products};
+use diesel::dsl::count;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -69,35 +70,82 @@ pub struct RecommendationParams {
     pub min_accounts: Option<usize>,
 }
 
-/// Every buying account's set of products.
-fn baskets(c: &mut DbConn) -> ApiResult<BTreeMap<String, BTreeSet<String>>> {
-    let rows: Vec<(String, String)> = orders::table
-        .filter(orders::status.ne("cancelled"))
-        .filter(orders::archived_at.is_null())
-        .select((orders::account_id, orders::lines))
-        .load(c)?;
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (account, lines) in rows {
-        let lines: Vec<crate::pricing::Line> = crm_customers::common::parse_json(&lines);
-        out.entry(account)
-            .or_default()
-            .extend(lines.into_iter().map(|l| l.product_id));
+/// Purchase history in the database: order lines of orders that are not cancelled.
+struct History {
+    /// Accounts with any such order: the population.
+    accounts: usize,
+    /// Accounts that bought each product.
+    buyers: HashMap<String, usize>,
+    /// The products of every account that bought one of the owned ones.
+    related: BTreeMap<String, BTreeSet<String>>,
+}
+
+macro_rules! bought {
+    () => {
+        order_lines::table
+            .inner_join(orders::table)
+            .filter(orders::status.ne("cancelled"))
+            .filter(orders::archived_at.is_null())
+    };
+}
+
+fn owned_by(c: &mut DbConn, account: &str) -> ApiResult<BTreeSet<String>> {
+    Ok(bought!()
+        .filter(order_lines::account_id.eq(account))
+        .select(order_lines::product_id)
+        .distinct()
+        .load::<String>(c)?
+        .into_iter()
+        .collect())
+}
+
+/// Aggregates counted by the database; only the baskets of related accounts are loaded.
+fn history(c: &mut DbConn, owned: &BTreeSet<String>) -> ApiResult<History> {
+    let accounts: i64 = bought!()
+        .select(count(order_lines::account_id).aggregate_distinct())
+        .first(c)?;
+    let buyers = bought!()
+        .group_by(order_lines::product_id)
+        .select((
+            order_lines::product_id,
+            count(order_lines::account_id).aggregate_distinct(),
+        ))
+        .load::<(String, i64)>(c)?
+        .into_iter()
+        .map(|(p, n)| (p, usize::try_from(n).unwrap_or(0)))
+        .collect();
+    let owners = diesel::alias!(order_lines as owners);
+    let with_owned = owners
+        .filter(
+            owners
+                .field(order_lines::product_id)
+                .eq_any(owned.iter().cloned().collect::<Vec<_>>()),
+        )
+        .select(owners.field(order_lines::account_id));
+    let mut related: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (account, product) in bought!()
+        .filter(order_lines::account_id.eq_any(with_owned))
+        .select((order_lines::account_id, order_lines::product_id))
+        .distinct()
+        .load::<(String, String)>(c)?
+    {
+        related.entry(account).or_default().insert(product);
     }
-    Ok(out)
+    Ok(History {
+        accounts: usize::try_from(accounts).unwrap_or(0),
+        buyers,
+        related,
+    })
 }
 
 fn rules_for(
     owned: &BTreeSet<String>,
-    baskets: &BTreeMap<String, BTreeSet<String>>,
+    h: &History,
     min_accounts: usize,
 ) -> BTreeMap<String, Vec<Rule>> {
-    let n = baskets.len().max(1) as f64;
-    let mut buyers: HashMap<&str, usize> = HashMap::new();
+    let n = h.accounts.max(1) as f64;
     let mut pairs: HashMap<(&str, &str), usize> = HashMap::new();
-    for basket in baskets.values() {
-        for p in basket {
-            *buyers.entry(p.as_str()).or_default() += 1;
-        }
+    for basket in h.related.values() {
         for x in basket.iter().filter(|p| owned.contains(*p)) {
             for y in basket.iter().filter(|p| !owned.contains(*p)) {
                 *pairs.entry((x.as_str(), y.as_str())).or_default() += 1;
@@ -106,8 +154,8 @@ fn rules_for(
     }
     let mut out: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
     for ((x, y), both) in pairs.into_iter().filter(|(_, both)| *both >= min_accounts) {
-        let with_x = buyers.get(x).copied().unwrap_or(1);
-        let with_y = buyers.get(y).copied().unwrap_or(1);
+        let with_x = h.buyers.get(x).copied().unwrap_or(1).max(1);
+        let with_y = h.buyers.get(y).copied().unwrap_or(1).max(1);
         let confidence = both as f64 / with_x as f64;
         out.entry(y.to_string()).or_default().push(Rule {
             antecedent_product_id: x.to_string(),
@@ -140,9 +188,9 @@ pub fn recommend(
     p: &RecommendationParams,
 ) -> ApiResult<Recommendations> {
     crm_customers::accounts::find(c, me, account)?;
-    let baskets = baskets(c)?;
-    let owned = baskets.get(account).cloned().unwrap_or_default();
-    let rules = rules_for(&owned, &baskets, p.min_accounts.unwrap_or(2).max(1));
+    let owned = owned_by(c, account)?;
+    let history = history(c, &owned)?;
+    let rules = rules_for(&owned, &history, p.min_accounts.unwrap_or(2).max(1));
     let names: HashMap<String, (String, String)> = products::table
         .filter(products::id.eq_any(rules.keys()))
         .select((products::id, products::sku, products::name))
@@ -174,7 +222,7 @@ pub fn recommend(
     Ok(Recommendations {
         account_id: account.to_string(),
         owned_product_ids: owned.into_iter().collect(),
-        accounts_considered: baskets.len(),
+        accounts_considered: history.accounts,
         recommendations: recs,
         method: METHOD.into(),
     })

@@ -307,6 +307,7 @@ fn recycle_one(c: &mut DbConn, lead: &LeadRow, rule: &RecycleRule) -> ApiResult<
         .select(LeadRow::as_select())
         .first(c)?
         .into();
+    let after = crm_core::list::only(crate::lead_channels::attach(c, vec![after])?)?;
     audit::record(
         c,
         Change {

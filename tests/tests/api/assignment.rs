@@ -268,3 +268,81 @@ fn rules_naming_missing_users_or_teams_or_malformed_conditions_are_refused() {
     );
     assert_eq!(app.count("lead_assignment_rules"), 0);
 }
+
+#[test]
+fn rules_test_lead_custom_fields_which_leads_take_and_filter_on() {
+    let app = TestApp::start();
+    let (key_rep, _) = app.user("sales_rep");
+    created(
+        &app,
+        "/api/v1/meta/objects/lead/fields",
+        json!({"key": "tier", "label": "Tier", "field_type": "picklist", "options": ["gold", "silver"]}),
+    );
+    created(
+        &app,
+        "/api/v1/meta/objects/lead/fields",
+        json!({"key": "seats", "label": "Seats", "field_type": "number"}),
+    );
+    // A custom condition names a field that exists, with a value of its type.
+    for (bad, field) in [
+        (
+            json!({"field": "custom", "key": "nope", "op": "eq", "value": "x"}),
+            "conditions[0].key",
+        ),
+        (
+            json!({"field": "custom", "op": "eq", "value": "x"}),
+            "conditions[0].key",
+        ),
+        (
+            json!({"field": "country", "key": "tier", "op": "eq", "value": "x"}),
+            "conditions[0].key",
+        ),
+        (
+            json!({"field": "custom", "key": "seats", "op": "gte", "value": "many"}),
+            "conditions[0].value",
+        ),
+    ] {
+        let p = app
+            .post(
+                "/api/v1/lead-assignment-rules",
+                &app.admin_token,
+                &json!({"name": "Bad", "assign_to": "user", "user_id": key_rep, "conditions": [bad]}),
+            )
+            .problem(422);
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    let rule = created(
+        &app,
+        "/api/v1/lead-assignment-rules",
+        json!({"name": "Gold, 100 seats and up", "assign_to": "user", "user_id": key_rep, "conditions": [
+            {"field": "custom", "key": "tier", "op": "eq", "value": "GOLD"},
+            {"field": "custom", "key": "seats", "op": "gte", "value": 100}]}),
+    );
+    let gold = created(
+        &app,
+        "/api/v1/leads",
+        json!({"company": "Big", "custom": {"tier": "gold", "seats": 250}}),
+    );
+    assert_eq!(gold["owner_id"], key_rep.as_str(), "{gold}");
+    assert_eq!(gold["assignment"]["rule_id"], rule["id"]);
+    assert_eq!(gold["custom"], json!({"tier": "gold", "seats": 250}));
+    let small = created(
+        &app,
+        "/api/v1/leads",
+        json!({"company": "Small", "custom": {"tier": "gold", "seats": 5}}),
+    );
+    assert!(small["assignment"].is_null(), "{small}");
+    // Custom values are checked like an account's, and filter the list.
+    let p = app
+        .post(
+            "/api/v1/leads",
+            &app.admin_token,
+            &json!({"company": "X", "custom": {"tier": "bronze"}}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "custom.tier", "{p}");
+    let listed = app
+        .get("/api/v1/leads?custom.tier=gold&limit=10", &app.admin_token)
+        .json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
+}

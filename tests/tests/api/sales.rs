@@ -194,15 +194,8 @@ fn two_conversions_at_once_make_one_customer() {
             )
             .json();
         let url = format!("/api/v1/leads/{}/convert", id(&lead));
-        let statuses: Vec<u16> = std::thread::scope(|s| {
-            let calls: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| app.post(&url, &rep, &json!({})).status))
-                .collect();
-            calls.into_iter().map(|c| c.join().unwrap_or(0)).collect()
-        });
-        let mut sorted = statuses.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, [200, 409], "round {round}: {statuses:?}");
+        let statuses = app.post_twice_at_once(&url, &rep, &json!({}));
+        assert_eq!(statuses, [200, 409], "round {round}");
     }
     assert_eq!(app.count("accounts"), 3);
     assert_eq!(app.count("contacts"), 3);
@@ -463,6 +456,112 @@ fn a_lead_finds_the_leads_and_contacts_it_may_duplicate() {
     );
     assert_eq!(found["contacts"][0]["contact_id"], ada["id"]);
     assert_eq!(found["contacts"][0]["reasons"], json!(["same_phone"]));
+}
+
+#[test]
+fn a_lead_has_several_emails_and_phones_and_each_finds_duplicates_and_reaches_the_contact() {
+    let app = TestApp::start();
+    let (_, rep) = app.user("sales_rep");
+    let both = app
+        .post(
+            "/api/v1/leads",
+            &rep,
+            &json!({"last_name": "Hopper", "email": "g@x.example", "emails": [{"email": "g@y.example"}]}),
+        )
+        .problem(422);
+    assert_eq!(errors(&both), ["email"]);
+    let grace = app.post(
+        "/api/v1/leads",
+        &rep,
+        &json!({"last_name": "Hopper", "company": "Navy",
+            "emails": [{"email": "grace@navy.example", "label": "work"},
+                       {"email": "Grace@Home.example", "label": "home", "primary": true}],
+            // A scanned badge: the second number doesn't parse, and is kept as written.
+            "phones": [{"number": "+1 212 555 0100", "primary": true}, {"number": "ext. 42"}]}),
+    );
+    assert_eq!(grace.status, 201, "{}", grace.text);
+    let grace = grace.json();
+    assert_eq!(
+        (&grace["email"], &grace["phone"]),
+        (&json!("grace@home.example"), &json!("+1 212 555 0100"))
+    );
+    assert_eq!(
+        grace["emails"][0]["email"], "grace@home.example",
+        "the primary first"
+    );
+    assert_eq!(grace["emails"][1]["label"], "work");
+    assert_eq!(grace["phones"][0]["e164"], "+12125550100");
+    assert_eq!(grace["phones"][1]["e164"], "ext. 42");
+
+    // The work address (not the primary one) finds her, in the list and as a duplicate.
+    let listed = app
+        .get("/api/v1/leads?email=GRACE@navy.example", &rep)
+        .json();
+    assert_eq!(listed["data"][0]["id"], grace["id"], "{listed}");
+    assert_eq!(
+        listed["data"][0]["emails"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let again = app
+        .post(
+            "/api/v1/leads",
+            &rep,
+            &json!({"last_name": "H", "email": "grace@navy.example"}),
+        )
+        .json();
+    let found = app
+        .get(&format!("/api/v1/leads/{}/duplicates", id(&again)), &rep)
+        .json();
+    assert_eq!(found["leads"][0]["lead"]["id"], grace["id"], "{found}");
+    assert_eq!(found["leads"][0]["reasons"], json!(["same_email"]));
+
+    // `email` on a PATCH is a list of one.
+    let url = format!("/api/v1/leads/{}", id(&again));
+    let one = app
+        .patch(&url, &rep, &json!({"email": "h@elsewhere.example"}))
+        .json();
+    assert_eq!(
+        one["emails"],
+        json!([{"email": "h@elsewhere.example", "label": null, "primary": true}])
+    );
+    let none = app
+        .patch(&url, &rep, &json!({"phones": null, "emails": []}))
+        .json();
+    assert_eq!(
+        (none["emails"].as_array().map(Vec::len), &none["email"]),
+        (Some(0), &Value::Null)
+    );
+
+    // Converting Grace makes a contact with both emails and the number that parses.
+    let done = app.post(
+        &format!("/api/v1/leads/{}/convert", id(&grace)),
+        &rep,
+        &json!({}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text);
+    let contact_id = done.json()["contact"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let contact = app
+        .get(&format!("/api/v1/contacts/{contact_id}"), &rep)
+        .json();
+    let emails: Vec<&str> = contact["emails"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["email"].as_str())
+        .collect();
+    assert_eq!(
+        emails,
+        ["grace@home.example", "grace@navy.example"],
+        "{contact}"
+    );
+    assert_eq!(
+        contact["phones"].as_array().map(Vec::len),
+        Some(1),
+        "{contact}"
+    );
 }
 
 #[test]

@@ -11,6 +11,16 @@ fn seeded() -> TestApp {
         (done.accounts, done.contacts, done.activities),
         (50, 500, 1500)
     );
+    let sales = &done.sales;
+    assert_eq!(
+        (
+            sales.leads,
+            sales.opportunities,
+            sales.orders,
+            sales.order_lines
+        ),
+        (100, 100, 100, 500)
+    );
     app
 }
 
@@ -67,6 +77,76 @@ fn seeded_data_is_deterministic_and_behaves_like_real_data() {
         t,
     );
     assert_eq!(timeline.status, 200, "{}", timeline.text);
+}
+
+#[test]
+fn seeded_sales_data_answers_the_sales_questions() {
+    let app = seeded();
+    let t = &app.admin_token;
+    assert_eq!(app.count("order_lines"), 500);
+    let new = app.get("/api/v1/leads?status=new&limit=200", t).json();
+    let leads = new["data"].as_array().cloned().unwrap_or_default();
+    assert!(!leads.is_empty() && leads.iter().all(|l| l["status"] == "new"));
+    let pipeline = app.get("/api/v1/pipelines", t).json();
+    let pipeline = pipeline["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let column = app
+        .get(
+            &format!(
+                "/api/v1/opportunities?pipeline_id={pipeline}&stage=propose&sort=-amount&limit=200"
+            ),
+            t,
+        )
+        .json();
+    let amounts: Vec<i64> = column["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            let lines: i64 = o["lines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["net"].as_i64())
+                .sum();
+            assert_eq!(
+                o["amount"].as_i64(),
+                Some(lines),
+                "a deal is worth its lines"
+            );
+            lines
+        })
+        .collect();
+    assert!(
+        !amounts.is_empty() && amounts.windows(2).all(|w| w[0] >= w[1]),
+        "{amounts:?}"
+    );
+    let forecast = app.get("/api/v1/forecasts?period=2026-Q4&group_by=owner", t);
+    assert_eq!(forecast.status, 200, "{}", forecast.text);
+    // The busiest account has orders and gets recommendations from the others' baskets.
+    let orders = app.get("/api/v1/orders?limit=1", t).json();
+    let account = orders["data"][0]["account_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let recs = app
+        .get(
+            &format!("/api/v1/accounts/{account}/recommendations?min_accounts=1"),
+            t,
+        )
+        .json();
+    assert!(
+        recs["accounts_considered"].as_i64().is_some_and(|n| n > 1),
+        "{recs}"
+    );
+    assert!(
+        recs["owned_product_ids"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{recs}"
+    );
 }
 
 fn urlencode(s: &str) -> String {

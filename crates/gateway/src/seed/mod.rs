@@ -1,7 +1,8 @@
 //! `crm seed --scale N`: deterministic, realistic data for benchmarks and demos. At scale 1:
 //! 100,000 accounts, 1,000,000 contacts (each with an email, a phone and an account link; a
 //! third with a second email) and 3,000,000 activities, owned by 20 sales reps with uneven
-//! books, over accounts of very uneven size (a few hold thousands of contacts).
+//! books, over accounts of very uneven size (a few hold thousands of contacts); and the sales
+//! data of `sales`: 200,000 leads, 200,000 opportunities and 1,000,000 order lines.
 //!
 //! Rows go in with multi-row inserts of 1,000 on the backend's own connection (the bulk
 //! path: no audit, events or webhooks, which describe changes people made, not a load).
@@ -60,6 +61,7 @@ pub struct Seeded {
     pub accounts: usize,
     pub contacts: usize,
     pub activities: usize,
+    pub sales: sales::SalesSeeded,
 }
 
 /// Insert a batch of rows on the concrete backend connection: multi-row inserts do not
@@ -72,6 +74,8 @@ macro_rules! insert_rows {
         }
     };
 }
+
+pub mod sales;
 
 struct Gen {
     rng: StdRng,
@@ -127,6 +131,8 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
     let accounts = seed_accounts(conn, &mut gen, &reps, n_accounts).map_err(|e| e.to_string())?;
     let activities =
         seed_contacts(conn, &mut gen, &reps, &accounts, n_contacts).map_err(|e| e.to_string())?;
+    let sales =
+        sales::seed_sales(conn, &mut gen, &reps, &accounts, scale).map_err(|e| e.to_string())?;
     // Fresh statistics: planned on the empty tables' estimates, PostgreSQL would scan all
     // contacts for a page until autovacuum came round. VACUUM also marks the pages all
     // visible, so index-only scans (search terms) need not visit the table.
@@ -139,6 +145,7 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
         accounts: accounts.len(),
         contacts: n_contacts,
         activities,
+        sales,
     })
 }
 

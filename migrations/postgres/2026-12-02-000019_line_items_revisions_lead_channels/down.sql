@@ -1,0 +1,13 @@
+ALTER TABLE leads DROP COLUMN custom;
+DROP TABLE lead_phones;
+DROP TABLE lead_emails;
+DROP TABLE order_lines;
+DROP INDEX opportunities_board_idx;
+CREATE INDEX opportunities_board_idx ON opportunities (pipeline_id, stage);
+DROP INDEX leads_status_created_idx;
+ALTER TABLE opportunities DROP COLUMN price_book_id;
+ALTER TABLE opportunities DROP COLUMN lines;
+DROP INDEX quotes_family_revision_key;
+ALTER TABLE quotes DROP COLUMN supersedes_id;
+ALTER TABLE quotes DROP COLUMN revision;
+ALTER TABLE quotes DROP COLUMN family_id;
