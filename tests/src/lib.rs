@@ -3,6 +3,7 @@
 //! `TEST_DATABASE_URL` (dropped afterwards).
 
 pub mod receiver;
+pub mod smtp;
 
 use crm_core::config::Config;
 use crm_core::jobs::{JobRegistry, WorkerPool};

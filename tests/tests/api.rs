@@ -59,6 +59,8 @@ mod secrets;
 mod security;
 #[path = "api/seed.rs"]
 mod seed;
+#[path = "api/service.rs"]
+mod service;
 #[path = "api/territories.rs"]
 mod territories;
 #[path = "api/webhooks.rs"]

@@ -92,6 +92,16 @@ pub enum Permission {
     SalesWrite,
     /// Manage pipelines, and edit any rep's leads and opportunities.
     SalesManage,
+    /// See what the server mailed (the outbox) and the mail templates.
+    MailRead,
+    /// Change the mail templates.
+    MailManage,
+    /// See tickets, their conversations, queues and SLA reports.
+    ServiceRead,
+    /// Work tickets: create, reply, change status, pull from a queue.
+    ServiceWrite,
+    /// Set up queues, routing, SLA policies, business calendars and mail gateways.
+    ServiceManage,
 }
 
 /// The permission table: which roles hold which permission.
@@ -116,6 +126,12 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         SalesRead => true,
         SalesWrite => matches!(role, Admin | Manager | SalesRep | Marketer),
         SalesManage => matches!(role, Admin | Manager),
+        MailRead => matches!(role, Admin | Manager),
+        MailManage => role == Admin,
+        // Everyone who talks to customers sees their problems.
+        ServiceRead => role.is_internal(),
+        ServiceWrite => matches!(role, Admin | Manager | Agent),
+        ServiceManage => matches!(role, Admin | Manager),
     }
 }
 

@@ -94,6 +94,13 @@ pub struct Config {
     pub idempotency_lease: Duration,
     /// When set, `/metrics` answers only to `Authorization: Bearer <this token>`.
     pub metrics_token: Option<Secret>,
+    /// `smtp://host:port`, `smtps://user:pass@host` or `smtp://host?tls=required`: where
+    /// mail goes. Unset, mail stays in the outbox (`GET /api/v1/outbox`).
+    pub smtp_url: Option<Secret>,
+    /// The sender of every mail the server writes (and where customers reply to).
+    pub mail_from: String,
+    /// The address customers reach the API at, for links in mail (surveys).
+    pub public_url: String,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -182,6 +189,9 @@ impl Config {
             login_lockout: Duration::from_secs(number("CRM_LOGIN_LOCKOUT_SECS", 900)?),
             idempotency_lease: Duration::from_secs(number("CRM_IDEMPOTENCY_LEASE_SECS", 300)?),
             metrics_token: var("CRM_METRICS_TOKEN").map(Secret),
+            smtp_url: var("SMTP_URL").map(Secret),
+            mail_from: var("CRM_MAIL_FROM").unwrap_or_else(|| "CRM <crm@localhost>".into()),
+            public_url: var("CRM_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
         })
     }
 
@@ -221,6 +231,9 @@ impl Config {
             login_lockout: Duration::from_secs(900),
             idempotency_lease: Duration::from_secs(300),
             metrics_token: None,
+            smtp_url: None,
+            mail_from: "CRM <support@example.com>".into(),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }

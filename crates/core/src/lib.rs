@@ -17,6 +17,7 @@ pub mod ids;
 pub mod integrations;
 pub mod jobs;
 pub mod list;
+pub mod mail;
 pub mod objects;
 pub mod params;
 pub mod ratelimit;

@@ -717,6 +717,178 @@ diesel::table! {
 
 diesel::joinable!(users -> teams (team_id));
 diesel::joinable!(api_keys -> users (user_id));
+// Service: platform mail, tickets, queues, routing, SLAs.
+
+diesel::table! {
+    mail_messages (id) {
+        id -> Text,
+        message_id -> Text,
+        to_address -> Text,
+        from_address -> Text,
+        subject -> Text,
+        body_text -> Text,
+        in_reply_to -> Nullable<Text>,
+        status -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        template -> Text,
+        entity_type -> Nullable<Text>,
+        entity_id -> Nullable<Text>,
+        created_at -> Text,
+        sent_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mail_templates (id) {
+        id -> Text,
+        key -> Text,
+        subject -> Text,
+        body_text -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    counters (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    business_calendars (id) {
+        id -> Text,
+        name -> Text,
+        time_zone -> Text,
+        weekly_hours -> Text,
+        holidays -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    sla_policies (id) {
+        id -> Text,
+        name -> Text,
+        calendar_id -> Text,
+        customer_tier -> Nullable<Text>,
+        targets -> Text,
+        warn_before_minutes -> Integer,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    queues (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        assignment -> Text,
+        members -> Text,
+        manager_id -> Nullable<Text>,
+        last_assigned_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    routing_rules (id) {
+        id -> Text,
+        name -> Text,
+        position -> Integer,
+        conditions -> Text,
+        queue_id -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tickets (id) {
+        id -> Text,
+        number -> BigInt,
+        subject -> Text,
+        description -> Nullable<Text>,
+        channel -> Text,
+        contact_id -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        product_id -> Nullable<Text>,
+        order_id -> Nullable<Text>,
+        category -> Nullable<Text>,
+        language -> Nullable<Text>,
+        priority -> Text,
+        priority_rank -> Integer,
+        status -> Text,
+        queue_id -> Nullable<Text>,
+        assignee_id -> Nullable<Text>,
+        tags -> Text,
+        follow_up_of -> Nullable<Text>,
+        sla_policy_id -> Nullable<Text>,
+        first_response_due_at -> Nullable<Text>,
+        next_response_due_at -> Nullable<Text>,
+        resolution_due_at -> Nullable<Text>,
+        first_responded_at -> Nullable<Text>,
+        sla_paused_at -> Nullable<Text>,
+        sla_state -> Text,
+        solved_at -> Nullable<Text>,
+        external_source -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    ticket_messages (id) {
+        id -> Text,
+        ticket_id -> Text,
+        kind -> Text,
+        author_id -> Nullable<Text>,
+        from_address -> Nullable<Text>,
+        body -> Text,
+        message_id -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    mail_gateways (id) {
+        id -> Text,
+        name -> Text,
+        key_hash -> Text,
+        key_prefix -> Text,
+        default_queue_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(ticket_messages -> tickets (ticket_id));
+diesel::joinable!(tickets -> contacts (contact_id));
+diesel::joinable!(tickets -> accounts (account_id));
+diesel::joinable!(tickets -> queues (queue_id));
+diesel::joinable!(routing_rules -> queues (queue_id));
+diesel::joinable!(sla_policies -> business_calendars (calendar_id));
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -766,6 +938,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_lines,
     lead_emails,
     lead_phones,
+    mail_messages,
+    mail_templates,
+    counters,
+    business_calendars,
+    sla_policies,
+    queues,
+    routing_rules,
+    tickets,
+    ticket_messages,
+    mail_gateways,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -48,7 +48,11 @@ fn cors(origins: &[String]) -> Cors {
 /// Every integrable object of every domain crate.
 pub fn objects() -> ObjectRegistry {
     ObjectRegistry::new(
-        &[crm_customers::OBJECTS, crm_sales::OBJECTS],
+        &[
+            crm_customers::OBJECTS,
+            crm_sales::OBJECTS,
+            crm_service::OBJECTS,
+        ],
         &[crm_customers::EVENT_SOURCES],
     )
 }
@@ -60,6 +64,8 @@ pub fn access_table() -> AccessTable {
         &per_object,
         crm_core::integrations::OPERATIONS,
         crm_core::access::IDENTITY_OPERATIONS,
+        crm_core::mail::OPERATIONS,
+        crm_core::mail::RESOURCE_OPERATIONS,
         crm_core::identity::RESOURCE_OPERATIONS,
         observability::OPERATIONS,
         crm_customers::OPERATIONS,
@@ -68,6 +74,7 @@ pub fn access_table() -> AccessTable {
         crm_sales::RESOURCE_OPERATIONS,
         crm_marketing::OPERATIONS,
         crm_service::OPERATIONS,
+        crm_service::RESOURCE_OPERATIONS,
         crm_partners::OPERATIONS,
         crm_analytics::OPERATIONS,
     ])
@@ -77,6 +84,7 @@ pub fn access_table() -> AccessTable {
 pub fn configure_api(cfg: &mut web::ServiceConfig) {
     crm_core::identity::configure(cfg);
     crm_core::integrations::configure(cfg);
+    crm_core::mail::configure(cfg);
     crm_customers::configure(cfg);
     crm_sales::configure(cfg);
     crm_marketing::configure(cfg);

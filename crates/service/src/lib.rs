@@ -1,17 +1,105 @@
-//! The service domain: tickets, queues, routing, SLAs, knowledge base, call lookup, CSAT, work orders.
+//! The service domain: tickets and their conversations, queues and routing, SLAs counted in
+//! business hours with escalation, and the mail it writes.
 //!
 //! Its resources land here one module each; the gateway mounts `configure` under
 //! `/api/v1` and merges `Api` into the served OpenAPI document.
 
+pub mod calendars;
+pub mod common;
+pub mod mailing;
+pub mod messages;
+pub mod queues;
+pub mod routing;
+pub mod sla;
+pub mod sla_policies;
+pub mod tickets;
+
 use actix_web::web::ServiceConfig;
+use crm_core::access::{Access, Operation, Permission};
+use crm_core::error::{ApiError, ApiResult};
+use crm_core::list::ListParams;
+use crm_core::objects::ObjectKind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-/// Routes of this domain, relative to `/api/v1`.
-pub fn configure(_cfg: &mut ServiceConfig) {}
+/// An enum as stored and sent (`pending_customer`).
+pub fn enum_text<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
 
-/// This domain's rows of the permission table (see `crm_core::access`).
-pub const OPERATIONS: &[crm_core::access::Operation] = &[];
+/// An enum list filter; another value is a 400.
+pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult<Option<T>> {
+    p.filter(name)
+        .map(|v| {
+            serde_json::from_value(serde_json::Value::String(v.to_string()))
+                .map_err(|_| ApiError::BadRequest(format!("{v:?} is not a {name}")))
+        })
+        .transpose()
+}
+
+/// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(sla::compliance)
+        .service(tickets::set_status)
+        .service(messages::create)
+        .service(messages::list_messages)
+        .service(queues::next);
+    resource_routes(cfg);
+}
+
+crm_core::resources!(
+    tickets::Tickets,
+    queues::Queues,
+    routing::RoutingRules,
+    calendars::Calendars,
+    sla_policies::SlaPolicies,
+);
+
+/// This domain's integrable objects.
+pub const OBJECTS: &[ObjectKind] = &[tickets::OBJECT];
+
+/// The templates of the mail this domain writes.
+pub const TEMPLATES: &[&crm_core::mail::templates::Template] = mailing::TEMPLATES;
+
+const READ: Access = Access::Needs(Permission::ServiceRead);
+const WRITE: Access = Access::Needs(Permission::ServiceWrite);
+
+/// This domain's rows of the permission table beside its kernel resources.
+pub const OPERATIONS: &[Operation] = &[
+    Operation::new("GET", "/api/v1/sla/compliance", READ),
+    Operation::new("POST", "/api/v1/tickets/{id}/status", WRITE),
+    Operation::new("POST", "/api/v1/tickets/{id}/messages", WRITE),
+    Operation::new("GET", "/api/v1/tickets/{id}/messages", READ),
+    Operation::new("POST", "/api/v1/queues/{id}/next", WRITE),
+];
+
+/// This domain's background work: the SLA check once a minute.
+pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
+    registry.register_scheduled(
+        sla::TASK,
+        "Escalate SLA breaches and upcoming breaches of unsolved tickets",
+        std::time::Duration::from_secs(60),
+        |conn, _| sla::check(conn),
+    );
+}
 
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(
+        sla::compliance,
+        tickets::set_status,
+        messages::create,
+        messages::list_messages,
+        queues::next,
+    ),
+    tags(
+        (name = "tickets", description = "Customer problems from the first message to the solution: numbers, routing, status, conversation"),
+        (name = "queues", description = "Queues with members and skills, routing rules, round-robin, least-loaded and pull assignment"),
+        (name = "sla", description = "Business calendars, SLA policies, due times in business hours, escalation and compliance"),
+    )
+)]
 pub struct Api;

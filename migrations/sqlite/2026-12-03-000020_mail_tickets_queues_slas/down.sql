@@ -1,0 +1,10 @@
+DROP TABLE mail_gateways;
+DROP TABLE ticket_messages;
+DROP TABLE tickets;
+DROP TABLE routing_rules;
+DROP TABLE queues;
+DROP TABLE sla_policies;
+DROP TABLE business_calendars;
+DROP TABLE counters;
+DROP TABLE mail_templates;
+DROP TABLE mail_messages;

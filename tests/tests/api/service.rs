@@ -1,0 +1,497 @@
+//! Service: tickets routed and assigned, acknowledged by mail through a real SMTP server,
+//! status rules, the atomic queue pull, SLA due times with pause and resume, and the breach
+//! escalation firing once.
+
+use crm_core::jobs::JobRegistry;
+use crm_tests::smtp::SmtpServer;
+use crm_tests::TestApp;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn with_smtp() -> (TestApp, SmtpServer) {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let app = TestApp::start_with(JobRegistry::default(), |c| c.smtp_url = Some(url.into()));
+    (app, smtp)
+}
+
+fn id_of(res: &crm_tests::Resp) -> String {
+    assert!(res.status == 201 || res.status == 200, "{}", res.text);
+    res.json()["id"].as_str().unwrap_or_default().to_string()
+}
+
+fn contact(app: &TestApp, email: &str) -> String {
+    id_of(&app.post(
+        "/api/v1/contacts",
+        &app.admin_token,
+        &json!({"first_name": "Kari", "last_name": "Nordmann", "emails": [{"email": email}]}),
+    ))
+}
+
+fn queue(app: &TestApp, mode: &str, members: &[&str], manager: Option<&str>) -> String {
+    let members: Vec<Value> = members.iter().map(|m| json!({"user_id": m})).collect();
+    id_of(&app.post(
+        "/api/v1/queues",
+        &app.admin_token,
+        &json!({"name": format!("Q {mode}"), "assignment": mode, "members": members, "manager_id": manager}),
+    ))
+}
+
+fn ticket(app: &TestApp, body: Value) -> Value {
+    let res = app.post("/api/v1/tickets", &app.admin_token, &body);
+    assert_eq!(res.status, 201, "{}", res.text);
+    res.json()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn minutes_between(a: &Value, b: &Value) -> i64 {
+    let parse = |v: &Value| {
+        v.as_str()
+            .unwrap_or_default()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap_or_default()
+    };
+    (parse(b) - parse(a)).num_minutes()
+}
+
+#[test]
+fn routed_tickets_go_round_robin_and_are_acknowledged_over_smtp() {
+    let (app, smtp) = with_smtp();
+    let (a1, _) = app.user("agent");
+    let (a2, _) = app.user("agent");
+    let billing = queue(&app, "round_robin", &[&a1, &a2], None);
+    let rule = app.post(
+        "/api/v1/routing-rules",
+        &app.admin_token,
+        &json!({"name": "Billing", "position": 1, "conditions": {"categories": ["billing"]}, "queue_id": billing}),
+    );
+    assert_eq!(rule.status, 201, "{}", rule.text);
+    let kari = contact(&app, "kari@example.net");
+
+    let tickets: Vec<Value> = (0..3)
+        .map(|i| ticket(&app, json!({"subject": format!("Invoice {i}"), "category": "billing", "channel": "web", "contact_id": kari})))
+        .collect();
+    let assignees: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["assignee_id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(assignees, [a1.as_str(), a2.as_str(), a1.as_str()]);
+    assert!(tickets
+        .iter()
+        .all(|t| t["queue_id"] == billing.as_str() && t["status"] == "open"));
+    let numbers: Vec<i64> = tickets
+        .iter()
+        .map(|t| t["number"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(numbers[1], numbers[0] + 1);
+    assert_eq!(numbers[2], numbers[1] + 1);
+
+    // Not routed: no queue, nobody assigned, still new.
+    let other = ticket(&app, json!({"subject": "Hello", "category": "other"}));
+    assert_eq!(other["queue_id"], Value::Null);
+    assert_eq!(other["status"], "new");
+
+    let mails = smtp.wait_for(3);
+    assert_eq!(
+        mails.len(),
+        3,
+        "one acknowledgement per ticket with a contact"
+    );
+    let first = &mails[0];
+    assert_eq!(first.to, ["kari@example.net"]);
+    let subject = first.header("Subject").unwrap_or_default();
+    assert!(subject.contains(&format!("[#{}]", numbers[0])), "{subject}");
+    assert!(
+        first.body().contains(&format!("#{}", numbers[0])),
+        "{}",
+        first.body()
+    );
+    let ack_id = first.header("Message-ID").unwrap_or_default();
+    wait_for("the outbox to show the mail as sent", || {
+        app.get("/api/v1/outbox?status=sent", &app.admin_token)
+            .json()["data"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 3
+    });
+
+    // A public reply is mailed threaded under the acknowledgement and stops the first-response clock.
+    let t0 = tickets[0]["id"].as_str().unwrap_or_default();
+    let reply = app.post(
+        &format!("/api/v1/tickets/{t0}/messages"),
+        &app.admin_token,
+        &json!({"kind": "public", "body": "We refunded the invoice."}),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let note = app.post(
+        &format!("/api/v1/tickets/{t0}/messages"),
+        &app.admin_token,
+        &json!({"kind": "internal", "body": "Refund approved by finance"}),
+    );
+    assert_eq!(note.status, 201, "{}", note.text);
+    let mails = smtp.wait_for(4);
+    assert_eq!(mails.len(), 4, "the internal note is not mailed");
+    let replied = &mails[3];
+    assert_eq!(replied.header("In-Reply-To"), Some(ack_id));
+    assert!(replied.body().contains("We refunded the invoice."));
+    let t = app
+        .get(&format!("/api/v1/tickets/{t0}"), &app.admin_token)
+        .json();
+    assert!(t["first_responded_at"].is_string());
+    let convo = app
+        .get(&format!("/api/v1/tickets/{t0}/messages"), &app.admin_token)
+        .json();
+    let kinds: Vec<&str> = convo["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["public", "internal"]);
+
+    // The ticket is on the contact's timeline.
+    let timeline = app.get(
+        &format!("/api/v1/contacts/{kari}/timeline"),
+        &app.admin_token,
+    );
+    assert!(
+        timeline.text.contains("ticket.created"),
+        "{}",
+        timeline.text
+    );
+}
+
+#[test]
+fn status_moves_only_along_the_lifecycle() {
+    let app = TestApp::start();
+    let t = ticket(&app, json!({"subject": "Broken"}));
+    let id = t["id"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/tickets/{id}/status");
+    let p = app
+        .post(&path, &app.admin_token, &json!({"status": "closed"}))
+        .problem(409);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("open, pending_customer, on_hold, solved"),
+        "{p}"
+    );
+    assert_eq!(
+        p["allowed"],
+        json!(["open", "pending_customer", "on_hold", "solved"])
+    );
+    for s in ["open", "solved", "open", "solved", "closed"] {
+        let res = app.post(&path, &app.admin_token, &json!({"status": s}));
+        assert_eq!(res.status, 200, "to {s}: {}", res.text);
+    }
+    let p = app
+        .post(&path, &app.admin_token, &json!({"status": "open"}))
+        .problem(409);
+    assert!(
+        p["detail"].as_str().unwrap_or_default().contains("final"),
+        "{p}"
+    );
+    // A PATCH cannot move the status; an unknown status is a 400/422, not a 500.
+    let bad = app.post(&path, &app.admin_token, &json!({"status": "done"}));
+    assert!(bad.status == 400 || bad.status == 422, "{}", bad.text);
+    // A ticket for a contact that doesn't exist (or the caller may not see) is a 404.
+    app.post(
+        "/api/v1/tickets",
+        &app.admin_token,
+        &json!({"subject": "x", "contact_id": "0190b4a0-0000-7000-8000-000000000000"}),
+    )
+    .problem(404);
+}
+
+#[test]
+fn twenty_concurrent_pulls_hand_out_each_ticket_once() {
+    let app = TestApp::start();
+    let agents: Vec<(String, String)> = (0..20).map(|_| app.user("agent")).collect();
+    let ids: Vec<&str> = agents.iter().map(|(id, _)| id.as_str()).collect();
+    let q = queue(&app, "pull", &ids, None);
+    for i in 0..15 {
+        let prio = if i % 5 == 0 { "urgent" } else { "normal" };
+        let t = ticket(
+            &app,
+            json!({"subject": format!("T{i}"), "queue_id": q, "priority": prio}),
+        );
+        assert_eq!(t["assignee_id"], Value::Null, "a pull queue assigns nobody");
+    }
+    let outcomes: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = agents
+            .iter()
+            .map(|(_, token)| {
+                let (app, q) = (&app, &q);
+                s.spawn(move || {
+                    let r = app.post(&format!("/api/v1/queues/{q}/next"), token, &json!({}));
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let got: Vec<&Value> = outcomes
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, t)| t)
+        .collect();
+    let empty = outcomes.iter().filter(|(s, _)| *s == 204).count();
+    assert_eq!((got.len(), empty), (15, 5), "{outcomes:?}");
+    let mut handed: Vec<&str> = got
+        .iter()
+        .map(|t| t["id"].as_str().unwrap_or_default())
+        .collect();
+    handed.sort_unstable();
+    handed.dedup();
+    assert_eq!(handed.len(), 15, "a ticket went to two agents");
+    let mut owners: Vec<&str> = got
+        .iter()
+        .map(|t| t["assignee_id"].as_str().unwrap_or_default())
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    assert_eq!(owners.len(), 15, "an agent got two tickets");
+
+    // Priority first, then age: a fresh queue's first pull is its oldest urgent ticket.
+    let q2 = queue(&app, "pull", &[&agents[0].0], None);
+    let old_normal = ticket(&app, json!({"subject": "old", "queue_id": q2}));
+    let urgent = ticket(
+        &app,
+        json!({"subject": "urgent", "queue_id": q2, "priority": "urgent"}),
+    );
+    let first = app.post(
+        &format!("/api/v1/queues/{q2}/next"),
+        &agents[0].1,
+        &json!({}),
+    );
+    assert_eq!(first.json()["id"], urgent["id"]);
+    let second = app.post(
+        &format!("/api/v1/queues/{q2}/next"),
+        &agents[0].1,
+        &json!({}),
+    );
+    assert_eq!(second.json()["id"], old_normal["id"]);
+    // Someone outside the queue may not pull from it.
+    let (_, outsider) = app.user("agent");
+    app.post(&format!("/api/v1/queues/{q2}/next"), &outsider, &json!({}))
+        .problem(403);
+}
+
+fn round_the_clock(app: &TestApp) -> String {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let hours: Vec<Value> = days
+        .iter()
+        .map(|d| json!({"day": d, "start": "00:00", "end": "24:00"}))
+        .collect();
+    id_of(&app.post(
+        "/api/v1/business-calendars",
+        &app.admin_token,
+        &json!({"name": "24/7", "time_zone": "UTC", "weekly_hours": hours}),
+    ))
+}
+
+#[test]
+fn due_times_follow_the_policy_and_pending_customer_stops_the_clock() {
+    let app = TestApp::start();
+    let cal = round_the_clock(&app);
+    let policy = app.post(
+        "/api/v1/sla-policies",
+        &app.admin_token,
+        &json!({"name": "Standard", "calendar_id": cal,
+                "targets": {"normal": {"first_response_minutes": 60, "resolution_minutes": 480},
+                            "urgent": {"first_response_minutes": 15, "resolution_minutes": 120}}}),
+    );
+    assert_eq!(policy.status, 201, "{}", policy.text);
+    let t = ticket(&app, json!({"subject": "Slow"}));
+    let id = t["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        minutes_between(&t["created_at"], &t["first_response_due_at"]),
+        60
+    );
+    assert_eq!(
+        minutes_between(&t["created_at"], &t["resolution_due_at"]),
+        480
+    );
+
+    let path = format!("/api/v1/tickets/{id}/status");
+    let paused = app.post(
+        &path,
+        &app.admin_token,
+        &json!({"status": "pending_customer"}),
+    );
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    assert!(paused.json()["sla_paused_at"].is_string());
+    // Two hours waiting on the customer.
+    let two_hours_ago = chrono::Utc::now() - chrono::Duration::minutes(120);
+    let stamp = two_hours_ago.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert_eq!(
+        app.execute(&format!(
+            "UPDATE tickets SET sla_paused_at = '{stamp}' WHERE id = '{id}'"
+        )),
+        1
+    );
+    let resumed = app
+        .post(&path, &app.admin_token, &json!({"status": "open"}))
+        .json();
+    assert_eq!(resumed["sla_paused_at"], Value::Null);
+    assert_eq!(resumed["sla_paused_minutes"], 120);
+    assert_eq!(
+        minutes_between(&t["created_at"], &resumed["resolution_due_at"]),
+        600
+    );
+    assert_eq!(
+        minutes_between(&t["created_at"], &resumed["first_response_due_at"]),
+        180
+    );
+
+    // Raising the priority recomputes the targets, keeping the pause.
+    let urgent = app
+        .patch(
+            &format!("/api/v1/tickets/{id}"),
+            &app.admin_token,
+            &json!({"priority": "urgent"}),
+        )
+        .json();
+    assert_eq!(
+        minutes_between(&t["created_at"], &urgent["resolution_due_at"]),
+        240
+    );
+
+    // Bad calendars are refused, naming the fields.
+    let bad = app
+        .post(
+            "/api/v1/business-calendars",
+            &app.admin_token,
+            &json!({"name": "x", "time_zone": "Mars/Base", "weekly_hours": [
+                {"day": "mon", "start": "09:00", "end": "12:00"}, {"day": "mon", "start": "11:00", "end": "13:00"}]}),
+        )
+        .problem(422);
+    let fields: Vec<&str> = bad["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["field"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(fields, ["time_zone", "weekly_hours"]);
+}
+
+#[test]
+fn a_breach_escalates_once_to_the_queue_manager() {
+    let (app, smtp) = with_smtp();
+    let (manager, _) = app.user("manager");
+    let (agent, _) = app.user("agent");
+    let q = queue(&app, "round_robin", &[&agent], Some(&manager));
+    let cal = round_the_clock(&app);
+    let res = app.post(
+        "/api/v1/sla-policies",
+        &app.admin_token,
+        &json!({"name": "Std", "calendar_id": cal, "targets": {"normal": {"resolution_minutes": 480}}}),
+    );
+    assert_eq!(res.status, 201, "{}", res.text);
+    let t = ticket(&app, json!({"subject": "Down", "queue_id": q}));
+    let id = t["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(t["assignee_id"], agent.as_str());
+    assert_eq!(app.execute(&format!("UPDATE tickets SET resolution_due_at = '2026-01-01T00:00:00.000000Z' WHERE id = '{id}'")), 1);
+
+    for _ in 0..2 {
+        let run = app.post(
+            "/api/v1/schedules/sla.check/run",
+            &app.admin_token,
+            &json!({}),
+        );
+        assert_eq!(run.status, 202, "{}", run.text);
+        let job = run.json()["job_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        wait_for("the SLA check", || {
+            app.get(&format!("/api/v1/jobs/{job}"), &app.admin_token)
+                .json()["status"]
+                == "succeeded"
+        });
+    }
+    let after = app
+        .get(&format!("/api/v1/tickets/{id}"), &app.admin_token)
+        .json();
+    assert_eq!(after["priority"], "high", "raised one step, once");
+    assert_eq!(after["assignee_id"], manager.as_str());
+    let audit = app
+        .get(
+            &format!("/api/v1/audit-log?entity_id={id}&action=sla_breached"),
+            &app.admin_token,
+        )
+        .json();
+    assert_eq!(audit["data"].as_array().map_or(0, Vec::len), 1);
+    let escalations = app
+        .get("/api/v1/outbox?template=sla_escalation", &app.admin_token)
+        .json();
+    assert_eq!(escalations["data"].as_array().map_or(0, Vec::len), 1);
+    let mails = smtp.wait_for(1);
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.header("Subject").unwrap_or_default().contains("breached")),
+        "{mails:?}"
+    );
+
+    let report = app.get(
+        &format!(
+            "/api/v1/sla/compliance?period={}&group_by=queue",
+            &t["created_at"].as_str().unwrap_or_default()[..7]
+        ),
+        &app.admin_token,
+    );
+    assert_eq!(report.status, 200, "{}", report.text);
+    assert_eq!(report.json()["groups"][0]["resolution_breached"], 1);
+    app.get("/api/v1/sla/compliance?period=2026-13", &app.admin_token)
+        .problem(400);
+}
+
+#[test]
+fn mail_templates_refuse_unknown_merge_fields() {
+    let (app, smtp) = with_smtp();
+    let bad = app
+        .post(
+            "/api/v1/mail-templates",
+            &app.admin_token,
+            &json!({"key": "ticket_acknowledgement", "subject": "#{{ ticket.number }} {{ ticket.secret }}", "body_text": "{{ nope }}"}),
+        )
+        .problem(422);
+    let fields: Vec<&str> = bad["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["field"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(fields, ["subject", "body_text"]);
+    assert!(bad.to_string().contains("ticket.secret"));
+    let ok = app.post(
+        "/api/v1/mail-templates",
+        &app.admin_token,
+        &json!({"key": "ticket_acknowledgement", "subject": "Case {{ ticket.number }} opened", "body_text": "Hi {{ contact.first_name }}"}),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    let kari = contact(&app, "kari@example.org");
+    let t = ticket(&app, json!({"subject": "Hi", "contact_id": kari}));
+    let mails = smtp.wait_for(1);
+    assert_eq!(
+        mails[0].header("Subject"),
+        Some(format!("Case {} opened", t["number"]))
+    );
+    assert!(mails[0].body().contains("Hi Kari"));
+    let keys = app
+        .get("/api/v1/mail-template-keys", &app.admin_token)
+        .json();
+    assert!(keys.as_array().is_some_and(|k| k.len() >= 4));
+}
