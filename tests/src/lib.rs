@@ -226,6 +226,16 @@ impl TestApp {
         Self::read_response("POST", path, result)
     }
 
+    /// POST a body as it is with only the given headers (no credentials): what a mail
+    /// gateway or another machine without a login sends.
+    pub fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut req = self.agent.post(&format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        Self::read_response("POST", path, req.send_bytes(body))
+    }
+
     fn read_response(
         method: &str,
         path: &str,

@@ -6,6 +6,7 @@
 
 pub mod calendars;
 pub mod common;
+pub mod inbound;
 pub mod mailing;
 pub mod messages;
 pub mod queues;
@@ -43,6 +44,7 @@ pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(sla::compliance)
+        .service(inbound::inbound_email)
         .service(tickets::set_status)
         .service(messages::create)
         .service(messages::list_messages)
@@ -56,6 +58,7 @@ crm_core::resources!(
     routing::RoutingRules,
     calendars::Calendars,
     sla_policies::SlaPolicies,
+    inbound::MailGateways,
 );
 
 /// This domain's integrable objects.
@@ -70,6 +73,8 @@ const WRITE: Access = Access::Needs(Permission::ServiceWrite);
 /// This domain's rows of the permission table beside its kernel resources.
 pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/sla/compliance", READ),
+    // The mail gateway's key, checked by the handler, is the credential.
+    Operation::new("POST", "/api/v1/inbound/email", Access::Public),
     Operation::new("POST", "/api/v1/tickets/{id}/status", WRITE),
     Operation::new("POST", "/api/v1/tickets/{id}/messages", WRITE),
     Operation::new("GET", "/api/v1/tickets/{id}/messages", READ),
@@ -91,6 +96,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
 #[openapi(
     paths(
         sla::compliance,
+        inbound::inbound_email,
         tickets::set_status,
         messages::create,
         messages::list_messages,
@@ -99,6 +105,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
     tags(
         (name = "tickets", description = "Customer problems from the first message to the solution: numbers, routing, status, conversation"),
         (name = "queues", description = "Queues with members and skills, routing rules, round-robin, least-loaded and pull assignment"),
+        (name = "inbound", description = "Mail gateways and the inbound mail they post: new tickets, threaded replies, follow-ups"),
         (name = "sla", description = "Business calendars, SLA policies, due times in business hours, escalation and compliance"),
     )
 )]

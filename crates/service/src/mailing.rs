@@ -125,8 +125,20 @@ fn context(c: &mut DbConn, t: &Ticket) -> ApiResult<(Option<String>, Value)> {
         .as_ref()
         .map(|(_, f, l)| (f.clone(), l.clone()))
         .unwrap_or_default();
+    // A ticket opened by mail from someone who is not a contact answers the sender.
+    let address = match contact {
+        Some((e, _, _)) => Some(e),
+        None => ticket_messages::table
+            .filter(ticket_messages::ticket_id.eq(&t.id))
+            .filter(ticket_messages::kind.eq("inbound"))
+            .order(ticket_messages::created_at)
+            .select(ticket_messages::from_address)
+            .first::<Option<String>>(c)
+            .optional()?
+            .flatten(),
+    };
     Ok((
-        contact.map(|(e, _, _)| e),
+        address,
         json!({
             "ticket": {
                 "number": t.number,

@@ -413,6 +413,20 @@ pub fn open(
     account: Option<String>,
     follow_up_of: Option<&str>,
 ) -> ApiResult<Ticket> {
+    open_with(c, actor, input, account, follow_up_of, None, |_, _| Ok(()))
+}
+
+/// `open` with a queue for when no rule routes the ticket, and what to write before the
+/// acknowledgement goes out (the inbound message it answers).
+pub fn open_with(
+    c: &mut DbConn,
+    actor: &Actor,
+    input: &TicketInput,
+    account: Option<String>,
+    follow_up_of: Option<&str>,
+    fallback_queue: Option<&str>,
+    first_message: impl FnOnce(&mut DbConn, &str) -> ApiResult<()>,
+) -> ApiResult<Ticket> {
     let channel = input.channel.unwrap_or(Channel::Api);
     let priority = input.priority.unwrap_or(Priority::Normal);
     let tags = clean_tags(input.tags.as_deref().unwrap_or_default())?;
@@ -430,7 +444,8 @@ pub fn open(
                 channel: &crate::enum_text(channel),
             },
         )?
-        .map(|r| r.queue_id),
+        .map(|r| r.queue_id)
+        .or(fallback_queue.map(str::to_string)),
     };
     let assignee = match (&input.assignee_id, &queue) {
         (Some(a), _) => {
@@ -485,6 +500,7 @@ pub fn open(
         to_json(&ticket),
         &ticket,
     )?;
+    first_message(c, &id)?;
     mailing::acknowledge(c, &ticket)?;
     Ok(ticket)
 }

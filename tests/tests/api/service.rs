@@ -495,3 +495,169 @@ fn mail_templates_refuse_unknown_merge_fields() {
         .json();
     assert!(keys.as_array().is_some_and(|k| k.len() >= 4));
 }
+
+fn inbound(app: &TestApp, key: &str, mail: Value) -> crm_tests::Resp {
+    app.post_with(
+        "/api/v1/inbound/email",
+        &[("X-Gateway-Key", key), ("Content-Type", "application/json")],
+        mail.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn inbound_mail_opens_threads_and_follows_up_tickets() {
+    let (app, smtp) = with_smtp();
+    let gw = app.post(
+        "/api/v1/mail-gateways",
+        &app.admin_token,
+        &json!({"name": "Postfix"}),
+    );
+    assert_eq!(gw.status, 201, "{}", gw.text);
+    let key = gw.json()["key"].as_str().unwrap_or_default().to_string();
+    assert!(key.starts_with("crm_mgw_"));
+    let gw_id = gw.json()["id"].as_str().unwrap_or_default().to_string();
+    let listed = app.get(&format!("/api/v1/mail-gateways/{gw_id}"), &app.admin_token);
+    assert!(listed.json().get("key").is_none(), "the key is shown once");
+    assert_eq!(
+        inbound(&app, "wrong", json!({"from": "a@b.example"})).status,
+        401
+    );
+    let no_key = app.post_with(
+        "/api/v1/inbound/email",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    no_key.problem(401);
+    let p = inbound(&app, &key, json!({"subject": "No sender"})).problem(422);
+    assert_eq!(p["errors"][0]["field"], "from");
+
+    // A stranger writes in: a ticket on the email channel, acknowledged to the sender.
+    let first = inbound(
+        &app,
+        &key,
+        json!({"from": "Ola@Example.COM", "subject": "Printer on fire",
+        "text": "It is burning.", "message_id": "<m1@mail.example.com>"}),
+    );
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.json()["outcome"], "created");
+    let tid = first.json()["ticket_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let number = first.json()["ticket_number"].as_i64().unwrap_or_default();
+    let t = app
+        .get(&format!("/api/v1/tickets/{tid}"), &app.admin_token)
+        .json();
+    assert_eq!(t["channel"], "email");
+    assert_eq!(t["description"], "It is burning.");
+    let ack = smtp.wait_for(1);
+    assert_eq!(ack[0].to, ["ola@example.com"]);
+    assert_eq!(
+        ack[0].header("In-Reply-To").as_deref(),
+        Some("<m1@mail.example.com>")
+    );
+    let ack_id = ack[0].header("Message-ID").unwrap_or_default();
+
+    // The gateway retries the same message: not recorded twice.
+    let again = inbound(
+        &app,
+        &key,
+        json!({"from": "ola@example.com", "subject": "Printer on fire", "message_id": "m1@mail.example.com"}),
+    );
+    assert_eq!(again.json()["outcome"], "duplicate", "{}", again.text);
+
+    // A reply to our acknowledgement threads by header.
+    let reply = inbound(
+        &app,
+        &key,
+        json!({"from": "ola@example.com", "subject": "Re: whatever",
+        "text": "Still burning", "message_id": "m2@mail.example.com", "in_reply_to": ack_id}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json()["outcome"], "threaded");
+    assert_eq!(reply.json()["ticket_id"], tid.as_str());
+
+    // An out-of-office answer is ignored.
+    let auto = inbound(
+        &app,
+        &key,
+        json!({"from": "ola@example.com", "subject": "Out of office",
+        "headers": {"Auto-Submitted": "auto-replied"}}),
+    );
+    assert_eq!(auto.json()["outcome"], "ignored", "{}", auto.text);
+    let convo = app
+        .get(&format!("/api/v1/tickets/{tid}/messages"), &app.admin_token)
+        .json();
+    assert_eq!(convo["data"].as_array().map_or(0, Vec::len), 2);
+
+    // A contact's raw RFC 5322 reply threads by the number in the subject, reopening the
+    // solved ticket; once closed, a reply opens a follow-up.
+    let kari = contact(&app, "kari@example.net");
+    let theirs = inbound(
+        &app,
+        &key,
+        json!({"from": "kari@example.net", "subject": "Login fails"}),
+    );
+    let kt = theirs.json()["ticket_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kn = theirs.json()["ticket_number"].as_i64().unwrap_or_default();
+    assert_eq!(
+        app.get(&format!("/api/v1/tickets/{kt}"), &app.admin_token)
+            .json()["contact_id"],
+        kari.as_str()
+    );
+    let path = format!("/api/v1/tickets/{kt}/status");
+    assert_eq!(
+        app.post(&path, &app.admin_token, &json!({"status": "solved"}))
+            .status,
+        200
+    );
+    let raw = format!(
+        "From: Kari Nordmann <kari@example.net>\r\nTo: support@example.com\r\nSubject: Re: [#{kn}] Login fails\r\n\
+Message-ID: <raw1@example.net>\r\nDate: Thu, 3 Dec 2026 10:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIt broke again.\r\n"
+    );
+    let threaded = app.post_with(
+        "/api/v1/inbound/email",
+        &[("X-Gateway-Key", &key), ("Content-Type", "message/rfc822")],
+        raw.as_bytes(),
+    );
+    assert_eq!(threaded.status, 200, "{}", threaded.text);
+    assert_eq!(threaded.json()["outcome"], "threaded");
+    assert_eq!(
+        app.get(&format!("/api/v1/tickets/{kt}"), &app.admin_token)
+            .json()["status"],
+        "open"
+    );
+    // The subject number only threads for that ticket's contact.
+    let stranger = inbound(
+        &app,
+        &key,
+        json!({"from": "eve@example.org", "subject": format!("Re: [#{kn}]")}),
+    );
+    assert_eq!(stranger.json()["outcome"], "created");
+    for s in ["solved", "closed"] {
+        assert_eq!(
+            app.post(&path, &app.admin_token, &json!({"status": s}))
+                .status,
+            200
+        );
+    }
+    let late = inbound(
+        &app,
+        &key,
+        json!({"from": "kari@example.net", "subject": format!("Re: [#{kn}] Login fails"), "text": "Again!"}),
+    );
+    assert_eq!(late.status, 201, "{}", late.text);
+    assert_eq!(late.json()["outcome"], "follow_up");
+    let follow = late.json()["ticket_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let f = app
+        .get(&format!("/api/v1/tickets/{follow}"), &app.admin_token)
+        .json();
+    assert_eq!(f["follow_up_of"], kt.as_str());
+    assert_ne!(f["number"], json!(number));
+}
