@@ -578,7 +578,10 @@ fn list_params<R: Resource>() -> Vec<Value> {
     out.push(sort_param(spec));
     out.push(query_param(
         "include_archived",
-        &format!("Include archived {}", R::COLLECTION.replace('-', " ")),
+        &format!(
+            "Include archived {}",
+            R::COLLECTION.replace(['-', '/'], " ")
+        ),
         json!({"type": "boolean"}),
     ));
     if let Some(search) = spec.search {
@@ -739,8 +742,11 @@ fn operation(
 
 /// The six operations' ids, summaries and descriptions, from the resource's names.
 fn words<R: Resource>() -> [Words; 6] {
-    let (entity, plural) = (R::ENTITY, R::COLLECTION.replace('-', "_"));
-    let (one, many) = (entity.replace('_', " "), R::COLLECTION.replace('-', " "));
+    let (entity, plural) = (R::ENTITY, R::COLLECTION.replace(['-', '/'], "_"));
+    let (one, many) = (
+        entity.replace('_', " "),
+        R::COLLECTION.replace(['-', '/'], " "),
+    );
     let a = if one.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -841,7 +847,7 @@ pub fn document<R: Resource>() -> utoipa::openapi::OpenApi {
         (
             "200",
             response(
-                &format!("A page of {}", R::COLLECTION.replace('-', " ")),
+                &format!("A page of {}", R::COLLECTION.replace(['-', '/'], " ")),
                 Some(schema_ref(&page_name)),
                 &[],
             ),

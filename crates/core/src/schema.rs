@@ -889,6 +889,117 @@ diesel::joinable!(tickets -> queues (queue_id));
 diesel::joinable!(routing_rules -> queues (queue_id));
 diesel::joinable!(sla_policies -> business_calendars (calendar_id));
 
+// Service: knowledge base, surveys, field service.
+
+diesel::table! {
+    kb_articles (id) {
+        id -> Text,
+        title -> Text,
+        body -> Text,
+        category -> Nullable<Text>,
+        language -> Text,
+        status -> Text,
+        revision -> Integer,
+        helpful_votes -> Integer,
+        unhelpful_votes -> Integer,
+        published_at -> Nullable<Text>,
+        author_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    kb_article_versions (article_id, revision) {
+        article_id -> Text,
+        revision -> Integer,
+        title -> Text,
+        body -> Text,
+        author_id -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    kb_votes (article_id, user_id) {
+        article_id -> Text,
+        user_id -> Text,
+        helpful -> Bool,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    ticket_articles (ticket_id, article_id) {
+        ticket_id -> Text,
+        article_id -> Text,
+        linked_by -> Nullable<Text>,
+        linked_at -> Text,
+    }
+}
+
+diesel::table! {
+    surveys (id) {
+        id -> Text,
+        ticket_id -> Text,
+        contact_id -> Nullable<Text>,
+        agent_id -> Nullable<Text>,
+        queue_id -> Nullable<Text>,
+        token_hash -> Text,
+        expires_at -> Text,
+        rating -> Nullable<Integer>,
+        comment -> Nullable<Text>,
+        answered_at -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::table! {
+    work_orders (id) {
+        id -> Text,
+        number -> BigInt,
+        ticket_id -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        contact_id -> Nullable<Text>,
+        kind -> Text,
+        site_address -> Nullable<Text>,
+        technician_id -> Nullable<Text>,
+        window_start -> Text,
+        window_end -> Text,
+        status -> Text,
+        parts -> Text,
+        notes -> Nullable<Text>,
+        completed_at -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    warranty_claims (id) {
+        id -> Text,
+        order_id -> Text,
+        product_id -> Text,
+        ticket_id -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        description -> Nullable<Text>,
+        status -> Text,
+        reason -> Text,
+        warranty_until -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(ticket_articles -> kb_articles (article_id));
+diesel::joinable!(surveys -> tickets (ticket_id));
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -948,6 +1059,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     tickets,
     ticket_messages,
     mail_gateways,
+    kb_articles,
+    kb_article_versions,
+    kb_votes,
+    ticket_articles,
+    surveys,
+    work_orders,
+    warranty_claims,
 );
 
 // Integrations: feed retention, webhooks, imports.

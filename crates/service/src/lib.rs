@@ -7,6 +7,7 @@
 pub mod calendars;
 pub mod common;
 pub mod inbound;
+pub mod kb;
 pub mod mailing;
 pub mod messages;
 pub mod queues;
@@ -45,6 +46,11 @@ pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(sla::compliance)
         .service(inbound::inbound_email)
+        .service(kb::search)
+        .service(kb::suggested)
+        .service(kb::revisions)
+        .service(kb::vote)
+        .service(kb::link)
         .service(tickets::set_status)
         .service(messages::create)
         .service(messages::list_messages)
@@ -59,6 +65,7 @@ crm_core::resources!(
     calendars::Calendars,
     sla_policies::SlaPolicies,
     inbound::MailGateways,
+    kb::Articles,
 );
 
 /// This domain's integrable objects.
@@ -76,6 +83,11 @@ pub const OPERATIONS: &[Operation] = &[
     // The mail gateway's key, checked by the handler, is the credential.
     Operation::new("POST", "/api/v1/inbound/email", Access::Public),
     Operation::new("POST", "/api/v1/tickets/{id}/status", WRITE),
+    Operation::new("GET", "/api/v1/kb/search", READ),
+    Operation::new("GET", "/api/v1/tickets/{id}/suggested-articles", READ),
+    Operation::new("GET", "/api/v1/kb/articles/{id}/revisions", READ),
+    Operation::new("POST", "/api/v1/kb/articles/{id}/votes", READ),
+    Operation::new("POST", "/api/v1/tickets/{id}/articles", WRITE),
     Operation::new("POST", "/api/v1/tickets/{id}/messages", WRITE),
     Operation::new("GET", "/api/v1/tickets/{id}/messages", READ),
     Operation::new("POST", "/api/v1/queues/{id}/next", WRITE),
@@ -97,6 +109,11 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
     paths(
         sla::compliance,
         inbound::inbound_email,
+        kb::search,
+        kb::suggested,
+        kb::revisions,
+        kb::vote,
+        kb::link,
         tickets::set_status,
         messages::create,
         messages::list_messages,
@@ -106,6 +123,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         (name = "tickets", description = "Customer problems from the first message to the solution: numbers, routing, status, conversation"),
         (name = "queues", description = "Queues with members and skills, routing rules, round-robin, least-loaded and pull assignment"),
         (name = "inbound", description = "Mail gateways and the inbound mail they post: new tickets, threaded replies, follow-ups"),
+        (name = "kb", description = "The knowledge base: articles with revisions, full-text search, suggestions for tickets, votes"),
         (name = "sla", description = "Business calendars, SLA policies, due times in business hours, escalation and compliance"),
     )
 )]

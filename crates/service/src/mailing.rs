@@ -204,7 +204,11 @@ fn send(
 pub fn acknowledge(c: &mut DbConn, t: &Ticket) -> ApiResult<()> {
     let (to, mut ctx) = context(c, t)?;
     let Some(to) = to else { return Ok(()) };
-    put(&mut ctx, "articles", json!([]));
+    let articles: Vec<Value> = crate::kb::suggest_for(c, t, 3)?
+        .into_iter()
+        .map(|(a, _)| json!({"id": a.id, "title": a.title}))
+        .collect();
+    put(&mut ctx, "articles", json!(articles));
     send(c, t, &to, &ACKNOWLEDGEMENT, &ctx)?;
     Ok(())
 }

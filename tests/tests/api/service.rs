@@ -661,3 +661,150 @@ Message-ID: <raw1@example.net>\r\nDate: Thu, 3 Dec 2026 10:00:00 +0000\r\nConten
     assert_eq!(f["follow_up_of"], kt.as_str());
     assert_ne!(f["number"], json!(number));
 }
+
+fn article(app: &TestApp, title: &str, body: &str, status: &str) -> String {
+    id_of(&app.post(
+        "/api/v1/kb/articles",
+        &app.admin_token,
+        &json!({"title": title, "body": body, "status": status, "language": "en"}),
+    ))
+}
+
+fn titles(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r["article"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn articles_are_searched_ranked_and_suggested_for_tickets() {
+    let (app, smtp) = with_smtp();
+    let printer = article(
+        &app,
+        "Printer jams",
+        "Open the tray and remove the paper.",
+        "published",
+    );
+    let _toner = article(
+        &app,
+        "Replacing toner",
+        "If the printer shows streaks, replace the toner.",
+        "published",
+    );
+    let _draft = article(&app, "Printer firmware (draft)", "Not ready.", "draft");
+    let vpn = article(
+        &app,
+        "VPN does not connect",
+        "Check the VPN client version.",
+        "published",
+    );
+
+    let found = app
+        .get("/api/v1/kb/search?q=printer", &app.admin_token)
+        .json();
+    assert_eq!(
+        titles(&found),
+        ["Printer jams", "Replacing toner"],
+        "title matches first; drafts never"
+    );
+
+    let kari = contact(&app, "kari@example.net");
+    let t = ticket(
+        &app,
+        json!({"subject": "My printer jams all the time", "description": "Paper stuck", "contact_id": kari, "language": "en"}),
+    );
+    let tid = t["id"].as_str().unwrap_or_default();
+    let suggested = app
+        .get(
+            &format!("/api/v1/tickets/{tid}/suggested-articles"),
+            &app.admin_token,
+        )
+        .json();
+    assert_eq!(
+        titles(&suggested).first().map(String::as_str),
+        Some("Printer jams")
+    );
+    assert!(!titles(&suggested).contains(&"VPN does not connect".to_string()));
+    // The acknowledgement carries the top suggestions.
+    let ack = smtp.wait_for(1);
+    assert!(
+        ack[0].body().contains("- Printer jams"),
+        "{}",
+        ack[0].body()
+    );
+
+    // Revisions, votes, links.
+    let edited = app.patch(
+        &format!("/api/v1/kb/articles/{vpn}"),
+        &app.admin_token,
+        &json!({"body": "Update the VPN client to 5.2."}),
+    );
+    assert_eq!(edited.json()["revision"], 2);
+    let revs = app
+        .get(
+            &format!("/api/v1/kb/articles/{vpn}/revisions"),
+            &app.admin_token,
+        )
+        .json();
+    assert_eq!(revs.as_array().map_or(0, Vec::len), 2);
+    assert_eq!(
+        titles(
+            &app.get("/api/v1/kb/search?q=client", &app.admin_token)
+                .json()
+        ),
+        ["VPN does not connect"]
+    );
+    let (_, agent) = app.user("agent");
+    app.post(
+        &format!("/api/v1/kb/articles/{printer}/votes"),
+        &agent,
+        &json!({"helpful": false}),
+    );
+    app.post(
+        &format!("/api/v1/kb/articles/{printer}/votes"),
+        &agent,
+        &json!({"helpful": true}),
+    );
+    let voted = app
+        .post(
+            &format!("/api/v1/kb/articles/{printer}/votes"),
+            &app.admin_token,
+            &json!({"helpful": true}),
+        )
+        .json();
+    assert_eq!(
+        (
+            voted["helpful_votes"].as_i64(),
+            voted["unhelpful_votes"].as_i64()
+        ),
+        (Some(2), Some(0))
+    );
+    let linked = app.post(
+        &format!("/api/v1/tickets/{tid}/articles"),
+        &agent,
+        &json!({"article_id": printer}),
+    );
+    assert_eq!(linked.status, 200, "{}", linked.text);
+    assert_eq!(linked.json()[0]["id"], printer.as_str());
+
+    // An archived article is no longer found.
+    assert_eq!(
+        app.delete(&format!("/api/v1/kb/articles/{printer}"), &app.admin_token)
+            .status,
+        204
+    );
+    assert_eq!(
+        titles(
+            &app.get("/api/v1/kb/search?q=printer", &app.admin_token)
+                .json()
+        ),
+        ["Replacing toner"]
+    );
+}
