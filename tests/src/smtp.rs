@@ -25,10 +25,11 @@ impl Mail {
         })
     }
 
+    /// The decoded text body (quoted-printable and base64 undone).
     pub fn body(&self) -> String {
-        self.raw
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.replace("=\r\n", ""))
+        mail_parser::MessageParser::default()
+            .parse(self.raw.as_bytes())
+            .and_then(|m| m.body_text(0).map(|b| b.into_owned()))
             .unwrap_or_default()
     }
 }

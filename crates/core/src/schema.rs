@@ -950,6 +950,7 @@ diesel::table! {
         token_hash -> Text,
         expires_at -> Text,
         rating -> Nullable<Integer>,
+        nps -> Nullable<Integer>,
         comment -> Nullable<Text>,
         answered_at -> Nullable<Text>,
         created_at -> Text,

@@ -14,6 +14,7 @@ pub mod queues;
 pub mod routing;
 pub mod sla;
 pub mod sla_policies;
+pub mod surveys;
 pub mod tickets;
 
 use actix_web::web::ServiceConfig;
@@ -46,6 +47,9 @@ pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(sla::compliance)
         .service(inbound::inbound_email)
+        .service(surveys::get_survey)
+        .service(surveys::answer)
+        .service(surveys::report)
         .service(kb::search)
         .service(kb::suggested)
         .service(kb::revisions)
@@ -84,6 +88,10 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/inbound/email", Access::Public),
     Operation::new("POST", "/api/v1/tickets/{id}/status", WRITE),
     Operation::new("GET", "/api/v1/kb/search", READ),
+    // The token in the survey link is the credential.
+    Operation::new("GET", "/api/v1/surveys/{id}", Access::Public),
+    Operation::new("POST", "/api/v1/surveys/{id}", Access::Public),
+    Operation::new("GET", "/api/v1/csat", READ),
     Operation::new("GET", "/api/v1/tickets/{id}/suggested-articles", READ),
     Operation::new("GET", "/api/v1/kb/articles/{id}/revisions", READ),
     Operation::new("POST", "/api/v1/kb/articles/{id}/votes", READ),
@@ -109,6 +117,9 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
     paths(
         sla::compliance,
         inbound::inbound_email,
+        surveys::get_survey,
+        surveys::answer,
+        surveys::report,
         kb::search,
         kb::suggested,
         kb::revisions,
@@ -124,6 +135,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         (name = "queues", description = "Queues with members and skills, routing rules, round-robin, least-loaded and pull assignment"),
         (name = "inbound", description = "Mail gateways and the inbound mail they post: new tickets, threaded replies, follow-ups"),
         (name = "kb", description = "The knowledge base: articles with revisions, full-text search, suggestions for tickets, votes"),
+        (name = "csat", description = "Satisfaction surveys after a ticket is solved (signed, single-use links) and the CSAT and NPS report"),
         (name = "sla", description = "Business calendars, SLA policies, due times in business hours, escalation and compliance"),
     )
 )]

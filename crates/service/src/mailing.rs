@@ -11,16 +11,6 @@ use crm_core::schema::{contact_emails, contacts, mail_messages, ticket_messages,
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-const TICKET_FIELDS: &[&str] = &[
-    "ticket.number",
-    "ticket.subject",
-    "ticket.status",
-    "ticket.priority",
-    "ticket.description",
-    "contact.first_name",
-    "contact.last_name",
-];
-
 pub const ACKNOWLEDGEMENT: Template = Template {
     key: "ticket_acknowledgement",
     description: "Sent to the contact when a ticket is opened",
@@ -59,11 +49,20 @@ pub const REPLY: Template = Template {
 
 pub const SOLVED: Template = Template {
     key: "ticket_solved",
-    description: "Sent to the contact when a ticket is solved",
+    description: "Sent to the contact when a ticket is solved, with the satisfaction survey link",
     subject: "[#{{ ticket.number }}] solved: {{ ticket.subject }}",
     body: "Hello {{ contact.first_name }},\n\nWe marked ticket #{{ ticket.number }} as solved. \
-If it isn't, reply to this mail and we will pick it up again.\n",
-    fields: TICKET_FIELDS,
+If it isn't, reply to this mail and we will pick it up again.\n\nHow did we do? {{ survey.url }}\n",
+    fields: &[
+        "ticket.number",
+        "ticket.subject",
+        "ticket.status",
+        "ticket.priority",
+        "ticket.description",
+        "contact.first_name",
+        "contact.last_name",
+        "survey.url",
+    ],
 };
 
 pub const ESCALATION: Template = Template {
@@ -227,10 +226,12 @@ pub fn reply(c: &mut DbConn, t: &Ticket, agent: &str, body: &str) -> ApiResult<O
     Ok(Some(send(c, t, &to, &REPLY, &ctx)?.message_id))
 }
 
-/// The solved notice.
+/// The solved notice with its satisfaction survey.
 pub fn solved(c: &mut DbConn, t: &Ticket) -> ApiResult<()> {
-    let (to, ctx) = context(c, t)?;
+    let (to, mut ctx) = context(c, t)?;
     let Some(to) = to else { return Ok(()) };
+    let url = crate::surveys::create_for(c, t)?;
+    put(&mut ctx, "survey", json!({"url": url}));
     send(c, t, &to, &SOLVED, &ctx)?;
     Ok(())
 }

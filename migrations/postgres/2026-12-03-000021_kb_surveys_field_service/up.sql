@@ -62,6 +62,8 @@ CREATE TABLE surveys (
     token_hash TEXT NOT NULL UNIQUE,
     expires_at TEXT NOT NULL,
     rating INTEGER,
+    -- 0-10: how likely to recommend us (NPS), optional.
+    nps INTEGER,
     comment TEXT,
     answered_at TEXT,
     created_at TEXT NOT NULL

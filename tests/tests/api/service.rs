@@ -808,3 +808,98 @@ fn articles_are_searched_ranked_and_suggested_for_tickets() {
         ["Replacing toner"]
     );
 }
+
+#[test]
+fn a_solved_ticket_mails_a_single_use_survey() {
+    let (app, smtp) = with_smtp();
+    let (agent, agent_token) = app.user("agent");
+    let q = queue(&app, "round_robin", &[&agent], None);
+    let kari = contact(&app, "kari@example.net");
+    let t = ticket(
+        &app,
+        json!({"subject": "Slow app", "contact_id": kari, "queue_id": q}),
+    );
+    let id = t["id"].as_str().unwrap_or_default();
+    let solved = app.post(
+        &format!("/api/v1/tickets/{id}/status"),
+        &agent_token,
+        &json!({"status": "solved"}),
+    );
+    assert_eq!(solved.status, 200, "{}", solved.text);
+    let mails = smtp.wait_for(2);
+    let body = mails[1].body();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.contains("/api/v1/surveys/"))
+        .unwrap_or_else(|| panic!("no survey link in {body}"))
+        .to_string();
+    let path = link
+        .split_once("/api/v1/")
+        .map(|(_, p)| format!("/api/v1/{p}"))
+        .unwrap_or_default();
+    let (survey_path, token) = path.split_once("?token=").unwrap_or_default();
+    let survey_path = survey_path.to_string();
+
+    // No login: the link is the credential.
+    let shown = app.send("GET", &path, None, &[], None);
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    assert_eq!(shown.json()["ticket_number"], t["number"]);
+    let answer = |tok: &str, rating: i64| {
+        app.post_with(
+            &survey_path,
+            &[("Content-Type", "application/json")],
+            json!({"token": tok, "rating": rating, "nps": 9, "comment": "Quick"})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    answer(&format!("{token}x"), 5).problem(403);
+    answer(token, 6).problem(422);
+    assert_eq!(answer(token, 5).status, 200);
+    answer(token, 1).problem(410);
+
+    let period = &t["created_at"].as_str().unwrap_or_default()[..7];
+    let report = app
+        .get(
+            &format!("/api/v1/csat?period={period}&group_by=agent"),
+            &app.admin_token,
+        )
+        .json();
+    let g = &report["groups"][0];
+    assert_eq!(g["key"], agent.as_str());
+    assert_eq!(
+        (
+            g["responses"].as_i64(),
+            g["average_rating"].as_f64(),
+            g["csat_percent"].as_f64(),
+            g["nps"].as_f64()
+        ),
+        (Some(1), Some(5.0), Some(100.0), Some(100.0))
+    );
+
+    // An expired link is gone.
+    let t2 = ticket(&app, json!({"subject": "Again", "contact_id": kari}));
+    let id2 = t2["id"].as_str().unwrap_or_default();
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/tickets/{id2}/status"),
+            &app.admin_token,
+            &json!({"status": "solved"})
+        )
+        .status,
+        200
+    );
+    let mails = smtp.wait_for(4);
+    let body = mails[3].body();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.contains("/api/v1/surveys/"))
+        .unwrap_or_default()
+        .to_string();
+    let path2 = link
+        .split_once("/api/v1/")
+        .map(|(_, p)| format!("/api/v1/{p}"))
+        .unwrap_or_default();
+    assert_eq!(app.execute(&format!("UPDATE surveys SET expires_at = '2026-01-01T00:00:00.000000Z' WHERE ticket_id = '{id2}'")), 1);
+    app.send("GET", &path2, None, &[], None).problem(410);
+}

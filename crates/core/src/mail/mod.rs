@@ -225,6 +225,15 @@ fn give_up(c: &mut DbConn, payload: &Value, why: &str) {
 }
 
 static SENDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static PUBLIC_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where customers reach the API, for links in mail (`CRM_PUBLIC_URL`).
+pub fn public_url() -> String {
+    PUBLIC_URL
+        .get()
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+}
 
 /// The `From` of the mail the server writes (`CRM_MAIL_FROM`).
 pub fn sender() -> String {
@@ -237,6 +246,7 @@ pub fn sender() -> String {
 /// The `mail.send` job kind, sending with this configuration.
 pub fn register_jobs(registry: &mut JobRegistry, config: &Config) -> Result<(), String> {
     let _ = SENDER.set(config.mail_from.clone());
+    let _ = PUBLIC_URL.set(config.public_url.clone());
     let mailer = Arc::new(Mailer::from_config(config)?);
     registry.register_with_policy(
         SEND,
