@@ -411,7 +411,7 @@ fn record(
     )
 }
 
-fn create_activity(
+pub fn create_activity(
     conn: &mut DbConn,
     me: &Principal,
     input: &ActivityInput,

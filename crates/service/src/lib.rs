@@ -5,6 +5,7 @@
 //! `/api/v1` and merges `Api` into the served OpenAPI document.
 
 pub mod calendars;
+pub mod calls;
 pub mod common;
 pub mod inbound;
 pub mod kb;
@@ -47,6 +48,8 @@ pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(sla::compliance)
         .service(inbound::inbound_email)
+        .service(calls::caller_lookup)
+        .service(calls::log_call)
         .service(surveys::get_survey)
         .service(surveys::answer)
         .service(surveys::report)
@@ -88,6 +91,8 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/inbound/email", Access::Public),
     Operation::new("POST", "/api/v1/tickets/{id}/status", WRITE),
     Operation::new("GET", "/api/v1/kb/search", READ),
+    Operation::new("GET", "/api/v1/caller-lookup", READ),
+    Operation::new("POST", "/api/v1/calls", WRITE),
     // The token in the survey link is the credential.
     Operation::new("GET", "/api/v1/surveys/{id}", Access::Public),
     Operation::new("POST", "/api/v1/surveys/{id}", Access::Public),
@@ -117,6 +122,8 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
     paths(
         sla::compliance,
         inbound::inbound_email,
+        calls::caller_lookup,
+        calls::log_call,
         surveys::get_survey,
         surveys::answer,
         surveys::report,
@@ -134,6 +141,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         (name = "tickets", description = "Customer problems from the first message to the solution: numbers, routing, status, conversation"),
         (name = "queues", description = "Queues with members and skills, routing rules, round-robin, least-loaded and pull assignment"),
         (name = "inbound", description = "Mail gateways and the inbound mail they post: new tickets, threaded replies, follow-ups"),
+        (name = "calls", description = "Inbound call management: the caller lookup for a screen pop, and the call log"),
         (name = "kb", description = "The knowledge base: articles with revisions, full-text search, suggestions for tickets, votes"),
         (name = "csat", description = "Satisfaction surveys after a ticket is solved (signed, single-use links) and the CSAT and NPS report"),
         (name = "sla", description = "Business calendars, SLA policies, due times in business hours, escalation and compliance"),

@@ -322,6 +322,28 @@ pub fn find_row(c: &mut DbConn, id: &str) -> ApiResult<Row> {
         .ok_or_else(|| ApiError::not_found("ticket"))
 }
 
+/// Unsolved tickets of these contacts or accounts, newest first.
+pub fn open_of(
+    c: &mut DbConn,
+    contacts: &[&str],
+    accounts: &[&str],
+    limit: i64,
+) -> ApiResult<Vec<Ticket>> {
+    let rows: Vec<Row> = t::table
+        .filter(
+            t::contact_id
+                .eq_any(contacts)
+                .or(t::account_id.eq_any(accounts)),
+        )
+        .filter(t::status.eq_any(UNSOLVED))
+        .filter(t::archived_at.is_null())
+        .order((t::created_at.desc(), t::id.desc()))
+        .limit(limit)
+        .select(Row::as_select())
+        .load(c)?;
+    Ok(rows.into_iter().map(Ticket::from).collect())
+}
+
 pub fn by_number(c: &mut DbConn, number: i64) -> ApiResult<Option<Ticket>> {
     Ok(t::table
         .filter(t::number.eq(number))

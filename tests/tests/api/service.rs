@@ -903,3 +903,91 @@ fn a_solved_ticket_mails_a_single_use_survey() {
     assert_eq!(app.execute(&format!("UPDATE surveys SET expires_at = '2026-01-01T00:00:00.000000Z' WHERE ticket_id = '{id2}'")), 1);
     app.send("GET", &path2, None, &[], None).problem(410);
 }
+
+#[test]
+fn caller_lookup_finds_the_caller_in_any_format_and_calls_open_tickets() {
+    let app = TestApp::start();
+    let acme = id_of(&app.post(
+        "/api/v1/accounts",
+        &app.admin_token,
+        &json!({"name": "Acme AS"}),
+    ));
+    let kari = id_of(&app.post(
+        "/api/v1/contacts",
+        &app.admin_token,
+        &json!({"first_name": "Kari", "last_name": "Nordmann", "phones": [{"number": "+47 22 33 44 55"}],
+                "accounts": [{"account_id": acme, "role": "user"}]}),
+    ));
+    let lead = id_of(&app.post(
+        "/api/v1/leads",
+        &app.admin_token,
+        &json!({"last_name": "Hansen", "phone": "+4791234567"}),
+    ));
+    let open = ticket(&app, json!({"subject": "Broken", "contact_id": kari}));
+    let solved = ticket(&app, json!({"subject": "Done", "contact_id": kari}));
+    let sid = solved["id"].as_str().unwrap_or_default();
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/tickets/{sid}/status"),
+            &app.admin_token,
+            &json!({"status": "solved"})
+        )
+        .status,
+        200
+    );
+
+    for (phone, region) in [
+        ("%2B47%2022%2033%2044%2055", ""),
+        ("0047%2022334455", "&region=NO"),
+        ("22334455", "&region=no"),
+    ] {
+        let found = app.get(
+            &format!("/api/v1/caller-lookup?phone={phone}{region}"),
+            &app.admin_token,
+        );
+        assert_eq!(found.status, 200, "{phone}: {}", found.text);
+        let f = found.json();
+        assert_eq!(f["e164"], "+4722334455");
+        assert_eq!(f["contacts"][0]["id"], kari.as_str(), "{phone}");
+        assert_eq!(f["accounts"][0]["id"], acme.as_str());
+        let open_ids: Vec<&Value> = f["open_tickets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| &t["id"])
+            .collect();
+        assert_eq!(open_ids, [&open["id"]], "only unsolved tickets");
+    }
+    let f = app
+        .get(
+            "/api/v1/caller-lookup?phone=91234567&region=NO",
+            &app.admin_token,
+        )
+        .json();
+    assert_eq!(f["leads"][0]["id"], lead.as_str());
+    assert_eq!(f["contacts"], json!([]));
+    app.get("/api/v1/caller-lookup?phone=12", &app.admin_token)
+        .problem(422);
+
+    // Logging the call records an activity on the only contact with the number and opens a ticket.
+    let (_, agent) = app.user("agent");
+    let call = app.post(
+        "/api/v1/calls",
+        &agent,
+        &json!({"phone": "22 33 44 55", "region": "NO", "subject": "Router down", "notes": "Red light", "open_ticket": true}),
+    );
+    assert_eq!(call.status, 201, "{}", call.text);
+    let logged = call.json();
+    assert_eq!(logged["ticket"]["channel"], "phone");
+    assert_eq!(logged["ticket"]["contact_id"], kari.as_str());
+    assert_eq!(logged["ticket"]["account_id"], acme.as_str());
+    assert_eq!(logged["activity"]["kind"], "call");
+    let f = app
+        .get(
+            "/api/v1/caller-lookup?phone=%2B4722334455",
+            &app.admin_token,
+        )
+        .json();
+    assert_eq!(f["recent_activities"][0]["subject"], "Router down");
+    assert_eq!(f["open_tickets"].as_array().map_or(0, Vec::len), 2);
+}
