@@ -56,7 +56,7 @@ pub struct CallerContact {
     pub account_ids: Vec<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, Queryable)]
 pub struct CallerLead {
     pub id: String,
     pub first_name: Option<String>,
@@ -127,13 +127,7 @@ fn lookup(c: &mut DbConn, me: &Principal, e164: &str) -> ApiResult<CallerLookup>
         .filter(accounts::id.eq_any(&account_ids))
         .select((accounts::id, accounts::name))
         .load(c)?;
-    let lead_rows: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-    )> = leads::table
+    let leads: Vec<CallerLead> = leads::table
         .filter(
             leads::phone_e164.eq(e164).or(leads::id.eq_any(
                 lead_phones::table
@@ -191,16 +185,7 @@ fn lookup(c: &mut DbConn, me: &Principal, e164: &str) -> ApiResult<CallerLookup>
                 last_name,
             })
             .collect(),
-        leads: lead_rows
-            .into_iter()
-            .map(|(id, first_name, last_name, company, status)| CallerLead {
-                id,
-                first_name,
-                last_name,
-                company,
-                status,
-            })
-            .collect(),
+        leads,
         accounts,
         open_tickets,
         recent_activities,
