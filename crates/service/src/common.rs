@@ -54,7 +54,7 @@ pub fn record_as<T: Serialize>(
     )
 }
 
-/// Service records (tickets, their messages) show on their contact's and account's timeline.
+/// Tickets, work orders and warranty claims show on their contact's and account's timeline.
 fn on_customer_timeline(
     c: &mut DbConn,
     actor: &Actor,
@@ -62,18 +62,25 @@ fn on_customer_timeline(
     record: &Value,
     changes: &Value,
 ) -> ApiResult<()> {
-    if entity_type != "ticket" {
-        return Ok(());
-    }
-    let summary = format!(
-        "ticket #{} {}: {}",
-        record.get("number").cloned().unwrap_or_default(),
-        action.replace('_', " "),
-        record
-            .get("subject")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    );
+    let summary = match entity_type {
+        "ticket" => format!(
+            "ticket #{} {}: {}",
+            record.get("number").cloned().unwrap_or_default(),
+            action.replace('_', " "),
+            record
+                .get("subject")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        ),
+        "work_order" | "warranty_claim" => {
+            format!(
+                "{} {}",
+                entity_type.replace('_', " "),
+                action.replace('_', " ")
+            )
+        }
+        _ => return Ok(()),
+    };
     for (kind, field) in [("contact", "contact_id"), ("account", "account_id")] {
         if let Some(owner) = record.get(field).and_then(Value::as_str) {
             crm_core::timeline::add(

@@ -17,6 +17,8 @@ pub mod sla;
 pub mod sla_policies;
 pub mod surveys;
 pub mod tickets;
+pub mod warranty;
+pub mod work_orders;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
@@ -73,6 +75,8 @@ crm_core::resources!(
     sla_policies::SlaPolicies,
     inbound::MailGateways,
     kb::Articles,
+    work_orders::WorkOrders,
+    warranty::WarrantyClaims,
 );
 
 /// This domain's integrable objects.
@@ -144,6 +148,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         (name = "calls", description = "Inbound call management: the caller lookup for a screen pop, and the call log"),
         (name = "kb", description = "The knowledge base: articles with revisions, full-text search, suggestions for tickets, votes"),
         (name = "csat", description = "Satisfaction surveys after a ticket is solved (signed, single-use links) and the CSAT and NPS report"),
+        (name = "field-service", description = "Work orders for visits at the customer's site, a technician's day, and warranty claims checked against the order"),
         (name = "sla", description = "Business calendars, SLA policies, due times in business hours, escalation and compliance"),
     )
 )]

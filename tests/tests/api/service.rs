@@ -991,3 +991,140 @@ fn caller_lookup_finds_the_caller_in_any_format_and_calls_open_tickets() {
     assert_eq!(f["recent_activities"][0]["subject"], "Router down");
     assert_eq!(f["open_tickets"].as_array().map_or(0, Vec::len), 2);
 }
+
+#[test]
+fn work_orders_make_a_technicians_day_and_warranty_claims_are_checked() {
+    let app = TestApp::start();
+    let acme = id_of(&app.post(
+        "/api/v1/accounts",
+        &app.admin_token,
+        &json!({"name": "Acme AS", "shipping_address": {"street": "Storgata 1", "city": "Oslo", "country": "NO"}}),
+    ));
+    let boiler = id_of(&app.post(
+        "/api/v1/products",
+        &app.admin_token,
+        &json!({"sku": "BOILER", "name": "Boiler", "warranty_months": 24}),
+    ));
+    let valve = id_of(&app.post(
+        "/api/v1/products",
+        &app.admin_token,
+        &json!({"sku": "VALVE", "name": "Valve"}),
+    ));
+    let pump = id_of(&app.post(
+        "/api/v1/products",
+        &app.admin_token,
+        &json!({"sku": "PUMP", "name": "Pump", "warranty_months": 12}),
+    ));
+    let today = chrono::Utc::now().date_naive();
+    let recent = (today - chrono::Duration::days(200)).to_string();
+    let old = (today - chrono::Duration::days(800)).to_string();
+    let order = |on: &str, products: &[&str]| {
+        let lines: Vec<Value> = products
+            .iter()
+            .map(|p| json!({"product_id": p, "quantity": 1, "unit_price": 1000}))
+            .collect();
+        id_of(&app.post(
+            "/api/v1/orders",
+            &app.admin_token,
+            &json!({"account_id": acme, "currency": "NOK", "ordered_on": on, "lines": lines}),
+        ))
+    };
+    let new_order = order(&recent, &[&boiler, &valve]);
+    let old_order = order(&old, &[&pump]);
+
+    let t = ticket(&app, json!({"subject": "Boiler leaks", "account_id": acme}));
+    let tid = t["id"].as_str().unwrap_or_default();
+    let claim = |order: &str, product: &str| {
+        app.post(
+            "/api/v1/warranty-claims",
+            &app.admin_token,
+            &json!({"order_id": order, "product_id": product, "ticket_id": tid}),
+        )
+    };
+    let ok = claim(&new_order, &boiler);
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    assert_eq!(ok.json()["status"], "approved");
+    let late = claim(&old_order, &pump).json();
+    assert_eq!(late["status"], "rejected");
+    assert!(
+        late["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("12-month warranty ended"),
+        "{late}"
+    );
+    assert_eq!(
+        claim(&new_order, &valve).json()["reason"],
+        "the product has no warranty"
+    );
+    let p = claim(&new_order, &pump).problem(422);
+    assert_eq!(p["errors"][0]["field"], "product_id");
+
+    // A technician's day.
+    let (tech, tech_token) = app.user("agent");
+    let day = "2027-03-01";
+    let wo = |start: &str, end: &str| {
+        app.post(
+            "/api/v1/work-orders",
+            &app.admin_token,
+            &json!({"ticket_id": tid, "kind": "repair", "technician_id": tech, "window_start": start, "window_end": end,
+                    "parts": [{"product_id": valve, "quantity": 2}]}),
+        )
+    };
+    let afternoon = wo(&format!("{day}T13:00:00Z"), &format!("{day}T15:00:00Z"));
+    assert_eq!(afternoon.status, 201, "{}", afternoon.text);
+    let w = afternoon.json();
+    assert_eq!(w["account_id"], acme.as_str(), "from the ticket");
+    assert_eq!(
+        w["site_address"]["city"], "Oslo",
+        "the account's shipping address"
+    );
+    assert_eq!(
+        wo(&format!("{day}T08:00:00Z"), &format!("{day}T10:00:00Z")).status,
+        201
+    );
+    assert_eq!(
+        wo("2027-03-02T08:00:00Z", "2027-03-02T09:00:00Z").status,
+        201
+    );
+    let bad = wo(&format!("{day}T10:00:00Z"), &format!("{day}T09:00:00Z")).problem(422);
+    assert_eq!(bad["errors"][0]["field"], "window_end");
+
+    let mine = app
+        .get(
+            &format!("/api/v1/work-orders?technician_id=me&date={day}"),
+            &tech_token,
+        )
+        .json();
+    let starts: Vec<&str> = mine["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w["window_start"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            format!("{day}T08:00:00.000000Z"),
+            format!("{day}T13:00:00.000000Z")
+        ]
+    );
+    let wid = w["id"].as_str().unwrap_or_default();
+    let done = app.patch(
+        &format!("/api/v1/work-orders/{wid}"),
+        &tech_token,
+        &json!({"status": "completed", "notes": "Replaced two valves"}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.json()["completed_at"].is_string());
+    let timeline = app
+        .get(
+            &format!("/api/v1/accounts/{acme}/timeline"),
+            &app.admin_token,
+        )
+        .text;
+    assert!(
+        timeline.contains("work_order.created") && timeline.contains("warranty_claim.created"),
+        "{timeline}"
+    );
+}
