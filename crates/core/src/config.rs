@@ -101,6 +101,9 @@ pub struct Config {
     pub mail_from: String,
     /// The address customers reach the API at, for links in mail (surveys).
     pub public_url: String,
+    /// A ticket still unsolved this long after it was opened is reported to its queue's
+    /// manager (once), whatever its SLA.
+    pub unresolved_notify_after: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -192,6 +195,9 @@ impl Config {
             smtp_url: var("SMTP_URL").map(Secret),
             mail_from: var("CRM_MAIL_FROM").unwrap_or_else(|| "CRM <crm@localhost>".into()),
             public_url: var("CRM_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            unresolved_notify_after: Duration::from_secs(
+                number::<u64>("CRM_UNRESOLVED_NOTIFY_HOURS", 72)? * 3600,
+            ),
         })
     }
 
@@ -234,6 +240,7 @@ impl Config {
             smtp_url: None,
             mail_from: "CRM <support@example.com>".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            unresolved_notify_after: Duration::from_secs(72 * 3600),
         }
     }
 }

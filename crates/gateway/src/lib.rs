@@ -53,7 +53,7 @@ pub fn objects() -> ObjectRegistry {
             crm_sales::OBJECTS,
             crm_service::OBJECTS,
         ],
-        &[crm_customers::EVENT_SOURCES],
+        &[crm_customers::EVENT_SOURCES, crm_service::EVENT_SOURCES],
     )
 }
 

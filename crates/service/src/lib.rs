@@ -82,6 +82,29 @@ crm_core::resources!(
 /// This domain's integrable objects.
 pub const OBJECTS: &[ObjectKind] = &[tickets::OBJECT];
 
+const fn internal(entity: &'static str, read: Permission) -> crm_core::objects::EventSource {
+    crm_core::objects::EventSource {
+        entity,
+        read,
+        visible_to: crm_core::visibility::sees_all,
+    }
+}
+
+/// Entity types of this domain's events beside its objects (in the change feed and for
+/// webhooks), and who may see them.
+pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
+    internal("ticket_message", Permission::ServiceRead),
+    internal("work_order", Permission::ServiceRead),
+    internal("warranty_claim", Permission::ServiceRead),
+    internal("survey", Permission::ServiceRead),
+    internal("kb_article", Permission::ServiceRead),
+    internal("queue", Permission::ServiceRead),
+    internal("routing_rule", Permission::ServiceRead),
+    internal("sla_policy", Permission::ServiceRead),
+    internal("business_calendar", Permission::ServiceRead),
+    internal("mail_gateway", Permission::ServiceManage),
+];
+
 /// The templates of the mail this domain writes.
 pub const TEMPLATES: &[&crm_core::mail::templates::Template] = mailing::TEMPLATES;
 
@@ -110,13 +133,20 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/queues/{id}/next", WRITE),
 ];
 
-/// This domain's background work: the SLA check once a minute.
-pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
+/// This domain's background work: the SLA check once a minute, which also reports tickets
+/// unsolved for longer than `unresolved_after` to their queue's manager.
+pub fn register_jobs(
+    registry: &mut crm_core::jobs::JobRegistry,
+    unresolved_after: std::time::Duration,
+) {
     registry.register_scheduled(
         sla::TASK,
-        "Escalate SLA breaches and upcoming breaches of unsolved tickets",
+        "Escalate SLA breaches and upcoming breaches, and report long-unresolved tickets",
         std::time::Duration::from_secs(60),
-        |conn, _| sla::check(conn),
+        move |conn, _| {
+            sla::check(conn)?;
+            sla::report_unresolved(conn, unresolved_after)
+        },
     );
 }
 

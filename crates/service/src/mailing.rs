@@ -256,7 +256,11 @@ pub fn escalation(
         &mut ctx,
         "sla",
         json!({
-        "event": if event == "sla_breached" { "breached" } else { "breaches soon" },
+        "event": match event {
+            "sla_breached" => "breached",
+            "unresolved" => "still unresolved",
+            _ => "breaches soon",
+        },
         "clock": clock.replace('_', " "),
         "due_at": due,
         }),

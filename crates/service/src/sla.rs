@@ -275,6 +275,59 @@ fn escalate(c: &mut DbConn, id: &str, now: DateTime<Utc>) -> ApiResult<()> {
     Ok(())
 }
 
+/// Tickets unsolved for longer than `after` are reported once to their queue's manager by
+/// mail, and as `ticket.unresolved_notice` (webhooks).
+pub fn report_unresolved(c: &mut DbConn, after: std::time::Duration) -> JobResult {
+    let before = ids::format_ts(Utc::now() - Duration::seconds(after.as_secs() as i64));
+    let stale: Vec<String> = t::table
+        .filter(t::status.eq_any(tickets::UNSOLVED))
+        .filter(t::archived_at.is_null())
+        .filter(t::created_at.lt(&before))
+        .filter(t::sla_state.not_like("%unresolved_notice%"))
+        .select(t::id)
+        .limit(1000)
+        .load(c)
+        .map_err(|e| JobFailure::from(e.to_string()))?;
+    let hours = after.as_secs() / 3600;
+    for id in stale {
+        db::write_tx(c, |c| notify_unresolved(c, &id, hours))
+            .map_err(|e| JobFailure::from(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn notify_unresolved(c: &mut DbConn, id: &str, hours: u64) -> ApiResult<()> {
+    db::lock_row(c, "tickets", id)?;
+    let mut state = state_of(c, id)?;
+    if state.escalated.iter().any(|e| e == "unresolved_notice") {
+        return Ok(());
+    }
+    state.escalated.push("unresolved_notice".into());
+    diesel::update(t::table.find(id))
+        .set(t::sla_state.eq(json_text(&state)))
+        .execute(c)?;
+    let ticket = tickets::find_any(c, id)?;
+    let changes = json!({"unresolved_for_hours": hours});
+    common::record_as(
+        c,
+        &Actor::system(),
+        "ticket",
+        "unresolved_notice",
+        id,
+        changes,
+        &ticket,
+    )?;
+    let manager = match &ticket.queue_id {
+        Some(q) => crate::queues::find(c, q)?.manager_id,
+        None => None,
+    };
+    if let Some(m) = manager {
+        let since = format!("{hours} hours after it was opened");
+        mailing::escalation(c, &ticket, &m, "unresolved", "resolution", &since)?;
+    }
+    Ok(())
+}
+
 /// The compliance report's parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
