@@ -111,6 +111,33 @@ fn the_sales_walkthrough_goes_from_lead_to_won_deal_and_commission() {
 }
 
 #[test]
+fn the_service_walkthrough_goes_from_inbound_mail_to_survey() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("service"));
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    let group = &report["groups"][0];
+    assert_eq!(group["responses"], 1, "{stdout}");
+    assert_eq!(group["average_rating"], 5.0);
+    assert_eq!(group["nps"], 100.0);
+    let tickets = app.get("/api/v1/tickets", &app.admin_token).json();
+    let t = &tickets["data"][0];
+    assert_eq!(t["status"], "solved");
+    assert_eq!(t["channel"], "email");
+    let id = t["id"].as_str().unwrap_or_default();
+    let convo = app
+        .get(&format!("/api/v1/tickets/{id}/messages"), &app.admin_token)
+        .json();
+    let kinds: Vec<&str> = convo["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["inbound", "public", "inbound"]);
+    assert!(t["first_responded_at"].is_string() && t["resolution_due_at"].is_string());
+}
+
+#[test]
 fn the_billing_walkthrough_works_when_pasted_into_a_shell() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("billing"));
