@@ -91,6 +91,18 @@ bench_one() {
   run "opportunity board column by amount" GET "/api/v1/opportunities?pipeline_id=$pipeline&stage=propose&sort=-amount&limit=50"
   run "forecast 2026-Q4 by owner" GET "/api/v1/forecasts?period=2026-Q4&group_by=owner"
   run "account recommendations" GET "/api/v1/accounts/$account/recommendations"
+  # Service: the screen pop for a known number, an agent's open tickets, and the queue pull
+  # (the bench's admin joins the seeded queue; each pull assigns a waiting ticket).
+  local e164 queue me agent
+  e164=$(echo "$first" | python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(json.load(sys.stdin)["data"][0]["phones"][0]["e164"]))')
+  run "caller lookup" GET "/api/v1/caller-lookup?phone=$e164"
+  queue=$(curl -sf "$base/api/v1/queues?limit=1" -H "$H")
+  agent=$(echo "$queue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["members"][0]["user_id"])')
+  run "an agent's open tickets" GET "/api/v1/tickets?assignee_id=$agent&unsolved=true&limit=50"
+  me=$(curl -sf "$base/api/v1/users/me" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -sf -X PATCH "$base/api/v1/queues/$(echo "$queue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')" -H "$H" \
+    -H 'Content-Type: application/json' -d "$(echo "$queue" | ME="$me" python3 -c 'import json,os,sys; q=json.load(sys.stdin)["data"][0]; print(json.dumps({"members": q["members"] + [{"user_id": os.environ["ME"], "skills": []}]}))')" >/dev/null
+  run "queue pull (next ticket)" POST "/api/v1/queues/$(echo "$queue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')/next" "{}"
   run "create contact" POST "/api/v1/contacts" "$new"
   run "batch of 200 creates" POST "/api/v1/contacts/batch" "$batch"
 

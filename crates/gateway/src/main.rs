@@ -132,14 +132,15 @@ fn seed_data(config: &Config, scale: f64, seed: u64) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "seeded {} accounts, {} contacts, {} activities, {} leads, {} opportunities, {} orders \
-         with {} lines in {secs:.1} s",
+         with {} lines, {} tickets in {secs:.1} s",
         done.accounts,
         done.contacts,
         done.activities,
         done.sales.leads,
         done.sales.opportunities,
         done.sales.orders,
-        done.sales.order_lines
+        done.sales.order_lines,
+        done.tickets
     );
     Ok(())
 }

@@ -21,6 +21,7 @@ fn seeded() -> TestApp {
         ),
         (100, 100, 100, 500)
     );
+    assert_eq!(done.tickets, 250);
     app
 }
 
@@ -147,6 +148,47 @@ fn seeded_sales_data_answers_the_sales_questions() {
             .is_some_and(|p| !p.is_empty()),
         "{recs}"
     );
+}
+
+#[test]
+fn seeded_tickets_fill_a_queue_agents_pull_from() {
+    let app = seeded();
+    let t = &app.admin_token;
+    let queue = app.get("/api/v1/queues", t).json();
+    let q = &queue["data"][0];
+    let agent = q["members"][0]["user_id"].as_str().unwrap_or_default();
+    let open = app
+        .get(
+            &format!("/api/v1/tickets?assignee_id={agent}&unsolved=true&limit=200"),
+            t,
+        )
+        .json();
+    let rows = open["data"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !rows.is_empty()
+            && rows.iter().all(|r| r["assignee_id"] == agent
+                && r["status"] != "solved"
+                && r["status"] != "closed")
+    );
+    // The next number continues after the seeded ones.
+    let made = app.post(
+        "/api/v1/tickets",
+        t,
+        &serde_json::json!({"subject": "After the seed"}),
+    );
+    assert_eq!(made.json()["number"], 1251);
+    // A seeded contact's number finds them with their tickets.
+    let contact = app.get("/api/v1/contacts?limit=1", t).json();
+    let e164 = contact["data"][0]["phones"][0]["e164"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let found = app.get(
+        &format!("/api/v1/caller-lookup?phone={}", urlencode(&e164)),
+        t,
+    );
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert_eq!(found.json()["contacts"][0]["id"], contact["data"][0]["id"]);
 }
 
 fn urlencode(s: &str) -> String {

@@ -2,7 +2,8 @@
 //! 100,000 accounts, 1,000,000 contacts (each with an email, a phone and an account link; a
 //! third with a second email) and 3,000,000 activities, owned by 20 sales reps with uneven
 //! books, over accounts of very uneven size (a few hold thousands of contacts); and the sales
-//! data of `sales`: 200,000 leads, 200,000 opportunities and 1,000,000 order lines.
+//! data of `sales`: 200,000 leads, 200,000 opportunities and 1,000,000 order lines; and the
+//! service data of `service`: 500,000 tickets in a pull queue under an SLA policy.
 //!
 //! Rows go in with multi-row inserts of 1,000 on the backend's own connection (the bulk
 //! path: no audit, events or webhooks, which describe changes people made, not a load).
@@ -62,6 +63,7 @@ pub struct Seeded {
     pub contacts: usize,
     pub activities: usize,
     pub sales: sales::SalesSeeded,
+    pub tickets: usize,
 }
 
 /// Insert a batch of rows on the concrete backend connection: multi-row inserts do not
@@ -76,6 +78,7 @@ macro_rules! insert_rows {
 }
 
 pub mod sales;
+pub mod service;
 
 struct Gen {
     rng: StdRng,
@@ -133,6 +136,7 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
         seed_contacts(conn, &mut gen, &reps, &accounts, n_contacts).map_err(|e| e.to_string())?;
     let sales =
         sales::seed_sales(conn, &mut gen, &reps, &accounts, scale).map_err(|e| e.to_string())?;
+    let tickets = service::seed_service(conn, &mut gen, &reps, scale).map_err(|e| e.to_string())?;
     // Fresh statistics: planned on the empty tables' estimates, PostgreSQL would scan all
     // contacts for a page until autovacuum came round. VACUUM also marks the pages all
     // visible, so index-only scans (search terms) need not visit the table.
@@ -146,6 +150,7 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
         contacts: n_contacts,
         activities,
         sales,
+        tickets,
     })
 }
 
