@@ -401,14 +401,6 @@ pub async fn inbound_email(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let key = req
-        .headers()
-        .get("x-gateway-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApiError::Unauthorized("send the mail gateway's key as X-Gateway-Key".into())
-        })?;
     let raw = req
         .headers()
         .get("content-type")
@@ -426,6 +418,16 @@ pub async fn inbound_email(
             "the message has no sender address",
         )]));
     }
+    // The body is read before the key is checked: a bad message gets the same problem with
+    // or without a key, and only the key decides whether anything is recorded.
+    let key = req
+        .headers()
+        .get("x-gateway-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("send the mail gateway's key as X-Gateway-Key".into())
+        })?;
     let outcome = state.db(move |c| receive(c, &key, parsed)).await?;
     let created = matches!(outcome.outcome.as_str(), "created" | "follow_up");
     Ok(if created {

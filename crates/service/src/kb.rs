@@ -365,6 +365,9 @@ pub async fn search(
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::ServiceRead)?;
     let p = query.into_inner();
+    if p.limit.is_some_and(|l| !(1..=50).contains(&l)) {
+        return Err(ApiError::BadRequest("limit must be 1 to 50".into()));
+    }
     let found = state
         .db(move |c| ranked(c, &p.q, p.language.as_deref(), p.limit.unwrap_or(10)))
         .await?;

@@ -210,7 +210,7 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
                     &app,
                     &probe,
                     "a limit over 200",
-                    &format!("{url}?limit=500"),
+                    &format!("{url}{}limit=500", sep(&url)),
                     None,
                     400,
                     &mut failures,

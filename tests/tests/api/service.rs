@@ -543,7 +543,7 @@ fn inbound_mail_opens_threads_and_follows_up_tickets() {
     let no_key = app.post_with(
         "/api/v1/inbound/email",
         &[("Content-Type", "application/json")],
-        b"{}",
+        br#"{"from": "a@b.example", "subject": "hi"}"#,
     );
     no_key.problem(401);
     let p = inbound(&app, &key, json!({"subject": "No sender"})).problem(422);
