@@ -72,6 +72,7 @@ pub struct MailGateway {
     pub archived_at: Option<String>,
     /// The key to send as `X-Gateway-Key`: in the create response only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub key: Option<String>,
 }
 

@@ -368,6 +368,19 @@ pub async fn search(
     if p.limit.is_some_and(|l| !(1..=50).contains(&l)) {
         return Err(ApiError::BadRequest("limit must be 1 to 50".into()));
     }
+    if !(1..=1000).contains(&p.q.chars().count()) {
+        return Err(ApiError::BadRequest(
+            "q must be 1 to 1000 characters".into(),
+        ));
+    }
+    if p.language
+        .as_ref()
+        .is_some_and(|l| !(2..=10).contains(&l.chars().count()))
+    {
+        return Err(ApiError::BadRequest(
+            "language must be 2 to 10 characters".into(),
+        ));
+    }
     let found = state
         .db(move |c| ranked(c, &p.q, p.language.as_deref(), p.limit.unwrap_or(10)))
         .await?;
@@ -518,6 +531,7 @@ pub async fn vote(
 
 /// The body of a link.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ArticleLink)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
     #[schema(format = "uuid")]

@@ -27,6 +27,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = MessageKind)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// An agent's reply, mailed to the contact.

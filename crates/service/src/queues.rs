@@ -27,6 +27,7 @@ use validator::Validate;
 
 /// How a queue hands out new tickets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = QueueAssignment)]
 #[serde(rename_all = "snake_case")]
 pub enum Assignment {
     RoundRobin,

@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = TicketStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     New,
@@ -64,6 +65,7 @@ impl Priority {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = TicketChannel)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Email,

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = WorkOrderKind)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Repair,
