@@ -173,11 +173,14 @@ fn sort_text(keys: &[SortKey]) -> String {
 }
 
 fn parse_sort(raw: &str, spec: &ListSpec) -> Result<Vec<SortKey>, ApiError> {
+    if raw.is_empty() {
+        return parse_sort(spec.default_sort, spec);
+    }
     let mut keys: Vec<SortKey> = Vec::new();
-    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in raw.split(',') {
         let (desc, field) = match part.strip_prefix('-') {
             Some(f) => (true, f),
-            None => (false, part.strip_prefix('+').unwrap_or(part)),
+            None => (false, part),
         };
         let custom = spec.sort_fields.contains(&"custom.*") && field.starts_with("custom.");
         if !spec.sort_fields.contains(&field) && !custom {
@@ -196,9 +199,6 @@ fn parse_sort(raw: &str, spec: &ListSpec) -> Result<Vec<SortKey>, ApiError> {
             field: field.to_string(),
             desc,
         });
-    }
-    if keys.is_empty() {
-        return parse_sort(spec.default_sort, spec);
     }
     // A custom field (checked against its definition by the resource) sorts alone, with
     // the id as the tie-breaker.
@@ -559,6 +559,10 @@ mod tests {
         assert!(parse(pairs(&[("sort", "password")]), &SPEC).is_err());
         assert!(parse(pairs(&[("colour", "red")]), &SPEC).is_err());
         assert!(parse(pairs(&[("limit", "201")]), &SPEC).is_err());
+        // What the documented pattern refuses is refused, not read as the default sort.
+        for odd in ["\n", "name,", ",name", " name", "--name"] {
+            assert!(parse(pairs(&[("sort", odd)]), &SPEC).is_err(), "{odd:?}");
+        }
         let p = parse(
             pairs(&[("sort", "-name,created_at"), ("role", "admin")]),
             &SPEC,

@@ -20,10 +20,10 @@ Compatibility: within `/api/v1` fields and operations are only added. A deprecat
 says `deprecated: true` here and answers with `Deprecation` and `Sunset` headers before it is \
 removed; CHANGELOG.md in the repository lists every change.";
 
-/// The document as a JSON value: what `/openapi.json` serves and the repository commits.
-pub fn document() -> Value {
-    let mut doc = crm_core::identity::IdentityApi::openapi();
-    for part in [
+/// Every crate's fragment of the document.
+fn parts() -> Vec<Document> {
+    vec![
+        crm_core::identity::IdentityApi::openapi(),
         crm_core::identity::resource_document(),
         crate::observability::HealthApi::openapi(),
         crm_core::integrations::Api::openapi(),
@@ -38,7 +38,16 @@ pub fn document() -> Value {
         crm_service::resource_document(),
         crm_partners::Api::openapi(),
         crm_analytics::Api::openapi(),
-    ] {
+    ]
+}
+
+/// The document as a JSON value: what `/openapi.json` serves and the repository commits.
+pub fn document() -> Value {
+    let mut parts = parts().into_iter();
+    let mut doc = parts
+        .next()
+        .unwrap_or_else(crm_core::identity::IdentityApi::openapi);
+    for part in parts {
         doc.merge(part);
     }
     doc.info = InfoBuilder::new()
@@ -92,4 +101,37 @@ pub fn document_json() -> String {
     let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// `merge` keeps the first schema of a name and silently drops the rest: two crates that
+    /// both declare a `Status` would publish one of them for both. Same name, same schema.
+    #[test]
+    fn no_two_crates_publish_different_schemas_under_one_name() {
+        let mut seen: BTreeMap<String, Value> = BTreeMap::new();
+        let mut clashes = Vec::new();
+        for part in parts() {
+            let Some(components) = part.components else {
+                continue;
+            };
+            for (name, schema) in components.schemas {
+                let schema = serde_json::to_value(&schema).unwrap_or_default();
+                match seen.get(&name) {
+                    Some(first) if *first != schema => clashes.push(name),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(name, schema);
+                    }
+                }
+            }
+        }
+        assert!(
+            clashes.is_empty(),
+            "schemas declared twice, differently: {clashes:?}"
+        );
+    }
 }

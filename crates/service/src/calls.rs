@@ -211,7 +211,7 @@ fn e164_or_422(phone: &str, region: Option<&str>) -> ApiResult<String> {
 /// that can't be one is a 422. Everyone inside the company (`ServiceRead`).
 #[utoipa::path(get, path = "/api/v1/caller-lookup", tag = "calls", operation_id = "lookup_caller",
     params(LookupParams),
-    responses((status = 200, description = "What is known about the caller", body = CallerLookup), (status = 422, description = "The number can't be a phone number", body = crm_core::error::Problem), ReadProblems))]
+    responses((status = 200, description = "What is known about the caller", body = CallerLookup), (status = 422, description = "The number can't be a phone number", body = crm_core::error::Problem, content_type = "application/problem+json"), ReadProblems))]
 #[get("/caller-lookup")]
 pub async fn caller_lookup(
     state: web::Data<AppState>,

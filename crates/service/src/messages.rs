@@ -17,7 +17,7 @@ use crm_core::extract::{path_id, Json};
 use crm_core::ids;
 use crm_core::list::{self, ListSpec, Page};
 use crm_core::params::PageParams;
-use crm_core::respond::{ListProblems, WriteProblems};
+use crm_core::respond::{ReadProblems, WriteProblems};
 use crm_core::schema::{ticket_messages as m, tickets as t};
 use crm_core::state::AppState;
 use diesel::prelude::*;
@@ -289,7 +289,7 @@ pub async fn create(
         PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at)(,-?(created_at))*$", description = "created_at (default) or -created_at"),
     ),
-    responses((status = 200, description = "A page of messages", body = Page<Message>), ListProblems))]
+    responses((status = 200, description = "A page of messages", body = Page<Message>), ReadProblems))]
 #[get("/tickets/{id}/messages")]
 pub async fn list_messages(
     state: web::Data<AppState>,

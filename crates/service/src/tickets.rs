@@ -292,7 +292,7 @@ pub const LIST: ListSpec = ListSpec {
         Filter::text("category", "Tickets in this category"),
         Filter::bool(
             "unsolved",
-            "true: only new, open, pending customer and on hold",
+            "true: only new, open, pending customer and on hold; false: only solved and closed",
         ),
     ],
     search: None,
@@ -870,8 +870,10 @@ pub fn load_page(c: &mut DbConn, me: &Principal, p: &ListParams) -> ApiResult<Pa
     if let Some(v) = p.filter("category") {
         q = q.filter(t::category.eq(v.to_string()));
     }
-    if p.filter("unsolved") == Some("true") {
-        q = q.filter(t::status.eq_any(UNSOLVED));
+    match p.bool_filter("unsolved")? {
+        Some(true) => q = q.filter(t::status.eq_any(UNSOLVED)),
+        Some(false) => q = q.filter(t::status.ne_all(UNSOLVED)),
+        None => {}
     }
     let rows: Vec<Row> = apply_sort(q, p)?.select(Row::as_select()).load(c)?;
     list::page(rows.into_iter().map(Ticket::from).collect(), p)

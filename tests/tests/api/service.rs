@@ -995,6 +995,21 @@ fn caller_lookup_finds_the_caller_in_any_format_and_calls_open_tickets() {
     app.get("/api/v1/caller-lookup?phone=12", &app.admin_token)
         .problem(422);
 
+    // The list filter says the same, both ways, and refuses what is not a boolean.
+    let listed = |query: &str| -> Vec<Value> {
+        app.get(&format!("/api/v1/tickets?{query}"), &app.admin_token)
+            .json()["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["id"].clone())
+            .collect()
+    };
+    assert_eq!(listed("unsolved=true"), [open["id"].clone()]);
+    assert_eq!(listed("unsolved=false"), [json!(sid)]);
+    app.get("/api/v1/tickets?unsolved=maybe", &app.admin_token)
+        .problem(400);
+
     // Logging the call records an activity on the only contact with the number and opens a ticket.
     let (_, agent) = app.user("agent");
     let call = app.post(

@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// Names ending in `_id` that hold a client's own key or label, not one of our UUIDs.
-const NOT_UUIDS: &[&str] = &["external_id", "request_id", "reference_id"];
+// `message_id` is an RFC 5322 Message-ID (`<uuid>@domain`), not a bare UUID.
+const NOT_UUIDS: &[&str] = &["external_id", "request_id", "reference_id", "message_id"];
 /// Fields that hold UUIDs without ending in `_id`.
 const UUID_NAMES: &[&str] = &[
     "id",
@@ -30,6 +31,7 @@ const SOMETIMES_SENT: &[(&str, &str)] = &[
     ("Problem", "errors"),
     ("FieldDescription", "options"),
     ("Webhook", "secret"),
+    ("MailGateway", "key"),
 ];
 
 pub fn apply(doc: &mut Value, table: &AccessTable) {
