@@ -501,7 +501,7 @@ fn params<P: IntoParams>(at: ParameterIn) -> Vec<Value> {
 
 fn id_param<R: Resource>() -> Value {
     json!({"name": "id", "in": "path", "required": true,
-        "description": format!("{} id", capitalised(R::ENTITY)),
+        "description": format!("{} id", capitalised(&R::ENTITY.replace('_', " "))),
         "schema": {"type": "string", "format": "uuid"}})
 }
 

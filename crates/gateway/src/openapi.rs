@@ -134,4 +134,28 @@ mod tests {
             "schemas declared twice, differently: {clashes:?}"
         );
     }
+
+    /// Operation ids come from each resource's ENTITY, which also names its audit entries and
+    /// events: one word or snake_case, never "routing rule".
+    #[test]
+    fn operation_ids_are_snake_case() {
+        let doc = document();
+        let bad: Vec<String> = doc
+            .get("paths")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, ops)| ops.as_object().into_iter().flatten())
+            .filter_map(|(_, op)| op.get("operationId").and_then(Value::as_str))
+            .filter(|id| {
+                !id.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+            .map(str::to_string)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "operation ids that are not snake_case: {bad:?}"
+        );
+    }
 }

@@ -429,7 +429,7 @@ impl Resource for Calendars {
     type Input = CalendarInput;
     type Patch = CalendarInput;
     crm_core::resource_paths!("business-calendars");
-    const ENTITY: &'static str = "business calendar";
+    const ENTITY: &'static str = "business_calendar";
     const TABLE: &'static str = "business_calendars";
     const TAG: &'static str = "sla";
     const READ: Permission = Permission::ServiceRead;

@@ -193,7 +193,7 @@ impl Resource for MailGateways {
     type Input = MailGatewayInput;
     type Patch = MailGatewayInput;
     crm_core::resource_paths!("mail-gateways");
-    const ENTITY: &'static str = "mail gateway";
+    const ENTITY: &'static str = "mail_gateway";
     const TABLE: &'static str = "mail_gateways";
     const TAG: &'static str = "inbound";
     const READ: Permission = Permission::ServiceManage;

@@ -605,7 +605,7 @@ impl Resource for Articles {
     type Input = ArticleInput;
     type Patch = ArticleInput;
     crm_core::resource_paths!("kb/articles");
-    const ENTITY: &'static str = "article";
+    const ENTITY: &'static str = "kb_article";
     const TABLE: &'static str = "kb_articles";
     const TAG: &'static str = "kb";
     const READ: Permission = Permission::ServiceRead;

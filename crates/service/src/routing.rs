@@ -238,7 +238,7 @@ impl Resource for RoutingRules {
     type Input = RoutingRuleInput;
     type Patch = RoutingRuleInput;
     crm_core::resource_paths!("routing-rules");
-    const ENTITY: &'static str = "routing rule";
+    const ENTITY: &'static str = "routing_rule";
     const TABLE: &'static str = "routing_rules";
     const TAG: &'static str = "queues";
     const READ: Permission = Permission::ServiceRead;

@@ -290,7 +290,7 @@ impl Resource for SlaPolicies {
     type Input = SlaPolicyInput;
     type Patch = SlaPolicyInput;
     crm_core::resource_paths!("sla-policies");
-    const ENTITY: &'static str = "SLA policy";
+    const ENTITY: &'static str = "sla_policy";
     const TABLE: &'static str = "sla_policies";
     const TAG: &'static str = "sla";
     const READ: Permission = Permission::ServiceRead;

@@ -232,7 +232,7 @@ impl Resource for WarrantyClaims {
     type Input = WarrantyClaimInput;
     type Patch = WarrantyClaimInput;
     crm_core::resource_paths!("warranty-claims");
-    const ENTITY: &'static str = "warranty claim";
+    const ENTITY: &'static str = "warranty_claim";
     const TABLE: &'static str = "warranty_claims";
     const TAG: &'static str = "field-service";
     const READ: Permission = Permission::ServiceRead;

@@ -441,7 +441,7 @@ impl Resource for WorkOrders {
     type Input = WorkOrderInput;
     type Patch = WorkOrderInput;
     crm_core::resource_paths!("work-orders");
-    const ENTITY: &'static str = "work order";
+    const ENTITY: &'static str = "work_order";
     const TABLE: &'static str = "work_orders";
     const TAG: &'static str = "field-service";
     const READ: Permission = Permission::ServiceRead;

@@ -298,7 +298,7 @@ impl crate::resource::Resource for MailTemplates {
     type Input = MailTemplateInput;
     type Patch = MailTemplateInput;
     crate::resource_paths!("mail-templates");
-    const ENTITY: &'static str = "mail template";
+    const ENTITY: &'static str = "mail_template";
     const TABLE: &'static str = "mail_templates";
     const TAG: &'static str = "mail";
     const READ: Permission = Permission::MailRead;
