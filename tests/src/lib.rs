@@ -157,7 +157,8 @@ impl TestApp {
             .recv()
             .unwrap_or_else(|e| panic!("server did not start: {e}"));
         let workers = WorkerPool::start(state.pool.clone(), state.jobs.clone(), workers_n);
-        let agent = ureq::AgentBuilder::new().build();
+        // Redirects are answers to check (a click link), not to follow.
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
         let mut app = TestApp {
             base,
             state,

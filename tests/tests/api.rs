@@ -35,6 +35,8 @@ mod imports;
 mod integrations;
 #[path = "api/jobs.rs"]
 mod jobs;
+#[path = "api/marketing.rs"]
+mod marketing;
 #[path = "api/matrix.rs"]
 mod matrix;
 #[path = "api/plans.rs"]

@@ -102,6 +102,10 @@ pub enum Permission {
     ServiceWrite,
     /// Set up queues, routing, SLA policies, business calendars and mail gateways.
     ServiceManage,
+    /// See segments, lists, campaigns and their figures.
+    MarketingRead,
+    /// Build segments, lists and campaigns, and send campaigns.
+    MarketingWrite,
 }
 
 /// The permission table: which roles hold which permission.
@@ -132,6 +136,8 @@ pub fn role_allows(role: Role, permission: Permission) -> bool {
         ServiceRead => role.is_internal(),
         ServiceWrite => matches!(role, Admin | Manager | Agent),
         ServiceManage => matches!(role, Admin | Manager),
+        MarketingRead => role.is_internal(),
+        MarketingWrite => matches!(role, Admin | Manager | Marketer),
     }
 }
 

@@ -222,6 +222,23 @@ pub fn enqueue(
     Ok(id)
 }
 
+/// `enqueue`, to run no sooner than `delay` from now (a throttled batch's next step).
+pub fn enqueue_after(
+    conn: &mut DbConn,
+    kind: &str,
+    payload: &Value,
+    max_attempts: i32,
+    delay: std::time::Duration,
+) -> Result<String, ApiError> {
+    let id = ids::new_id();
+    enqueue_as(conn, &id, kind, payload, max_attempts)?;
+    let run_at = ids::now_plus(chrono::Duration::milliseconds(delay.as_millis() as i64));
+    diesel::update(jobs::table.find(&id))
+        .set(jobs::run_at.eq(run_at))
+        .execute(conn)?;
+    Ok(id)
+}
+
 /// `enqueue` under an id the caller chose (the scheduler records it on the task's clock).
 pub fn enqueue_as(
     conn: &mut DbConn,

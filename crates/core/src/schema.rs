@@ -736,6 +736,7 @@ diesel::table! {
         entity_id -> Nullable<Text>,
         created_at -> Text,
         sent_at -> Nullable<Text>,
+        list_unsubscribe -> Nullable<Text>,
     }
 }
 
@@ -1001,6 +1002,97 @@ diesel::table! {
 diesel::joinable!(ticket_articles -> kb_articles (article_id));
 diesel::joinable!(surveys -> tickets (ticket_id));
 
+// Marketing: segments, lists, campaigns, suppressions.
+
+diesel::table! {
+    segments (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        criteria -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    marketing_lists (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    list_members (list_id, contact_id) {
+        list_id -> Text,
+        contact_id -> Text,
+        added_at -> Text,
+    }
+}
+
+diesel::table! {
+    campaigns (id) {
+        id -> Text,
+        name -> Text,
+        channel -> Text,
+        status -> Text,
+        parent_id -> Nullable<Text>,
+        currency -> Text,
+        budget -> BigInt,
+        actual_cost -> BigInt,
+        starts_on -> Nullable<Text>,
+        ends_on -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        body_text -> Nullable<Text>,
+        send_started_at -> Nullable<Text>,
+        owner_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    campaign_members (campaign_id, contact_id) {
+        campaign_id -> Text,
+        contact_id -> Text,
+        status -> Text,
+        skip_reason -> Nullable<Text>,
+        mail_id -> Nullable<Text>,
+        token_hash -> Nullable<Text>,
+        lead_id -> Nullable<Text>,
+        opportunity_id -> Nullable<Text>,
+        added_at -> Text,
+        sent_at -> Nullable<Text>,
+        opened_at -> Nullable<Text>,
+        clicked_at -> Nullable<Text>,
+        responded_at -> Nullable<Text>,
+        unsubscribed_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    suppressions (email) {
+        email -> Text,
+        reason -> Text,
+        campaign_id -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
+diesel::joinable!(list_members -> marketing_lists (list_id));
+diesel::joinable!(campaign_members -> campaigns (campaign_id));
+diesel::joinable!(list_members -> contacts (contact_id));
+diesel::joinable!(campaign_members -> contacts (contact_id));
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -1067,6 +1159,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     surveys,
     work_orders,
     warranty_claims,
+    segments,
+    marketing_lists,
+    list_members,
+    campaigns,
+    campaign_members,
+    suppressions,
 );
 
 // Integrations: feed retention, webhooks, imports.

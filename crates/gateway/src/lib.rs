@@ -53,7 +53,11 @@ pub fn objects() -> ObjectRegistry {
             crm_sales::OBJECTS,
             crm_service::OBJECTS,
         ],
-        &[crm_customers::EVENT_SOURCES, crm_service::EVENT_SOURCES],
+        &[
+            crm_customers::EVENT_SOURCES,
+            crm_service::EVENT_SOURCES,
+            crm_marketing::EVENT_SOURCES,
+        ],
     )
 }
 
@@ -73,6 +77,7 @@ pub fn access_table() -> AccessTable {
         crm_sales::OPERATIONS,
         crm_sales::RESOURCE_OPERATIONS,
         crm_marketing::OPERATIONS,
+        crm_marketing::RESOURCE_OPERATIONS,
         crm_service::OPERATIONS,
         crm_service::RESOURCE_OPERATIONS,
         crm_partners::OPERATIONS,

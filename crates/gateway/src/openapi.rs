@@ -34,6 +34,7 @@ fn parts() -> Vec<Document> {
         crm_sales::Api::openapi(),
         crm_sales::resource_document(),
         crm_marketing::Api::openapi(),
+        crm_marketing::resource_document(),
         crm_service::Api::openapi(),
         crm_service::resource_document(),
         crm_partners::Api::openapi(),

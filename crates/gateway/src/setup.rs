@@ -122,6 +122,7 @@ pub fn build_state(
     );
     crm_sales::register_jobs(&mut registry);
     crm_service::register_jobs(&mut registry, config.unresolved_notify_after);
+    crm_marketing::register_jobs(&mut registry);
     crm_core::mail::register_jobs(&mut registry, &config)?;
     crm_core::mail::templates::install(crm_service::TEMPLATES.to_vec());
     crm_core::hooks::install(crm_sales::LISTENERS);

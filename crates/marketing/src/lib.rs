@@ -3,15 +3,124 @@
 //! Its resources land here one module each; the gateway mounts `configure` under
 //! `/api/v1` and merges `Api` into the served OpenAPI document.
 
+pub mod campaigns;
+pub mod common;
+pub mod criteria;
+pub mod lists;
+pub mod segments;
+pub mod sending;
+
 use actix_web::web::ServiceConfig;
+use crm_core::access::{Access, Operation, Permission};
+use crm_core::error::{ApiError, ApiResult};
+use crm_core::list::ListParams;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-/// Routes of this domain, relative to `/api/v1`.
-pub fn configure(_cfg: &mut ServiceConfig) {}
+/// An enum as stored and sent (`direct_mail`).
+pub fn enum_text<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
 
-/// This domain's rows of the permission table (see `crm_core::access`).
-pub const OPERATIONS: &[crm_core::access::Operation] = &[];
+/// An enum list filter; another value is a 400.
+pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult<Option<T>> {
+    p.filter(name)
+        .map(|v| {
+            serde_json::from_value(serde_json::Value::String(v.to_string()))
+                .map_err(|_| ApiError::BadRequest(format!("{v:?} is not a {name}")))
+        })
+        .transpose()
+}
+
+/// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(segments::preview)
+        .service(segments::members)
+        .service(lists::add_members)
+        .service(lists::remove_member)
+        .service(lists::members)
+        .service(campaigns::add_members_handler)
+        .service(campaigns::members)
+        .service(campaigns::record_response)
+        .service(campaigns::get_metrics)
+        .service(sending::send)
+        .service(sending::unsubscribe_post)
+        .service(sending::unsubscribe_get)
+        .service(sending::open)
+        .service(sending::click);
+    resource_routes(cfg);
+}
+
+crm_core::resources!(segments::Segments, lists::Lists, campaigns::Campaigns);
+
+/// The jobs this domain runs.
+pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
+    registry.register(sending::SEND, sending::run);
+}
+
+const fn internal(entity: &'static str) -> crm_core::objects::EventSource {
+    crm_core::objects::EventSource {
+        entity,
+        read: Permission::MarketingRead,
+        visible_to: crm_core::visibility::sees_all,
+    }
+}
+
+/// Entity types of this domain's events (in the change feed and for webhooks).
+pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
+    internal("segment"),
+    internal("marketing_list"),
+    internal("campaign"),
+];
+
+const READ: Access = Access::Needs(Permission::MarketingRead);
+const WRITE: Access = Access::Needs(Permission::MarketingWrite);
+
+/// This domain's rows of the permission table beside its kernel resources.
+pub const OPERATIONS: &[Operation] = &[
+    Operation::new("POST", "/api/v1/segments/preview", READ),
+    Operation::new("GET", "/api/v1/segments/{id}/members", READ),
+    Operation::new("POST", "/api/v1/lists/{id}/members", WRITE),
+    Operation::new("DELETE", "/api/v1/lists/{id}/members/{contact_id}", WRITE),
+    Operation::new("GET", "/api/v1/lists/{id}/members", READ),
+    Operation::new("POST", "/api/v1/campaigns/{id}/members", WRITE),
+    Operation::new("GET", "/api/v1/campaigns/{id}/members", READ),
+    Operation::new("POST", "/api/v1/campaigns/{id}/responses", WRITE),
+    Operation::new("GET", "/api/v1/campaigns/{id}/metrics", READ),
+    Operation::new("POST", "/api/v1/campaigns/{id}/send", WRITE),
+    // The member's token in the mailed link is the credential.
+    Operation::new("POST", "/api/v1/campaigns/{id}/unsubscribe", Access::Public),
+    Operation::new("GET", "/api/v1/campaigns/{id}/unsubscribe", Access::Public),
+    Operation::new("GET", "/api/v1/campaigns/{id}/open", Access::Public),
+    Operation::new("GET", "/api/v1/campaigns/{id}/click", Access::Public),
+];
 
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi()]
+#[openapi(
+    paths(
+        segments::preview,
+        segments::members,
+        lists::add_members,
+        lists::remove_member,
+        lists::members,
+        campaigns::add_members_handler,
+        campaigns::members,
+        campaigns::record_response,
+        campaigns::get_metrics,
+        sending::send,
+        sending::unsubscribe_post,
+        sending::unsubscribe_get,
+        sending::open,
+        sending::click,
+    ),
+    tags(
+        (name = "segments", description = "Dynamic segments in a JSON criteria language (and, or, not; comparisons, in, exists, relative dates) over contact, account and custom fields, purchase history, engagement and consent, evaluated in the database"),
+        (name = "lists", description = "Static lists of contacts"),
+        (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
+    )
+)]
 pub struct Api;

@@ -195,6 +195,7 @@ fn send(
             template: template.key,
             entity: Some(("ticket", &t.id)),
             in_reply_to: parent.as_deref(),
+            list_unsubscribe: None,
         },
     )
 }
@@ -276,6 +277,7 @@ pub fn escalation(
             template: ESCALATION.key,
             entity: Some(("ticket", &t.id)),
             in_reply_to: None,
+            list_unsubscribe: None,
         },
     )?;
     Ok(())

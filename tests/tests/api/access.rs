@@ -3,7 +3,7 @@ use serde_json::{json, Value};
 
 /// Operations without a bearer credential. The last three carry their own: a mail gateway's
 /// key, and the token of a survey link (tested in `service`).
-const PUBLIC: [&str; 9] = [
+const PUBLIC: [&str; 13] = [
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/refresh",
     "POST /api/v1/auth/logout",
@@ -13,6 +13,10 @@ const PUBLIC: [&str; 9] = [
     "POST /api/v1/inbound/email",
     "GET /api/v1/surveys/{id}",
     "POST /api/v1/surveys/{id}",
+    "POST /api/v1/campaigns/{id}/unsubscribe",
+    "GET /api/v1/campaigns/{id}/unsubscribe",
+    "GET /api/v1/campaigns/{id}/open",
+    "GET /api/v1/campaigns/{id}/click",
 ];
 
 fn operations(spec: &Value) -> Vec<(String, String, bool)> {

@@ -58,6 +58,9 @@ pub struct MailMessage {
     pub entity_id: Option<String>,
     pub created_at: String,
     pub sent_at: Option<String>,
+    /// Marketing mail's one-click unsubscribe URL, sent as `List-Unsubscribe` with
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+    pub list_unsubscribe: Option<String>,
 }
 
 /// What a domain asks to send.
@@ -68,6 +71,8 @@ pub struct Outgoing<'a> {
     pub template: &'a str,
     pub entity: Option<(&'a str, &'a str)>,
     pub in_reply_to: Option<&'a str>,
+    /// The one-click unsubscribe URL of marketing mail.
+    pub list_unsubscribe: Option<&'a str>,
 }
 
 /// The domain part of generated Message-IDs: the sender's.
@@ -109,6 +114,7 @@ pub fn queue(c: &mut DbConn, from: &str, m: &Outgoing<'_>) -> ApiResult<MailMess
         entity_id: m.entity.map(|e| e.1.to_string()),
         created_at: ids::now(),
         sent_at: None,
+        list_unsubscribe: m.list_unsubscribe.map(str::to_string),
     };
     diesel::insert_into(mail_messages::table)
         .values((
@@ -125,6 +131,7 @@ pub fn queue(c: &mut DbConn, from: &str, m: &Outgoing<'_>) -> ApiResult<MailMess
             mail_messages::entity_type.eq(&msg.entity_type),
             mail_messages::entity_id.eq(&msg.entity_id),
             mail_messages::created_at.eq(&msg.created_at),
+            mail_messages::list_unsubscribe.eq(&msg.list_unsubscribe),
         ))
         .execute(c)?;
     crate::jobs::enqueue(c, SEND, &json!({ "mail_id": msg.id }), MAX_ATTEMPTS)?;
@@ -176,6 +183,17 @@ fn build(m: &MailMessage) -> Result<Message, String> {
         b = b
             .in_reply_to(format!("<{parent}>"))
             .references(format!("<{parent}>"));
+    }
+    if let Some(url) = &m.list_unsubscribe {
+        b = b
+            .raw_header(header::HeaderValue::new(
+                header::HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(header::HeaderValue::new(
+                header::HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ));
     }
     b.body(m.body_text.clone()).map_err(|e| e.to_string())
 }

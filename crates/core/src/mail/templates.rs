@@ -63,7 +63,8 @@ fn unknown_fields(source: &str, allowed: &[&str]) -> Result<Vec<String>, String>
     Ok(unknown)
 }
 
-fn check_fields(errors: &mut Vec<FieldError>, field: &str, source: &str, allowed: &[&str]) {
+/// A 422 entry when `source` uses merge fields `allowed` does not offer, or does not parse.
+pub fn check_fields(errors: &mut Vec<FieldError>, field: &str, source: &str, allowed: &[&str]) {
     match unknown_fields(source, allowed) {
         Ok(unknown) if unknown.is_empty() => {}
         Ok(unknown) => errors.push(FieldError::new(
@@ -77,6 +78,13 @@ fn check_fields(errors: &mut Vec<FieldError>, field: &str, source: &str, allowed
         )),
         Err(e) => errors.push(FieldError::new(field, "syntax", &e)),
     }
+}
+
+/// Render a template source that `check_fields` accepted.
+pub fn render_source(source: &str, context: &Value) -> ApiResult<String> {
+    minijinja::Environment::new()
+        .render_str(source, context)
+        .map_err(|e| ApiError::Internal(format!("rendering a mail template: {e}")))
 }
 
 /// Render the template `key` (its override when one is active) with `context`.

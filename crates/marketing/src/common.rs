@@ -1,0 +1,100 @@
+//! What the marketing resources share: audit rows, required fields, the contact summary
+//! their member lists show.
+
+use crm_core::audit::{self, Actor, Change};
+use crm_core::auth::Principal;
+use crm_core::db::DbConn;
+use crm_core::error::{ApiResult, FieldError};
+use crm_core::schema::{contact_emails as ce, contacts};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A 422 entry for each required field that is missing.
+pub fn required(fields: &[(&str, bool)]) -> Vec<FieldError> {
+    fields
+        .iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(f, _)| FieldError::new(f, "required", "is required"))
+        .collect()
+}
+
+/// The audit row and `<entity>.<action>` event of a change.
+pub fn audit_change<T: Serialize>(
+    c: &mut DbConn,
+    me: &Principal,
+    entity_type: &str,
+    action: &str,
+    id: &str,
+    changes: Value,
+    after: &T,
+) -> ApiResult<()> {
+    audit::record(
+        c,
+        Change {
+            actor: &Actor::from(me),
+            action,
+            entity_type,
+            entity_id: id,
+            changes,
+            record: crm_customers::common::to_json(after),
+        },
+    )
+}
+
+/// A contact in a segment, list or campaign.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberContact {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// The primary email, if the contact has one.
+    pub email: Option<String>,
+    pub lifecycle_stage: String,
+    pub created_at: String,
+}
+
+/// The summaries of these contacts, in the order given: two queries for any number.
+pub fn summaries(
+    c: &mut DbConn,
+    rows: Vec<(String, String, String, String, String)>,
+) -> ApiResult<Vec<MemberContact>> {
+    let ids: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+    let emails: Vec<(String, String)> = ce::table
+        .filter(ce::contact_id.eq_any(ids))
+        .filter(ce::is_primary.eq(true))
+        .select((ce::contact_id, ce::email))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, first_name, last_name, lifecycle_stage, created_at)| MemberContact {
+                email: emails.iter().find(|e| e.0 == id).map(|e| e.1.clone()),
+                id,
+                first_name,
+                last_name,
+                lifecycle_stage,
+                created_at,
+            },
+        )
+        .collect())
+}
+
+/// The columns `summaries` reads.
+pub type SummaryColumns = (
+    contacts::id,
+    contacts::first_name,
+    contacts::last_name,
+    contacts::lifecycle_stage,
+    contacts::created_at,
+);
+
+pub const SUMMARY: SummaryColumns = (
+    contacts::id,
+    contacts::first_name,
+    contacts::last_name,
+    contacts::lifecycle_stage,
+    contacts::created_at,
+);

@@ -1,0 +1,591 @@
+//! Marketing: segments evaluated in the database against hand-computed expectations, static
+//! lists, and a campaign mailed through a real SMTP server to consenting members only, once
+//! each, with one-click unsubscribe, open and click tracking, and live metrics.
+
+use crm_core::jobs::JobRegistry;
+use crm_tests::smtp::SmtpServer;
+use crm_tests::{Resp, TestApp};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+fn id_of(res: &Resp) -> String {
+    assert!(res.status == 201 || res.status == 200, "{}", res.text);
+    res.json()["id"].as_str().unwrap_or_default().to_string()
+}
+
+fn created(app: &TestApp, path: &str, body: Value) -> String {
+    id_of(&app.post(path, &app.admin_token, &body))
+}
+
+fn errors(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["field"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Every id on every page of a member list.
+fn all_ids(app: &TestApp, path: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut url = format!("{path}?limit=2");
+    loop {
+        let page = app.get(&url, &app.admin_token);
+        assert_eq!(page.status, 200, "{}", page.text);
+        let page = page.json();
+        for m in page["data"].as_array().into_iter().flatten() {
+            out.insert(m["id"].as_str().unwrap_or_default().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{path}?limit=2&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+fn set(ids: &[&String]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn segments_select_exactly_the_contacts_their_criteria_describe() {
+    let app = TestApp::start();
+    created(
+        &app,
+        "/api/v1/meta/objects/contact/fields",
+        json!({"key": "seats", "label": "Seats", "field_type": "number"}),
+    );
+    let acme = created(
+        &app,
+        "/api/v1/accounts",
+        json!({"name": "Acme", "industry": "Retail", "employee_count": 500}),
+    );
+    let tiny = created(
+        &app,
+        "/api/v1/accounts",
+        json!({"name": "Tiny", "industry": "Retail", "employee_count": 3}),
+    );
+    let product = created(
+        &app,
+        "/api/v1/products",
+        json!({"sku": "CRM", "name": "CRM", "family": "software"}),
+    );
+    created(
+        &app,
+        "/api/v1/orders",
+        json!({"account_id": acme, "currency": "EUR", "ordered_on": "2026-11-20",
+            "lines": [{"product_id": product, "quantity": 2, "unit_price": 60000}]}),
+    );
+    let person = |first: &str, stage: &str, account: &str, extra: Value| {
+        let mut body = json!({"first_name": first, "last_name": "Test", "lifecycle_stage": stage,
+            "emails": [{"email": format!("{}@example.com", first.to_lowercase())}],
+            "accounts": [{"account_id": account, "role": "buyer"}]});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        created(&app, "/api/v1/contacts", body)
+    };
+    let ada = person(
+        "Ada",
+        "customer",
+        &acme,
+        json!({"job_title": "Head of Purchasing", "custom": {"seats": 40}}),
+    );
+    let bob = person(
+        "Bob",
+        "customer",
+        &tiny,
+        json!({"job_title": "Owner", "tags": ["vip"]}),
+    );
+    let cy = person(
+        "Cy",
+        "lead",
+        &acme,
+        json!({"consents": {"email": {"status": "granted", "source": "web_form"}}}),
+    );
+    let dee = person("Dee", "customer", &tiny, json!({"custom": {"seats": 5}}));
+
+    let preview = |criteria: Value| {
+        let res = app.post(
+            "/api/v1/segments/preview",
+            &app.admin_token,
+            &json!({"criteria": criteria}),
+        );
+        assert_eq!(res.status, 200, "{}", res.text);
+        let v = res.json();
+        let ids: BTreeSet<String> = v["sample"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(v["count"], ids.len() as i64);
+        ids
+    };
+    let cond =
+        |field: &str, op: &str, value: Value| json!({"field": field, "op": op, "value": value});
+
+    // Three conditions: customers at retailers who bought over 1,000.00 of software.
+    let three = json!({"and": [
+        cond("lifecycle_stage", "eq", json!("customer")),
+        cond("account.industry", "eq", json!("Retail")),
+        cond("total_spent", "gt", json!(100000)),
+    ]});
+    assert_eq!(preview(three.clone()), set(&[&ada]));
+    assert_eq!(
+        preview(json!({"not": three.clone()})),
+        set(&[&bob, &cy, &dee])
+    );
+    assert_eq!(
+        preview(
+            json!({"or": [cond("tags", "eq", json!("vip")), cond("custom.seats", "gte", json!(10))]})
+        ),
+        set(&[&ada, &bob])
+    );
+    assert_eq!(
+        preview(cond(
+            "families_bought",
+            "in",
+            json!(["software", "hardware"])
+        )),
+        set(&[&ada, &cy])
+    );
+    assert_eq!(
+        preview(cond("last_order_date", "gte", json!("-30d"))),
+        set(&[&ada, &cy])
+    );
+    assert_eq!(
+        preview(cond("consent.email", "eq", json!("granted"))),
+        set(&[&cy])
+    );
+    assert_eq!(
+        preview(cond("job_title", "contains", json!("PURCHAS"))),
+        set(&[&ada])
+    );
+    // Without a value, `ne` keeps the contact (as `not eq` does); `not_exists` finds them.
+    assert_eq!(
+        preview(cond("job_title", "ne", json!("Owner"))),
+        set(&[&ada, &cy, &dee])
+    );
+    assert_eq!(
+        preview(json!({"field": "job_title", "op": "not_exists"})),
+        set(&[&cy, &dee])
+    );
+    assert_eq!(
+        preview(cond("email", "eq", json!("BOB@example.com"))),
+        set(&[&bob])
+    );
+    assert_eq!(preview(cond("created_at", "gte", json!("-1d"))).len(), 4);
+
+    // A saved segment pages through the same contacts in the database.
+    let seg = created(
+        &app,
+        "/api/v1/segments",
+        json!({"name": "Retail customers", "criteria": {"and": [
+            cond("lifecycle_stage", "eq", json!("customer")),
+            cond("account.industry", "eq", json!("Retail"))]}}),
+    );
+    assert_eq!(
+        all_ids(&app, &format!("/api/v1/segments/{seg}/members")),
+        set(&[&ada, &bob, &dee])
+    );
+
+    // Bad criteria are a 422 naming every problem by its path, and nothing is saved.
+    let before = app.count("segments");
+    let bad = app
+        .post(
+            "/api/v1/segments",
+            &app.admin_token,
+            &json!({"name": "Bad", "criteria": {"and": [
+                cond("colour", "eq", json!("red")),
+                {"field": "total_spent", "op": "around", "value": 5},
+                cond("custom.nope", "eq", json!(1)),
+                cond("total_spent", "gt", json!("lots")),
+            ]}}),
+        )
+        .problem(422);
+    assert_eq!(
+        errors(&bad),
+        [
+            "criteria.and[0].field",
+            "criteria.and[1].op",
+            "criteria.and[2].field",
+            "criteria.and[3].value"
+        ]
+    );
+    assert_eq!(app.count("segments"), before);
+    app.post(
+        "/api/v1/segments/preview",
+        &app.admin_token,
+        &json!({"criteria": [1]}),
+    )
+    .problem(422);
+
+    // Static lists: add (twice is once), list, remove.
+    let list = created(&app, "/api/v1/lists", json!({"name": "Fair visitors"}));
+    let added = app.post(
+        &format!("/api/v1/lists/{list}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [ada, bob, ada]}),
+    );
+    assert_eq!(added.json()["added"], 2, "{}", added.text);
+    let again = app.post(
+        &format!("/api/v1/lists/{list}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [bob, cy]}),
+    );
+    assert_eq!(
+        (
+            again.json()["added"].clone(),
+            again.json()["already"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    let unknown = app
+        .post(
+            &format!("/api/v1/lists/{list}/members"),
+            &app.admin_token,
+            &json!({"contact_ids": [dee, "0190b3b4-1d7c-7e54-9d7e-6d1b5a8f0000"]}),
+        )
+        .problem(422);
+    assert_eq!(errors(&unknown), ["contact_ids[1]"]);
+    let path = format!("/api/v1/lists/{list}/members");
+    assert_eq!(all_ids(&app, &path), set(&[&ada, &bob, &cy]));
+    let gone = app.delete(&format!("{path}/{bob}"), &app.admin_token);
+    assert_eq!(gone.status, 204, "{}", gone.text);
+    app.delete(&format!("{path}/{bob}"), &app.admin_token)
+        .problem(404);
+    assert_eq!(all_ids(&app, &path), set(&[&ada, &cy]));
+
+    // An analyst reads segments but does not change them.
+    let (_, analyst) = app.user("analyst");
+    assert_eq!(
+        app.get(&format!("/api/v1/segments/{seg}/members"), &analyst)
+            .status,
+        200
+    );
+    app.post(
+        "/api/v1/segments",
+        &analyst,
+        &json!({"name": "x", "criteria": cond("job_title", "exists", Value::Null)}),
+    )
+    .problem(403);
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The path and query of a URL the server wrote (`http://host:port/api/...`).
+fn path_of(url: &str) -> String {
+    let at = url.find("/api/v1/").unwrap_or(0);
+    url[at..].to_string()
+}
+
+#[test]
+fn a_campaign_mails_each_consenting_member_once_and_counts_what_followed() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let app = TestApp::start_with(JobRegistry::default(), |c| c.smtp_url = Some(url.into()));
+    let acme = created(&app, "/api/v1/accounts", json!({"name": "Acme"}));
+    let person = |first: &str, consent: Option<&str>| {
+        let mut body = json!({"first_name": first, "last_name": "Test",
+            "emails": [{"email": format!("{}@example.com", first.to_lowercase())}],
+            "accounts": [{"account_id": acme, "role": "buyer"}]});
+        if let Some(status) = consent {
+            body["consents"] = json!({"email": {"status": status, "source": "web_form"}});
+        }
+        created(&app, "/api/v1/contacts", body)
+    };
+    let (ann, ben, cat, dan) = (
+        person("Ann", Some("granted")),
+        person("Ben", Some("granted")),
+        person("Cat", Some("withdrawn")),
+        person("Dan", None),
+    );
+    let nomail = created(
+        &app,
+        "/api/v1/contacts",
+        json!({"first_name": "No", "last_name": "Mail",
+        "consents": {"email": {"status": "granted", "source": "web_form"}}}),
+    );
+
+    // A merge field the campaign can't fill is a 422 naming it.
+    let bad = app
+        .post(
+            "/api/v1/campaigns",
+            &app.admin_token,
+            &json!({"name": "Bad", "channel": "email", "body_text": "Hi {{ contact.shoe_size }}"}),
+        )
+        .problem(422);
+    assert_eq!(errors(&bad), ["body_text"]);
+
+    let campaign = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Winter offer", "channel": "email", "currency": "EUR", "budget": 50000,
+            "actual_cost": 20000, "subject": "Hello {{ contact.first_name }}",
+            "body_text": "Dear {{ contact.first_name }} at {{ account.name }},\nsee https://shop.example/winter today."}),
+    );
+    let list = created(&app, "/api/v1/lists", json!({"name": "Everyone"}));
+    app.post(
+        &format!("/api/v1/lists/{list}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [ann, ben, cat, dan, nomail]}),
+    );
+    let added = app.post(
+        &format!("/api/v1/campaigns/{campaign}/members"),
+        &app.admin_token,
+        &json!({"list_id": list}),
+    );
+    assert_eq!(added.json()["added"], 5, "{}", added.text);
+    // Adding the same people again adds nobody.
+    let again = app.post(
+        &format!("/api/v1/campaigns/{campaign}/members"),
+        &app.admin_token,
+        &json!({"list_id": list, "contact_ids": [ann]}),
+    );
+    assert_eq!(again.json()["added"], 0, "{}", again.text);
+
+    let send = app.post(
+        &format!("/api/v1/campaigns/{campaign}/send"),
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(send.status, 202, "{}", send.text);
+    assert_eq!(send.json()["targeted"], 5);
+    // Sending again while (or after) the first send runs mails nobody twice.
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/campaigns/{campaign}/send"),
+            &app.admin_token,
+            &json!({})
+        )
+        .status,
+        202
+    );
+
+    let mails = smtp.wait_for(2);
+    let metrics = |app: &TestApp| {
+        app.get(
+            &format!("/api/v1/campaigns/{campaign}/metrics"),
+            &app.admin_token,
+        )
+        .json()
+    };
+    wait_for("every member to be mailed or skipped", || {
+        metrics(&app)["targeted"] == 0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut to: Vec<String> = smtp.wait_for(2).iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["ann@example.com", "ben@example.com"],
+        "only consenting members, once each"
+    );
+    let m = metrics(&app);
+    assert_eq!(
+        (
+            m["members"].clone(),
+            m["reached"].clone(),
+            m["skipped"].clone()
+        ),
+        (json!(5), json!(2), json!(3))
+    );
+    let skipped = app
+        .get(
+            &format!("/api/v1/campaigns/{campaign}/members?status=skipped&limit=10"),
+            &app.admin_token,
+        )
+        .json();
+    let reasons: BTreeSet<String> = skipped["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["first_name"].as_str().unwrap_or_default(),
+                m["skip_reason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["Cat:no_consent", "Dan:no_consent", "No:no_email"]
+            .map(String::from)
+            .into()
+    );
+
+    let ann_mail = mails
+        .iter()
+        .find(|m| m.to.contains(&"ann@example.com".to_string()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no mail to Ann"));
+    assert_eq!(ann_mail.header("Subject").as_deref(), Some("Hello Ann"));
+    assert!(
+        ann_mail.body().contains("Dear Ann at Acme"),
+        "{}",
+        ann_mail.body()
+    );
+    assert_eq!(
+        ann_mail.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let unsubscribe = ann_mail.header("List-Unsubscribe").unwrap_or_default();
+    let unsubscribe = path_of(unsubscribe.trim_matches(['<', '>']));
+    assert!(
+        unsubscribe.contains("/unsubscribe?contact="),
+        "{unsubscribe}"
+    );
+
+    // The open pixel and the click link count once; a link elsewhere or a wrong token is refused.
+    let body = ann_mail.body();
+    let word = |prefix: &str| {
+        body.split_whitespace()
+            .find(|w| w.contains(prefix))
+            .map(|w| path_of(w.trim_end_matches(['.', ','])))
+            .unwrap_or_else(|| panic!("no {prefix} link in {body}"))
+    };
+    let (open, click) = (word("/open?"), word("/click?"));
+    let pixel = app.send("GET", &open, None, &[], None);
+    assert_eq!(
+        (pixel.status, pixel.header("content-type")),
+        (200, Some("image/gif"))
+    );
+    let go = app.send("GET", &click, None, &[], None);
+    assert_eq!(
+        (go.status, go.header("location")),
+        (302, Some("https://shop.example/winter"))
+    );
+    let elsewhere = click.replace("shop.example", "evil.example");
+    assert_eq!(app.send("GET", &elsewhere, None, &[], None).status, 403);
+    let forged = open.replace("token=", "token=x");
+    assert_eq!(app.send("GET", &forged, None, &[], None).status, 403);
+
+    // One-click unsubscribe, as a mail program sends it; a tampered link is a 403.
+    let tampered = unsubscribe.replace("token=", "token=0");
+    let no = app.send(
+        "POST",
+        &tampered,
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some("List-Unsubscribe=One-Click"),
+    );
+    assert_eq!(no.status, 403, "{}", no.text);
+    let yes = app.send(
+        "POST",
+        &unsubscribe,
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some("List-Unsubscribe=One-Click"),
+    );
+    assert_eq!(yes.status, 200, "{}", yes.text);
+    let contact = app
+        .get(&format!("/api/v1/contacts/{ann}"), &app.admin_token)
+        .json();
+    assert_eq!(contact["consents"]["email"]["status"], "withdrawn");
+
+    // Responses with a lead and an opportunity; leads naming the campaign count.
+    let lead = created(
+        &app,
+        "/api/v1/leads",
+        json!({"first_name": "Ben", "last_name": "Test", "campaign_id": campaign}),
+    );
+    created(
+        &app,
+        "/api/v1/leads",
+        json!({"first_name": "Other", "last_name": "Lead", "campaign_id": campaign}),
+    );
+    let pipeline = created(
+        &app,
+        "/api/v1/pipelines",
+        json!({"name": "New business", "stages": [
+            {"key": "qualify", "name": "Qualify", "probability": 10, "forecast_category": "pipeline"},
+            {"key": "won", "name": "Won", "probability": 100, "forecast_category": "closed_won"},
+            {"key": "lost", "name": "Lost", "probability": 0, "forecast_category": "closed_lost"}]}),
+    );
+    let deal = created(
+        &app,
+        "/api/v1/opportunities",
+        json!({"name": "Ben's deal", "account_id": acme, "pipeline_id": pipeline, "currency": "EUR",
+            "amount": 120000}),
+    );
+    let r = app.post(
+        &format!("/api/v1/campaigns/{campaign}/responses"),
+        &app.admin_token,
+        &json!({"contact_id": ben, "lead_id": lead, "opportunity_id": deal}),
+    );
+    assert_eq!(r.json()["status"], "converted", "{}", r.text);
+    app.post(
+        &format!("/api/v1/campaigns/{campaign}/responses"),
+        &app.admin_token,
+        &json!({"contact_id": nomail, "opportunity_id": "0190b3b4-1d7c-7e54-9d7e-6d1b5a8f0000"}),
+    )
+    .problem(422);
+
+    let m = metrics(&app);
+    assert_eq!(m["opened"], 1, "{m}");
+    assert_eq!(m["clicked"], 1, "{m}");
+    assert_eq!(m["unsubscribed"], 1, "{m}");
+    assert_eq!(m["responded"], 1, "{m}");
+    assert_eq!(m["converted"], 1, "{m}");
+    assert_eq!(m["response_rate"], 0.5, "{m}");
+    assert_eq!(m["leads"], 2, "{m}");
+    assert_eq!(m["cost_per_lead"], 10000, "{m}");
+    assert_eq!(m["pipeline_influenced"], 120000, "{m}");
+    assert_eq!(m["revenue_influenced"], 0, "{m}");
+    assert_eq!(m["roi"], -1.0, "{m}");
+
+    // Ann grants consent again, but her address is suppressed: the next campaign skips her.
+    app.patch(
+        &format!("/api/v1/contacts/{ann}"),
+        &app.admin_token,
+        &json!({"consents": {"email": {"status": "granted", "source": "phone_call"}}}),
+    );
+    let next = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Spring", "channel": "newsletter", "subject": "Spring", "body_text": "News"}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{next}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [ann, ben]}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{next}/send"),
+        &app.admin_token,
+        &json!({}),
+    );
+    let all = smtp.wait_for(3);
+    wait_for("the second campaign", || {
+        metrics_of(&app, &next)["targeted"] == 0
+    });
+    let last = all.last().map(|m| m.to.clone()).unwrap_or_default();
+    assert_eq!(last, ["ben@example.com"]);
+    let skipped = app
+        .get(
+            &format!("/api/v1/campaigns/{next}/members?status=skipped"),
+            &app.admin_token,
+        )
+        .json();
+    assert_eq!(skipped["data"][0]["skip_reason"], "suppressed", "{skipped}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(smtp.mails().len(), 3, "nobody mailed twice");
+}
+
+fn metrics_of(app: &TestApp, campaign: &str) -> Value {
+    app.get(
+        &format!("/api/v1/campaigns/{campaign}/metrics"),
+        &app.admin_token,
+    )
+    .json()
+}
