@@ -111,6 +111,32 @@ fn the_sales_walkthrough_goes_from_lead_to_won_deal_and_commission() {
 }
 
 #[test]
+fn the_marketing_walkthrough_mails_only_the_consenting_members_of_a_segment() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("marketing"));
+    let m: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    assert_eq!(
+        (
+            m["members"].clone(),
+            m["reached"].clone(),
+            m["skipped"].clone()
+        ),
+        (json!(3), json!(2), json!(1)),
+        "{stdout}"
+    );
+    let outbox = app.get("/api/v1/outbox", &app.admin_token).json();
+    let mut to: Vec<&str> = outbox["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["template"] == "campaign")
+        .filter_map(|m| m["to_address"].as_str())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["ann@example.com", "ben@example.com"]);
+}
+
+#[test]
 fn the_service_walkthrough_goes_from_inbound_mail_to_survey() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("service"));
