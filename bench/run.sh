@@ -103,6 +103,14 @@ bench_one() {
   curl -sf -X PATCH "$base/api/v1/queues/$(echo "$queue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')" -H "$H" \
     -H 'Content-Type: application/json' -d "$(echo "$queue" | ME="$me" python3 -c 'import json,os,sys; q=json.load(sys.stdin)["data"][0]; print(json.dumps({"members": q["members"] + [{"user_id": os.environ["ME"], "skills": []}]}))')" >/dev/null
   run "queue pull (next ticket)" POST "/api/v1/queues/$(echo "$queue" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')/next" "{}"
+  # Marketing: a three-condition segment evaluated over every contact, a campaign's live
+  # metrics, and a page of its members.
+  local criteria campaign
+  criteria='{"criteria":{"and":[{"field":"lifecycle_stage","op":"eq","value":"customer"},{"field":"account.industry","op":"in","value":["software","retail"]},{"field":"consent.email","op":"eq","value":"granted"}]}}'
+  run "segment preview, three conditions" POST "/api/v1/segments/preview" "$criteria"
+  campaign=$(curl -sf "$base/api/v1/campaigns?limit=1" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  run "campaign metrics" GET "/api/v1/campaigns/$campaign/metrics"
+  run "campaign members page" GET "/api/v1/campaigns/$campaign/members?limit=50"
   run "create contact" POST "/api/v1/contacts" "$new"
   run "batch of 200 creates" POST "/api/v1/contacts/batch" "$batch"
 

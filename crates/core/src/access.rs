@@ -320,10 +320,17 @@ impl AccessTable {
     /// The operation a request addresses, if any. `path` must be the path the router
     /// matches (percent-decoded), never the raw request target.
     pub fn find(&self, method: &str, path: &str) -> Option<&Operation> {
+        // A literal path (`/segments/preview`) is never also an id of a template beside it
+        // (`/segments/{id}`): a method the literal path lacks is refused, not routed there.
+        let literal = self
+            .entries
+            .iter()
+            .any(|(_, op)| !op.path.contains('{') && op.path == path);
         self.entries
             .iter()
             .find(|(def, op)| {
                 op.method == method
+                    && (!literal || op.path == path)
                     && path.starts_with(literal_prefix(op.path))
                     && def.is_match(path)
             })

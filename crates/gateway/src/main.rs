@@ -132,7 +132,7 @@ fn seed_data(config: &Config, scale: f64, seed: u64) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "seeded {} accounts, {} contacts, {} activities, {} leads, {} opportunities, {} orders \
-         with {} lines, {} tickets in {secs:.1} s",
+         with {} lines, {} tickets, {} campaigns with {} members, {} email consents in {secs:.1} s",
         done.accounts,
         done.contacts,
         done.activities,
@@ -140,7 +140,10 @@ fn seed_data(config: &Config, scale: f64, seed: u64) -> Result<(), String> {
         done.sales.opportunities,
         done.sales.orders,
         done.sales.order_lines,
-        done.tickets
+        done.tickets,
+        done.marketing.campaigns,
+        done.marketing.members,
+        done.marketing.consents
     );
     Ok(())
 }

@@ -61,6 +61,7 @@ CREATE INDEX campaigns_name_idx ON campaigns (name, id);
 CREATE INDEX campaigns_created_idx ON campaigns (created_at, id);
 CREATE INDEX campaigns_starts_idx ON campaigns (starts_on, id);
 CREATE INDEX campaigns_status_idx ON campaigns (status, id);
+CREATE INDEX campaigns_channel_idx ON campaigns (channel, id);
 CREATE INDEX campaigns_parent_idx ON campaigns (parent_id);
 
 -- One row per contact per campaign: the primary key is what keeps a campaign's mail from

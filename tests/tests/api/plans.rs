@@ -31,6 +31,8 @@ const BIG: &[&str] = &[
     "leads",
     "opportunities",
     "opportunity_stage_history",
+    "campaign_members",
+    "list_members",
 ];
 
 fn id(v: &Value) -> String {
@@ -186,7 +188,60 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
         paths.extend(filters.iter().map(|f| format!("/api/v1/{list}?{f}")));
         paths.extend(sorts.iter().map(|s| format!("/api/v1/{list}?sort={s}")));
     }
+    paths.extend(marketing_paths(app, &id(&ada)));
     paths
+}
+
+/// Campaigns, their members and metrics, list members, and a segment's members.
+fn marketing_paths(app: &TestApp, contact: &str) -> Vec<String> {
+    let t = &app.admin_token;
+    let parent = id(&app
+        .post(
+            "/api/v1/campaigns",
+            t,
+            &json!({"name": "Parent", "channel": "email"}),
+        )
+        .json());
+    let k = id(&app
+        .post(
+            "/api/v1/campaigns",
+            t,
+            &json!({"name": "Child", "channel": "email", "parent_id": parent}),
+        )
+        .json());
+    let list = id(&app.post("/api/v1/lists", t, &json!({"name": "L"})).json());
+    app.post(
+        &format!("/api/v1/lists/{list}/members"),
+        t,
+        &json!({"contact_ids": [contact]}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{k}/members"),
+        t,
+        &json!({"list_id": list}),
+    );
+    let seg = id(&app
+        .post(
+            "/api/v1/segments",
+            t,
+            &json!({"name": "S", "criteria": {"and": [
+                {"field": "lifecycle_stage", "op": "eq", "value": "customer"},
+                {"field": "account.industry", "op": "eq", "value": "Tools"},
+                {"field": "consent.email", "op": "eq", "value": "granted"}]}}),
+        )
+        .json());
+    vec![
+        "/api/v1/campaigns".into(),
+        "/api/v1/campaigns?channel=email".into(),
+        "/api/v1/campaigns?status=planned".into(),
+        format!("/api/v1/campaigns?parent_id={parent}"),
+        "/api/v1/campaigns?sort=name".into(),
+        format!("/api/v1/campaigns/{k}/members"),
+        format!("/api/v1/campaigns/{k}/members?status=targeted&sort=last_name"),
+        format!("/api/v1/campaigns/{k}/metrics"),
+        format!("/api/v1/lists/{list}/members"),
+        format!("/api/v1/segments/{seg}/members"),
+    ]
 }
 
 /// SQL of every recorded statement that reads a big table, once each.

@@ -22,7 +22,41 @@ fn seeded() -> TestApp {
         (100, 100, 100, 500)
     );
     assert_eq!(done.tickets, 250);
+    let m = &done.marketing;
+    assert_eq!((m.campaigns, m.members, m.consents), (20, 100, 250));
     app
+}
+
+#[test]
+fn seeded_campaigns_answer_metrics_and_segments_count_the_seeded_consents() {
+    let app = seeded();
+    let preview = app.post(
+        "/api/v1/segments/preview",
+        &app.admin_token,
+        &serde_json::json!({"criteria": {"field": "consent.email", "op": "eq", "value": "granted"}}),
+    );
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    let expected = app.count("contact_consents WHERE status = 'granted'");
+    assert!(
+        expected > 150,
+        "most seeded consents are granted: {expected}"
+    );
+    assert_eq!(preview.json()["count"], expected);
+    let campaigns = app
+        .get("/api/v1/campaigns?limit=1", &app.admin_token)
+        .json();
+    let id = campaigns["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let m = app
+        .get(&format!("/api/v1/campaigns/{id}/metrics"), &app.admin_token)
+        .json();
+    assert_eq!(m["members"], 5, "{m}");
+    assert!(
+        m["reached"].as_i64().unwrap_or(0) >= m["opened"].as_i64().unwrap_or(0),
+        "{m}"
+    );
 }
 
 #[test]

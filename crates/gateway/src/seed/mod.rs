@@ -64,6 +64,7 @@ pub struct Seeded {
     pub activities: usize,
     pub sales: sales::SalesSeeded,
     pub tickets: usize,
+    pub marketing: marketing::MarketingSeeded,
 }
 
 /// Insert a batch of rows on the concrete backend connection: multi-row inserts do not
@@ -77,6 +78,7 @@ macro_rules! insert_rows {
     };
 }
 
+pub mod marketing;
 pub mod sales;
 pub mod service;
 
@@ -137,6 +139,8 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
     let sales =
         sales::seed_sales(conn, &mut gen, &reps, &accounts, scale).map_err(|e| e.to_string())?;
     let tickets = service::seed_service(conn, &mut gen, &reps, scale).map_err(|e| e.to_string())?;
+    let marketing =
+        marketing::seed_marketing(conn, &mut gen, &reps, scale).map_err(|e| e.to_string())?;
     // Fresh statistics: planned on the empty tables' estimates, PostgreSQL would scan all
     // contacts for a page until autovacuum came round. VACUUM also marks the pages all
     // visible, so index-only scans (search terms) need not visit the table.
@@ -151,6 +155,7 @@ pub fn seed(pool: &DbPool, scale: f64, seed: u64) -> Result<Seeded, String> {
         activities,
         sales,
         tickets,
+        marketing,
     })
 }
 
