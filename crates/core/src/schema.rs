@@ -1088,6 +1088,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    forms (id) {
+        id -> Text,
+        name -> Text,
+        public_key -> Text,
+        fields -> Text,
+        consent_text -> Nullable<Text>,
+        allowed_origins -> Text,
+        campaign_id -> Nullable<Text>,
+        owner_id -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    form_submissions (id) {
+        id -> Text,
+        form_id -> Text,
+        data -> Text,
+        lead_id -> Nullable<Text>,
+        contact_id -> Nullable<Text>,
+        consent_text -> Nullable<Text>,
+        origin -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1165,6 +1195,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaigns,
     campaign_members,
     suppressions,
+    forms,
+    form_submissions,
 );
 
 // Integrations: feed retention, webhooks, imports.

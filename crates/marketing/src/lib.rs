@@ -6,6 +6,7 @@
 pub mod campaigns;
 pub mod common;
 pub mod criteria;
+pub mod forms;
 pub mod lists;
 pub mod segments;
 pub mod sending;
@@ -50,11 +51,17 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(sending::unsubscribe_post)
         .service(sending::unsubscribe_get)
         .service(sending::open)
-        .service(sending::click);
+        .service(sending::click)
+        .service(forms::submit);
     resource_routes(cfg);
 }
 
-crm_core::resources!(segments::Segments, lists::Lists, campaigns::Campaigns);
+crm_core::resources!(
+    segments::Segments,
+    lists::Lists,
+    campaigns::Campaigns,
+    forms::Forms,
+);
 
 /// The jobs this domain runs.
 pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
@@ -74,6 +81,7 @@ pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
     internal("segment"),
     internal("marketing_list"),
     internal("campaign"),
+    internal("form"),
 ];
 
 const READ: Access = Access::Needs(Permission::MarketingRead);
@@ -96,6 +104,12 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/campaigns/{id}/unsubscribe", Access::Public),
     Operation::new("GET", "/api/v1/campaigns/{id}/open", Access::Public),
     Operation::new("GET", "/api/v1/campaigns/{id}/click", Access::Public),
+    // Web pages post forms without login; the form's public key names it.
+    Operation::new(
+        "POST",
+        "/api/v1/forms/{public_key}/submissions",
+        Access::Public,
+    ),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -116,10 +130,12 @@ pub const OPERATIONS: &[Operation] = &[
         sending::unsubscribe_get,
         sending::open,
         sending::click,
+        forms::submit,
     ),
     tags(
         (name = "segments", description = "Dynamic segments in a JSON criteria language (and, or, not; comparisons, in, exists, relative dates) over contact, account and custom fields, purchase history, engagement and consent, evaluated in the database"),
         (name = "lists", description = "Static lists of contacts"),
+        (name = "forms", description = "Web forms: fields mapped to lead fields, consent, allowed origins, and the public submission endpoint that creates or matches the lead"),
         (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
     )
 )]

@@ -97,5 +97,37 @@ CREATE TABLE suppressions (
     created_at TEXT NOT NULL
 );
 
+-- Web forms: fields mapped to lead fields, posted without login to
+-- /forms/{public_key}/submissions; submissions run as the form's owner.
+CREATE TABLE forms (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL UNIQUE,
+    fields TEXT NOT NULL,
+    consent_text TEXT,
+    allowed_origins TEXT NOT NULL,
+    campaign_id TEXT REFERENCES campaigns (id),
+    owner_id TEXT NOT NULL REFERENCES users (id),
+    version INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    archived_at TEXT
+);
+CREATE INDEX forms_name_idx ON forms (name, id);
+CREATE INDEX forms_created_idx ON forms (created_at, id);
+
+CREATE TABLE form_submissions (
+    id TEXT PRIMARY KEY NOT NULL,
+    form_id TEXT NOT NULL REFERENCES forms (id),
+    data TEXT NOT NULL,
+    lead_id TEXT,
+    contact_id TEXT,
+    -- The consent text the submitter agreed to, as shown then; null without consent.
+    consent_text TEXT,
+    origin TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX form_submissions_form_idx ON form_submissions (form_id, created_at);
+
 ALTER TABLE mail_messages ADD COLUMN list_unsubscribe TEXT;
 CREATE INDEX leads_campaign_idx ON leads (campaign_id);

@@ -1,5 +1,7 @@
 DROP INDEX leads_campaign_idx;
 ALTER TABLE mail_messages DROP COLUMN list_unsubscribe;
+DROP TABLE form_submissions;
+DROP TABLE forms;
 DROP TABLE suppressions;
 DROP TABLE campaign_members;
 DROP TABLE campaigns;

@@ -115,6 +115,15 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
     );
     let mut failures = vec![];
     let mut probes = 0;
+    // A form's public key is its public endpoint's credential: probe a real one.
+    let form = app
+        .post(
+            "/api/v1/forms",
+            &app.admin_token,
+            &serde_json::json!({"name": "Probe", "fields": [{"name": "mail", "maps_to": "email"}]}),
+        )
+        .json();
+    let form_key = form["public_key"].as_str().unwrap_or_default().to_string();
     for (path, item) in spec["paths"].as_object().into_iter().flatten() {
         for (method, op) in item.as_object().into_iter().flatten() {
             let probe = Probe {
@@ -126,6 +135,7 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
                 .replace("{id}", RANDOM_ID)
                 .replace("{object}", "contact")
                 .replace("{key}", "no_such_field")
+                .replace("{public_key}", &form_key)
                 + &required_query(op);
             // JSON bodies only: a file upload (an import's CSV) is probed by its own tests.
             if op["requestBody"]["content"]

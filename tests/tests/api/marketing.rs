@@ -712,3 +712,145 @@ fn a_send_killed_midway_resumes_without_mailing_anyone_twice() {
         "{m}"
     );
 }
+
+#[test]
+fn a_web_form_captures_leads_and_consent_and_refuses_what_it_should() {
+    let app = TestApp::start_with(JobRegistry::default(), |c| {
+        c.anonymous_rate_limit_per_minute = 12
+    });
+    let campaign = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Webinar", "channel": "webinar"}),
+    );
+    let bad = app
+        .post(
+            "/api/v1/forms",
+            &app.admin_token,
+            &json!({"name": "Bad", "fields": [{"name": "mail", "maps_to": "shoe_size"}],
+                "allowed_origins": ["https://www.example.com/path"]}),
+        )
+        .problem(422);
+    assert_eq!(errors(&bad), ["fields[0].maps_to", "allowed_origins[0]"]);
+    let form = app
+        .post(
+            "/api/v1/forms",
+            &app.admin_token,
+            &json!({"name": "Sign up", "campaign_id": campaign, "consent_text": "Send me news",
+                "allowed_origins": ["https://www.example.com"], "fields": [
+                {"name": "name", "maps_to": "last_name", "required": true},
+                {"name": "mail", "maps_to": "email", "required": true},
+                {"name": "firm", "maps_to": "company"}]}),
+        )
+        .json();
+    let key = form["public_key"].as_str().unwrap_or_default().to_string();
+    let url = format!("/api/v1/forms/{key}/submissions");
+    let json_post = |origin: &str, body: Value| {
+        app.send(
+            "POST",
+            &url,
+            None,
+            &[("content-type", "application/json"), ("origin", origin)],
+            Some(&body.to_string()),
+        )
+    };
+
+    // A new visitor becomes a lead of the campaign, from the web form.
+    let ok = json_post(
+        "https://www.example.com",
+        json!({"name": "Hopper", "mail": "Grace@Navy.example", "firm": "Navy"}),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://www.example.com")
+    );
+    let leads = app.get("/api/v1/leads", &app.admin_token).json();
+    let lead = &leads["data"][0];
+    assert_eq!(
+        (
+            lead["last_name"].clone(),
+            lead["source"].clone(),
+            lead["campaign_id"].clone()
+        ),
+        (json!("Hopper"), json!("web_form"), json!(campaign)),
+        "{leads}"
+    );
+    // The same person again matches the lead instead of making another.
+    assert_eq!(
+        json_post(
+            "https://www.example.com",
+            json!({"name": "Hopper", "mail": "grace@navy.example"})
+        )
+        .status,
+        201
+    );
+    assert_eq!(app.count("leads"), 1);
+
+    // A known contact's submission with consent grants it, form-encoded as browsers send it.
+    let ada = created(
+        &app,
+        "/api/v1/contacts",
+        json!({"first_name": "Ada", "last_name": "L", "emails": [{"email": "ada@example.com"}]}),
+    );
+    let encoded = app.send(
+        "POST",
+        &url,
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some("name=Lovelace&mail=ada%40example.com&consent=on"),
+    );
+    assert_eq!(encoded.status, 201, "{}", encoded.text);
+    let contact = app
+        .get(&format!("/api/v1/contacts/{ada}"), &app.admin_token)
+        .json();
+    assert_eq!(
+        contact["consents"]["email"]["status"], "granted",
+        "{contact}"
+    );
+    assert_eq!(
+        app.count("leads"),
+        1,
+        "a contact's submission makes no lead"
+    );
+    assert_eq!(app.count("form_submissions"), 3);
+
+    // Missing and unknown fields are named; another origin is refused; robots get nowhere.
+    let missing = json_post("https://www.example.com", json!({"name": "X", "age": 3})).problem(422);
+    assert_eq!(errors(&missing), ["mail", "age"]);
+    json_post(
+        "https://evil.example",
+        json!({"name": "X", "mail": "x@example.com"}),
+    )
+    .problem(403);
+    let robot = json_post(
+        "https://www.example.com",
+        json!({"name": "Bot", "mail": "bot@example.com", "_hp": "http://spam"}),
+    );
+    assert_eq!(robot.status, 201);
+    assert_eq!(
+        app.count("form_submissions"),
+        3,
+        "the honeypot records nothing"
+    );
+    app.send(
+        "POST",
+        "/api/v1/forms/frm_nope/submissions",
+        None,
+        &[("content-type", "application/json")],
+        Some("{}"),
+    )
+    .problem(404);
+
+    // A flood from one client meets the anonymous rate limit.
+    let statuses: Vec<u16> = (0..15)
+        .map(|_| {
+            json_post(
+                "https://www.example.com",
+                json!({"name": "F", "mail": "flood@example.com"}),
+            )
+            .status
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
