@@ -1118,6 +1118,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    scoring_models (id) {
+        id -> Text,
+        name -> Text,
+        applies_to -> Text,
+        rules -> Text,
+        half_life_days -> Nullable<Integer>,
+        handoff_score -> Nullable<Integer>,
+        owner_id -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    contact_scores (contact_id) {
+        contact_id -> Text,
+        score -> Integer,
+        updated_at -> Text,
+    }
+}
+
+diesel::table! {
+    score_changes (id) {
+        id -> Text,
+        model_id -> Text,
+        entity_type -> Text,
+        entity_id -> Text,
+        old_score -> Integer,
+        new_score -> Integer,
+        reasons -> Text,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1197,6 +1234,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     suppressions,
     forms,
     form_submissions,
+    scoring_models,
+    score_changes,
+    contact_scores,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -66,6 +66,11 @@ const FIELDS: &[FieldSql] = &[
     FieldSql { name: "lifecycle_stage", kind: Kind::Text, sql: "contacts.lifecycle_stage {cmp}" },
     FieldSql { name: "preferred_language", kind: Kind::Text, sql: "contacts.preferred_language {cmp}" },
     FieldSql { name: "owner_id", kind: Kind::Text, sql: "contacts.owner_id {cmp}" },
+    FieldSql {
+        name: "score",
+        kind: Kind::Number,
+        sql: "COALESCE((SELECT cs.score FROM contact_scores cs WHERE cs.contact_id = contacts.id), 0) {cmp}",
+    },
     FieldSql { name: "created_at", kind: Kind::Timestamp, sql: "contacts.created_at {cmp}" },
     FieldSql { name: "updated_at", kind: Kind::Timestamp, sql: "contacts.updated_at {cmp}" },
     FieldSql {

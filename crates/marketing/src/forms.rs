@@ -469,6 +469,15 @@ fn record(
                 fs::created_at.eq(&now),
             ))
             .execute(c)?;
+        match (&contact, &lead) {
+            (Some(cid), _) => {
+                crate::scoring::on_behaviour(c, crate::scoring::AppliesTo::Contact, cid)?
+            }
+            (None, Some(lid)) => {
+                crate::scoring::on_behaviour(c, crate::scoring::AppliesTo::Lead, lid)?
+            }
+            _ => {}
+        }
         audit_change(
             c,
             &owner,

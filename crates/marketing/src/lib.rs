@@ -8,6 +8,7 @@ pub mod common;
 pub mod criteria;
 pub mod forms;
 pub mod lists;
+pub mod scoring;
 pub mod segments;
 pub mod sending;
 
@@ -52,7 +53,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(sending::unsubscribe_get)
         .service(sending::open)
         .service(sending::click)
-        .service(forms::submit);
+        .service(forms::submit)
+        .service(scoring::recompute)
+        .service(scoring::history);
     resource_routes(cfg);
 }
 
@@ -61,11 +64,19 @@ crm_core::resources!(
     lists::Lists,
     campaigns::Campaigns,
     forms::Forms,
+    scoring::ScoringModels,
 );
 
 /// The jobs this domain runs.
 pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
     registry.register(sending::SEND, sending::run);
+    registry.register(scoring::RECOMPUTE, scoring::recompute_all);
+    registry.register_scheduled(
+        scoring::DECAY_TASK,
+        "Recompute scores whose behaviour points fade (models with a half-life)",
+        std::time::Duration::from_secs(24 * 3600),
+        |c, _| scoring::decay(c),
+    );
 }
 
 const fn internal(entity: &'static str) -> crm_core::objects::EventSource {
@@ -82,6 +93,7 @@ pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
     internal("marketing_list"),
     internal("campaign"),
     internal("form"),
+    internal("scoring_model"),
 ];
 
 const READ: Access = Access::Needs(Permission::MarketingRead);
@@ -110,6 +122,8 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/v1/forms/{public_key}/submissions",
         Access::Public,
     ),
+    Operation::new("POST", "/api/v1/scoring-models/{id}/recompute", WRITE),
+    Operation::new("GET", "/api/v1/score-history", READ),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -131,11 +145,14 @@ pub const OPERATIONS: &[Operation] = &[
         sending::open,
         sending::click,
         forms::submit,
+        scoring::recompute,
+        scoring::history,
     ),
     tags(
         (name = "segments", description = "Dynamic segments in a JSON criteria language (and, or, not; comparisons, in, exists, relative dates) over contact, account and custom fields, purchase history, engagement and consent, evaluated in the database"),
         (name = "lists", description = "Static lists of contacts"),
         (name = "forms", description = "Web forms: fields mapped to lead fields, consent, allowed origins, and the public submission endpoint that creates or matches the lead"),
+        (name = "scoring", description = "Lead scoring: attribute and behaviour rules with decay, scores on leads and contacts, their history, and the hand-off to sales"),
         (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
     )
 )]

@@ -522,7 +522,7 @@ fn engage(c: &mut DbConn, campaign: &str, p: &LinkParams, clicked: bool) -> ApiR
                 .set(cm::status.eq(if clicked { "clicked" } else { "opened" }))
                 .execute(c)?;
         }
-        Ok(())
+        crate::scoring::on_behaviour(c, crate::scoring::AppliesTo::Contact, &contact)
     })
 }
 

@@ -854,3 +854,121 @@ fn a_web_form_captures_leads_and_consent_and_refuses_what_it_should() {
         .collect();
     assert!(statuses.contains(&429), "{statuses:?}");
 }
+
+#[test]
+fn scores_add_up_decay_hand_hot_leads_to_sales_and_keep_their_history() {
+    let app = TestApp::start();
+    let (rep_id, _) = app.user("sales_rep");
+    created(
+        &app,
+        "/api/v1/lead-assignment-rules",
+        json!({"name": "Hot leads", "assign_to": "user", "user_id": rep_id,
+            "conditions": [{"field": "score", "op": "gte", "value": 40}]}),
+    );
+    let bad = app
+        .post(
+            "/api/v1/scoring-models",
+            &app.admin_token,
+            &json!({"name": "Bad", "applies_to": "lead", "rules": [
+                {"kind": "attribute", "field": "shoe_size", "op": "eq", "value": "44", "points": 1},
+                {"kind": "behaviour", "event": "dancing", "points": 1}]}),
+        )
+        .problem(422);
+    assert_eq!(errors(&bad), ["rules[0].field", "rules[1].event"]);
+    let model = created(
+        &app,
+        "/api/v1/scoring-models",
+        json!({"name": "Leads", "applies_to": "lead", "half_life_days": 30, "handoff_score": 40, "rules": [
+            {"kind": "attribute", "field": "job_title", "op": "contains", "value": "head", "points": 20},
+            {"kind": "attribute", "field": "employee_count", "op": "gte", "value": 100, "points": 10},
+            {"kind": "behaviour", "event": "form_submitted", "points": 16}]}),
+    );
+    let form = app
+        .post(
+            "/api/v1/forms",
+            &app.admin_token,
+            &json!({"name": "Demo", "fields": [{"name": "name", "maps_to": "last_name"},
+                {"name": "mail", "maps_to": "email"}, {"name": "title", "maps_to": "job_title"}]}),
+        )
+        .json();
+    let url = format!(
+        "/api/v1/forms/{}/submissions",
+        form["public_key"].as_str().unwrap_or_default()
+    );
+    let submit = |body: Value| {
+        let res = app.send("POST", &url, None, &[], Some(&body.to_string()));
+        assert_eq!(res.status, 201, "{}", res.text);
+    };
+    submit(json!({"name": "Lamarr", "mail": "hedy@example.com", "title": "Head of Radio"}));
+    let lead = || app.get("/api/v1/leads", &app.admin_token).json()["data"][0].clone();
+    // 20 for the title and 16 for the submission: 36, below the hand-off.
+    assert_eq!(lead()["score"], 36, "{}", lead());
+    assert_ne!(lead()["owner_id"], rep_id.as_str());
+    // A second submission crosses 40: the assignment rules hand the lead to the rep.
+    submit(json!({"name": "Lamarr", "mail": "hedy@example.com"}));
+    assert_eq!(lead()["score"], 52);
+    assert_eq!(lead()["owner_id"], rep_id.as_str(), "handed to sales");
+    let id = lead()["id"].as_str().unwrap_or_default().to_string();
+    let history = app
+        .get(
+            &format!("/api/v1/score-history?entity_type=lead&entity_id={id}"),
+            &app.admin_token,
+        )
+        .json();
+    let steps: Vec<(i64, i64)> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["old_score"].as_i64().unwrap_or(-1),
+                h["new_score"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [(36, 52), (0, 36)], "{history}");
+    assert!(history[0]["reasons"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("form_submitted"));
+
+    // Thirty days on, the submissions count half: 20 + 8 + 8.
+    let now = chrono::Utc::now() - chrono::Duration::days(30);
+    app.execute(&format!(
+        "UPDATE form_submissions SET created_at = '{}'",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ));
+    let res = app.post(
+        &format!("/api/v1/scoring-models/{model}/recompute"),
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(res.status, 202, "{}", res.text);
+    wait_for("the decayed score", || lead()["score"] == 36);
+
+    // Contacts score on opens, and segments read the score.
+    let contact_model = created(
+        &app,
+        "/api/v1/scoring-models",
+        json!({"name": "Engagement", "applies_to": "contact", "rules": [
+            {"kind": "behaviour", "event": "form_submitted", "points": 7}]}),
+    );
+    let ada = created(
+        &app,
+        "/api/v1/contacts",
+        json!({"first_name": "Ada", "last_name": "L", "emails": [{"email": "ada@example.com"}]}),
+    );
+    submit(json!({"name": "Lovelace", "mail": "ada@example.com"}));
+    let seg = app.post(
+        "/api/v1/segments/preview",
+        &app.admin_token,
+        &json!({"criteria": {"field": "score", "op": "gte", "value": 7}}),
+    );
+    assert_eq!(seg.json()["count"], 1, "{}", seg.text);
+    assert_eq!(seg.json()["sample"][0]["id"], ada.as_str());
+    let archived = app.delete(
+        &format!("/api/v1/scoring-models/{contact_model}"),
+        &app.admin_token,
+    );
+    assert_eq!(archived.status, 204, "{}", archived.text);
+}
