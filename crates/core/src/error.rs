@@ -359,6 +359,15 @@ fn default_message(code: &str) -> String {
     }
 }
 
+/// A 422 entry for each required field that is missing.
+pub fn required(fields: &[(&str, bool)]) -> Vec<FieldError> {
+    fields
+        .iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(f, _)| FieldError::new(f, "required", "is required"))
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {

@@ -535,6 +535,35 @@ macro_rules! sortable {
     };
 }
 
+/// An enum as it is stored and sent (`closed_won`): its serde name.
+pub fn enum_text<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A stored enum read back; `fallback` for text no variant names.
+pub fn enum_from<T: serde::de::DeserializeOwned>(raw: &str, fallback: T) -> T {
+    parse_enum(raw).unwrap_or(fallback)
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(raw: &str) -> Option<T> {
+    serde_json::from_value(Value::String(raw.to_string())).ok()
+}
+
+/// A list filter whose values are an enum's (`status=qualified`); another value is a 400.
+pub fn enum_filter<T: serde::de::DeserializeOwned>(
+    p: &ListParams,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    p.filter(name)
+        .map(|v| {
+            parse_enum(v).ok_or_else(|| ApiError::BadRequest(format!("{v:?} is not a {name}")))
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {

@@ -75,7 +75,7 @@ pub enum MemberStatus {
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(s: String, or: T) -> T {
-    serde_json::from_value(Value::String(s)).unwrap_or(or)
+    crm_core::list::enum_from(&s, or)
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -4,39 +4,13 @@ use crm_core::access::{Ownership, Permission};
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::DbConn;
-use crm_core::error::{ApiError, ApiResult};
-use crm_core::list::ListParams;
-use serde::de::DeserializeOwned;
+use crm_core::error::ApiResult;
 use serde::Serialize;
 
 /// Who may change a lead or an opportunity: its owner, the owner's team, or a manager.
 pub const EDITS: Ownership = Ownership::OwnerOrTeamEdits(Permission::SalesManage);
 
-/// An enum as it is stored and sent (`closed_won`): its serde name.
-pub fn enum_text<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// A stored enum read back; `fallback` for text no variant names.
-pub fn enum_from<T: DeserializeOwned>(raw: &str, fallback: T) -> T {
-    parse_enum(raw).unwrap_or(fallback)
-}
-
-fn parse_enum<T: DeserializeOwned>(raw: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(raw.to_string())).ok()
-}
-
-/// A list filter whose values are an enum's (`status=qualified`); another value is a 400.
-pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult<Option<T>> {
-    p.filter(name)
-        .map(|v| {
-            parse_enum(v).ok_or_else(|| ApiError::BadRequest(format!("{v:?} is not a {name}")))
-        })
-        .transpose()
-}
+pub use crm_core::list::{enum_filter, enum_from, enum_text};
 
 /// The audit row and event of a change to a sales record.
 pub fn record_change<T: Serialize>(

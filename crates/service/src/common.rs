@@ -3,18 +3,11 @@
 use crm_core::audit::{self, Actor, Change};
 use crm_core::auth::Principal;
 use crm_core::db::DbConn;
-use crm_core::error::{ApiResult, FieldError};
+use crm_core::error::ApiResult;
 use serde::Serialize;
 use serde_json::Value;
 
-/// A 422 entry for each required field that is missing.
-pub fn required(fields: &[(&str, bool)]) -> Vec<FieldError> {
-    fields
-        .iter()
-        .filter(|(_, missing)| *missing)
-        .map(|(f, _)| FieldError::new(f, "required", "is required"))
-        .collect()
-}
+pub use crm_core::error::required;
 
 /// The audit row and `<entity>.<action>` event of a change.
 pub fn audit_change<T: Serialize>(

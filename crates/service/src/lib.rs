@@ -22,29 +22,9 @@ pub mod work_orders;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
-use crm_core::error::{ApiError, ApiResult};
-use crm_core::list::ListParams;
 use crm_core::objects::ObjectKind;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-/// An enum as stored and sent (`pending_customer`).
-pub fn enum_text<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// An enum list filter; another value is a 400.
-pub fn enum_filter<T: DeserializeOwned>(p: &ListParams, name: &str) -> ApiResult<Option<T>> {
-    p.filter(name)
-        .map(|v| {
-            serde_json::from_value(serde_json::Value::String(v.to_string()))
-                .map_err(|_| ApiError::BadRequest(format!("{v:?} is not a {name}")))
-        })
-        .transpose()
-}
+pub use crm_core::list::{enum_filter, enum_text};
 
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
