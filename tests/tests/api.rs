@@ -9,6 +9,8 @@ mod api_keys;
 mod assignment;
 #[path = "api/auth.rs"]
 mod auth;
+#[path = "api/automations.rs"]
+mod automations;
 #[path = "api/billing.rs"]
 mod billing;
 #[path = "api/commissions.rs"]

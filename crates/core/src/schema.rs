@@ -1155,6 +1155,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    automations (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        status -> Text,
+        trigger_spec -> Text,
+        steps -> Text,
+        enrolment -> Text,
+        exit_rules -> Text,
+        owner_id -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    automation_runs (id) {
+        id -> Text,
+        automation_id -> Text,
+        subject_type -> Text,
+        subject_id -> Text,
+        trigger_key -> Text,
+        status -> Text,
+        step -> Integer,
+        wake_at -> Nullable<Text>,
+        exit_reason -> Nullable<Text>,
+        started_at -> Text,
+        updated_at -> Text,
+        finished_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    automation_steps (id) {
+        id -> Text,
+        run_id -> Text,
+        step -> Integer,
+        action -> Text,
+        outcome -> Text,
+        detail -> Text,
+        at -> Text,
+    }
+}
+
+diesel::table! {
+    automation_cursor (id) {
+        id -> Integer,
+        tx -> BigInt,
+        seq -> BigInt,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1237,6 +1292,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     scoring_models,
     score_changes,
     contact_scores,
+    automations,
+    automation_runs,
+    automation_steps,
+    automation_cursor,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -179,6 +179,8 @@ const OPS: &[&str] = &[
 pub enum CustomKind {
     Text,
     Number,
+    /// A `date` custom field (`YYYY-MM-DD` text): compared as a date, relative values too.
+    Date,
 }
 
 /// One bound value.
@@ -383,6 +385,7 @@ impl Ctx<'_> {
             let (column, kind) = match kind {
                 CustomKind::Number => ("cv.number_value", Kind::Number),
                 CustomKind::Text => ("cv.text_value", Kind::Text),
+                CustomKind::Date => ("cv.text_value", Kind::Date),
             };
             let sql = format!(
                 "EXISTS (SELECT 1 FROM custom_values cv WHERE cv.object = 'contact' AND cv.record_id = contacts.id AND cv.key = {{key}} AND {column} {{cmp}})"

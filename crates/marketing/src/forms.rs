@@ -478,6 +478,16 @@ fn record(
             }
             _ => {}
         }
+        // Automations and webhooks see who submitted what (the form event carries the form).
+        crm_core::audit::emit(
+            c,
+            "form_submission.created",
+            "form_submission",
+            &id,
+            &crm_core::audit::Actor::from(&owner),
+            &json!({"id": id, "form_id": form.id, "lead_id": lead, "contact_id": contact,
+                "consent": consent.is_some(), "created_at": now}),
+        )?;
         audit_change(
             c,
             &owner,

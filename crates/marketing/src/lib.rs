@@ -3,6 +3,8 @@
 //! Its resources land here one module each; the gateway mounts `configure` under
 //! `/api/v1` and merges `Api` into the served OpenAPI document.
 
+pub mod automation_runs;
+pub mod automations;
 pub mod campaigns;
 pub mod common;
 pub mod criteria;
@@ -15,7 +17,7 @@ pub mod sending;
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
 
-pub use crm_core::list::{enum_filter, enum_text};
+pub use crm_core::list::{enum_filter, enum_from, enum_text};
 
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -35,7 +37,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(sending::click)
         .service(forms::submit)
         .service(scoring::recompute)
-        .service(scoring::history);
+        .service(scoring::history)
+        .service(automation_runs::list_runs)
+        .service(automation_runs::get_run)
+        .service(automation_runs::exit)
+        .service(automation_runs::enrol_handler);
     resource_routes(cfg);
 }
 
@@ -45,6 +51,7 @@ crm_core::resources!(
     campaigns::Campaigns,
     forms::Forms,
     scoring::ScoringModels,
+    automations::Automations,
 );
 
 /// The jobs this domain runs.
@@ -56,6 +63,19 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         "Recompute scores whose behaviour points fade (models with a half-life)",
         std::time::Duration::from_secs(24 * 3600),
         |c, _| scoring::decay(c),
+    );
+    registry.register(automation_runs::ADVANCE, automation_runs::advance);
+    // Every poll of the first worker, like the webhook relay: triggers fire within a poll.
+    registry.register_periodic(
+        "automation-relay",
+        std::time::Duration::ZERO,
+        automation_runs::relay_task,
+    );
+    registry.register_scheduled(
+        automation_runs::DAILY_TASK,
+        "Enrol the contacts that daily automation triggers match today",
+        std::time::Duration::from_secs(24 * 3600),
+        |c, _| automation_runs::daily(c),
     );
 }
 
@@ -74,6 +94,9 @@ pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
     internal("campaign"),
     internal("form"),
     internal("scoring_model"),
+    internal("form_submission"),
+    internal("automation"),
+    internal("automation_run"),
 ];
 
 const READ: Access = Access::Needs(Permission::MarketingRead);
@@ -104,6 +127,10 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     Operation::new("POST", "/api/v1/scoring-models/{id}/recompute", WRITE),
     Operation::new("GET", "/api/v1/score-history", READ),
+    Operation::new("GET", "/api/v1/automation-runs", READ),
+    Operation::new("GET", "/api/v1/automation-runs/{id}", READ),
+    Operation::new("POST", "/api/v1/automation-runs/{id}/exit", WRITE),
+    Operation::new("POST", "/api/v1/automations/{id}/enrolments", WRITE),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -127,12 +154,17 @@ pub const OPERATIONS: &[Operation] = &[
         forms::submit,
         scoring::recompute,
         scoring::history,
+        automation_runs::list_runs,
+        automation_runs::get_run,
+        automation_runs::exit,
+        automation_runs::enrol_handler,
     ),
     tags(
         (name = "segments", description = "Dynamic segments in a JSON criteria language (and, or, not; comparisons, in, exists, relative dates) over contact, account and custom fields, purchase history, engagement and consent, evaluated in the database"),
         (name = "lists", description = "Static lists of contacts"),
         (name = "forms", description = "Web forms: fields mapped to lead fields, consent, allowed origins, and the public submission endpoint that creates or matches the lead"),
         (name = "scoring", description = "Lead scoring: attribute and behaviour rules with decay, scores on leads and contacts, their history, and the hand-off to sales"),
+        (name = "automations", description = "Automations: triggers on domain events (an order of a product family, a lead from a form, a solved ticket, a score crossing a threshold) or a daily date condition; steps that wait, test conditions, mail a campaign message, add to a list, set a field, create a task or notify by webhook; enrolment and exit rules; a history per run"),
         (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
     )
 )]

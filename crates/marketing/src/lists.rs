@@ -183,7 +183,12 @@ pub fn check_contacts(c: &mut DbConn, me: &Principal, ids: &[String]) -> ApiResu
     }
 }
 
-fn add(c: &mut DbConn, me: &Principal, id: &str, input: &AddMembers) -> ApiResult<Added> {
+pub(crate) fn add(
+    c: &mut DbConn,
+    me: &Principal,
+    id: &str,
+    input: &AddMembers,
+) -> ApiResult<Added> {
     db::write_tx(c, |c| {
         // Two adds to one list take turns, so the check for members already in holds.
         db::lock_row(c, "marketing_lists", id)?;

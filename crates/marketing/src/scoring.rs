@@ -512,6 +512,15 @@ pub fn rescore(c: &mut DbConn, m: &ScoringModel, id: &str) -> ApiResult<Option<i
             sc::created_at.eq(ids::now()),
         ))
         .execute(c)?;
+    let kind = crate::enum_text(m.applies_to);
+    crm_core::audit::emit(
+        c,
+        &format!("{kind}.score_changed"),
+        &kind,
+        id,
+        &crm_core::audit::Actor::system(),
+        &json!({"id": id, "score": score, "previous": old, "model_id": m.id}),
+    )?;
     if let (AppliesTo::Lead, Some(h)) = (m.applies_to, m.handoff_score) {
         if old < h && score >= h {
             if let Some(owner) = auth::principal_of_user(c, &m.owner_id)? {

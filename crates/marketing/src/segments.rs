@@ -102,10 +102,10 @@ fn custom_kinds(c: &mut DbConn) -> ApiResult<Vec<(String, CustomKind)>> {
     Ok(crm_customers::custom_fields::defs(c, "contact")?
         .into_iter()
         .map(|d| {
-            let kind = if d.field_type == "number" {
-                CustomKind::Number
-            } else {
-                CustomKind::Text
+            let kind = match d.field_type.as_str() {
+                "number" => CustomKind::Number,
+                "date" => CustomKind::Date,
+                _ => CustomKind::Text,
             };
             (d.key, kind)
         })

@@ -188,7 +188,7 @@ fn address(c: &mut DbConn, contact: &str) -> ApiResult<Result<String, &'static s
 
 /// Mail one member or skip them, in the caller's transaction; a member someone else already
 /// handled is left alone.
-fn mail_member(c: &mut DbConn, campaign: &Campaign, contact: &str) -> ApiResult<()> {
+pub(crate) fn mail_member(c: &mut DbConn, campaign: &Campaign, contact: &str) -> ApiResult<()> {
     let member = cm::table
         .filter(cm::campaign_id.eq(&campaign.id))
         .filter(cm::contact_id.eq(contact))

@@ -9,16 +9,16 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-fn id_of(res: &Resp) -> String {
+pub(crate) fn id_of(res: &Resp) -> String {
     assert!(res.status == 201 || res.status == 200, "{}", res.text);
     res.json()["id"].as_str().unwrap_or_default().to_string()
 }
 
-fn created(app: &TestApp, path: &str, body: Value) -> String {
+pub(crate) fn created(app: &TestApp, path: &str, body: Value) -> String {
     id_of(&app.post(path, &app.admin_token, &body))
 }
 
-fn errors(problem: &Value) -> Vec<String> {
+pub(crate) fn errors(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
         .into_iter()

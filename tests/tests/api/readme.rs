@@ -137,6 +137,36 @@ fn the_marketing_walkthrough_mails_only_the_consenting_members_of_a_segment() {
 }
 
 #[test]
+fn the_journey_walkthrough_goes_from_form_submission_to_campaign_metrics() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("journey"));
+    let m: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    assert_eq!(
+        (
+            m["members"].clone(),
+            m["reached"].clone(),
+            m["leads"].clone(),
+            m["cost_per_lead"].clone()
+        ),
+        (json!(1), json!(1), json!(1), json!(30000)),
+        "{stdout}"
+    );
+    let outbox = app.get("/api/v1/outbox", &app.admin_token).json();
+    let to: Vec<&str> = outbox["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["template"] == "campaign")
+        .filter_map(|m| m["to_address"].as_str())
+        .collect();
+    assert_eq!(to, ["ada@example.com"]);
+    assert_eq!(
+        app.count("contact_consents WHERE channel = 'email' AND status = 'granted'"),
+        1
+    );
+}
+
+#[test]
 fn the_service_walkthrough_goes_from_inbound_mail_to_survey() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("service"));
