@@ -111,6 +111,12 @@ bench_one() {
   campaign=$(curl -sf "$base/api/v1/campaigns?limit=1" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
   run "campaign metrics" GET "/api/v1/campaigns/$campaign/metrics"
   run "campaign members page" GET "/api/v1/campaigns/$campaign/members?limit=50"
+  # Journeys: a campaign member's touchpoints, and an opportunity's attribution.
+  local member deal
+  member=$(curl -sf "$base/api/v1/campaigns/$campaign/members?limit=1" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  run "contact journey" GET "/api/v1/contacts/$member/journey?limit=50"
+  deal=$(curl -sf "$base/api/v1/opportunities?limit=1" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  run "opportunity attribution" GET "/api/v1/opportunities/$deal/attribution"
   run "create contact" POST "/api/v1/contacts" "$new"
   run "batch of 200 creates" POST "/api/v1/contacts/batch" "$batch"
 

@@ -37,6 +37,8 @@ mod imports;
 mod integrations;
 #[path = "api/jobs.rs"]
 mod jobs;
+#[path = "api/journeys.rs"]
+mod journeys;
 #[path = "api/marketing.rs"]
 mod marketing;
 #[path = "api/matrix.rs"]

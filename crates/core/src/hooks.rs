@@ -11,10 +11,13 @@ use std::sync::OnceLock;
 /// Called with the entity type, its id and the action (`created`, `updated`, …).
 pub type Listener = fn(&mut DbConn, &str, &str, &str) -> Result<(), ApiError>;
 
-static LISTENERS: OnceLock<&'static [(&'static str, Listener)]> = OnceLock::new();
+/// Each domain's table of listeners.
+pub type Listeners = &'static [&'static [(&'static str, Listener)]];
 
-/// Install the listeners (every server in a process installs the same table; the first wins).
-pub fn install(listeners: &'static [(&'static str, Listener)]) {
+static LISTENERS: OnceLock<Listeners> = OnceLock::new();
+
+/// Install the listeners (every server in a process installs the same tables; the first wins).
+pub fn install(listeners: Listeners) {
     let _ = LISTENERS.set(listeners);
 }
 
@@ -25,7 +28,8 @@ pub fn changed(
     entity_id: &str,
     action: &str,
 ) -> Result<(), ApiError> {
-    for (entity, listener) in LISTENERS.get().copied().unwrap_or_default() {
+    let tables = LISTENERS.get().copied().unwrap_or_default();
+    for (entity, listener) in tables.iter().flat_map(|t| t.iter()) {
         if *entity == entity_type {
             listener(conn, entity_type, entity_id, action)?;
         }

@@ -1210,6 +1210,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    touchpoints (id) {
+        id -> Text,
+        subject_type -> Text,
+        subject_id -> Text,
+        kind -> Text,
+        campaign_id -> Nullable<Text>,
+        source_type -> Text,
+        source_id -> Text,
+        summary -> Text,
+        occurred_at -> Text,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1296,6 +1311,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     automation_runs,
     automation_steps,
     automation_cursor,
+    touchpoints,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -132,7 +132,7 @@ fn seed_data(config: &Config, scale: f64, seed: u64) -> Result<(), String> {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "seeded {} accounts, {} contacts, {} activities, {} leads, {} opportunities, {} orders \
-         with {} lines, {} tickets, {} campaigns with {} members, {} email consents in {secs:.1} s",
+         with {} lines, {} tickets, {} campaigns with {} members, {} touchpoints, {} email consents in {secs:.1} s",
         done.accounts,
         done.contacts,
         done.activities,
@@ -143,6 +143,7 @@ fn seed_data(config: &Config, scale: f64, seed: u64) -> Result<(), String> {
         done.tickets,
         done.marketing.campaigns,
         done.marketing.members,
+        done.marketing.touchpoints,
         done.marketing.consents
     );
     Ok(())

@@ -125,7 +125,7 @@ pub fn build_state(
     crm_marketing::register_jobs(&mut registry);
     crm_core::mail::register_jobs(&mut registry, &config)?;
     crm_core::mail::templates::install(crm_service::TEMPLATES.to_vec());
-    crm_core::hooks::install(crm_sales::LISTENERS);
+    crm_core::hooks::install(&[crm_sales::LISTENERS, crm_marketing::LISTENERS]);
     {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         crm_core::scheduler::install(&mut conn, &registry)

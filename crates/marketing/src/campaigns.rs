@@ -778,6 +778,17 @@ fn respond(c: &mut DbConn, me: &Principal, id: &str, r: &ResponseInput) -> ApiRe
                 "this contact is not a member of the campaign",
             ));
         }
+        crate::journeys::record(
+            c,
+            &crate::journeys::Touch {
+                subject: ("contact", &r.contact_id),
+                kind: crate::journeys::TouchKind::CampaignResponse,
+                campaign_id: Some(id),
+                source: ("campaign_member", &format!("{id}:{}", r.contact_id)),
+                summary: format!("Responded to {}", k.name),
+                occurred_at: &now,
+            },
+        )?;
         let out = json!({"contact_id": r.contact_id, "status": status, "responded_at": now,
             "lead_id": r.lead_id, "opportunity_id": r.opportunity_id});
         audit_change(c, me, "campaign", "response_recorded", id, out.clone(), &k)?;

@@ -469,6 +469,23 @@ fn record(
                 fs::created_at.eq(&now),
             ))
             .execute(c)?;
+        if let Some(subject) = contact
+            .as_deref()
+            .map(|c| ("contact", c))
+            .or(lead.as_deref().map(|l| ("lead", l)))
+        {
+            crate::journeys::record(
+                c,
+                &crate::journeys::Touch {
+                    subject,
+                    kind: crate::journeys::TouchKind::FormSubmission,
+                    campaign_id: form.campaign_id.as_deref(),
+                    source: ("form_submission", &id),
+                    summary: format!("Submitted {}", form.name),
+                    occurred_at: &now,
+                },
+            )?;
+        }
         match (&contact, &lead) {
             (Some(cid), _) => {
                 crate::scoring::on_behaviour(c, crate::scoring::AppliesTo::Contact, cid)?

@@ -3,12 +3,14 @@
 //! Its resources land here one module each; the gateway mounts `configure` under
 //! `/api/v1` and merges `Api` into the served OpenAPI document.
 
+pub mod attribution;
 pub mod automation_runs;
 pub mod automations;
 pub mod campaigns;
 pub mod common;
 pub mod criteria;
 pub mod forms;
+pub mod journeys;
 pub mod lists;
 pub mod scoring;
 pub mod segments;
@@ -41,7 +43,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(automation_runs::list_runs)
         .service(automation_runs::get_run)
         .service(automation_runs::exit)
-        .service(automation_runs::enrol_handler);
+        .service(automation_runs::enrol_handler)
+        .service(journeys::contact_journey)
+        .service(journeys::lead_journey)
+        .service(attribution::get_attribution);
     resource_routes(cfg);
 }
 
@@ -131,7 +136,14 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/automation-runs/{id}", READ),
     Operation::new("POST", "/api/v1/automation-runs/{id}/exit", WRITE),
     Operation::new("POST", "/api/v1/automations/{id}/enrolments", WRITE),
+    Operation::new("GET", "/api/v1/contacts/{id}/journey", READ),
+    Operation::new("GET", "/api/v1/leads/{id}/journey", READ),
+    Operation::new("GET", "/api/v1/opportunities/{id}/attribution", READ),
 ];
+
+/// What this domain does when other domains' records change (`crm_core::hooks`).
+pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] =
+    &[("activity", journeys::on_activity_change)];
 
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -158,6 +170,9 @@ pub const OPERATIONS: &[Operation] = &[
         automation_runs::get_run,
         automation_runs::exit,
         automation_runs::enrol_handler,
+        journeys::contact_journey,
+        journeys::lead_journey,
+        attribution::get_attribution,
     ),
     tags(
         (name = "segments", description = "Dynamic segments in a JSON criteria language (and, or, not; comparisons, in, exists, relative dates) over contact, account and custom fields, purchase history, engagement and consent, evaluated in the database"),
@@ -165,6 +180,7 @@ pub const OPERATIONS: &[Operation] = &[
         (name = "forms", description = "Web forms: fields mapped to lead fields, consent, allowed origins, and the public submission endpoint that creates or matches the lead"),
         (name = "scoring", description = "Lead scoring: attribute and behaviour rules with decay, scores on leads and contacts, their history, and the hand-off to sales"),
         (name = "automations", description = "Automations: triggers on domain events (an order of a product family, a lead from a form, a solved ticket, a score crossing a threshold) or a daily date condition; steps that wait, test conditions, mail a campaign message, add to a list, set a field, create a task or notify by webhook; enrolment and exit rules; a history per run"),
+        (name = "journeys", description = "Journeys and attribution: the touchpoints where contacts and leads met the company (form submissions, campaign responses, email clicks, meetings, social messages) in order, and the first-touch, last-touch and linear campaign attribution of opportunities"),
         (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
     )
 )]

@@ -511,9 +511,12 @@ fn engage(c: &mut DbConn, campaign: &str, p: &LinkParams, clicked: bool) -> ApiR
             .set(cm::opened_at.eq(&now))
             .execute(c)?;
         if clicked {
-            diesel::update(member.filter(cm::clicked_at.is_null()))
+            let first = diesel::update(member.filter(cm::clicked_at.is_null()))
                 .set(cm::clicked_at.eq(&now))
                 .execute(c)?;
+            if first == 1 {
+                click_touchpoint(c, campaign, &contact, &now)?;
+            }
         }
         // Statuses only move forward: an open after a click leaves `clicked`.
         let forward = clicked || status != "clicked";
@@ -524,6 +527,25 @@ fn engage(c: &mut DbConn, campaign: &str, p: &LinkParams, clicked: bool) -> ApiR
         }
         crate::scoring::on_behaviour(c, crate::scoring::AppliesTo::Contact, &contact)
     })
+}
+
+/// A member's first click is a touchpoint of their journey, credited to the campaign.
+fn click_touchpoint(c: &mut DbConn, campaign: &str, contact: &str, at: &str) -> ApiResult<()> {
+    let name: String = crm_core::schema::campaigns::table
+        .find(campaign)
+        .select(crm_core::schema::campaigns::name)
+        .first(c)?;
+    crate::journeys::record(
+        c,
+        &crate::journeys::Touch {
+            subject: ("contact", contact),
+            kind: crate::journeys::TouchKind::EmailClick,
+            campaign_id: Some(campaign),
+            source: ("campaign_member", &format!("{campaign}:{contact}")),
+            summary: format!("Clicked a link in {name}"),
+            occurred_at: at,
+        },
+    )
 }
 
 /// A transparent 1×1 GIF.

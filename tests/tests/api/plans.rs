@@ -33,6 +33,7 @@ const BIG: &[&str] = &[
     "opportunity_stage_history",
     "campaign_members",
     "list_members",
+    "touchpoints",
 ];
 
 fn id(v: &Value) -> String {
@@ -101,6 +102,10 @@ fn hot_paths(app: &TestApp) -> Vec<String> {
         "/api/v1/events?types=contact.*".to_string(),
         format!("/api/v1/leads/{l}/duplicates"),
         format!("/api/v1/opportunities/{op}/stage-history"),
+        format!("/api/v1/opportunities/{op}/attribution"),
+        format!("/api/v1/contacts/{c}/journey"),
+        format!("/api/v1/contacts/{c}/journey?kind=meeting&sort=-occurred_at"),
+        format!("/api/v1/leads/{l}/journey"),
         "/api/v1/forecasts?period=2027-Q1".to_string(),
         format!("/api/v1/forecasts?period=2027&pipeline_id={pl}&group_by=team"),
     ];

@@ -140,7 +140,24 @@ fn the_marketing_walkthrough_mails_only_the_consenting_members_of_a_segment() {
 fn the_journey_walkthrough_goes_from_form_submission_to_campaign_metrics() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("journey"));
-    let m: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    let mut lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or(Value::Null));
+    let (m, journey): (Value, Value) = (
+        lines.next().unwrap_or_default(),
+        lines.next().unwrap_or_default(),
+    );
+    let touches: Vec<(&Value, &Value)> = journey["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| (&t["kind"], &t["campaign_name"]))
+        .collect();
+    assert_eq!(
+        touches,
+        [(&json!("form_submission"), &json!("Spring webinar"))],
+        "{stdout}"
+    );
     assert_eq!(
         (
             m["members"].clone(),

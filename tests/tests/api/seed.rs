@@ -24,6 +24,18 @@ fn seeded() -> TestApp {
     assert_eq!(done.tickets, 250);
     let m = &done.marketing;
     assert_eq!((m.campaigns, m.members, m.consents), (20, 100, 250));
+    // Each seeded click and response is one touchpoint.
+    assert!(m.touchpoints > 0);
+    assert_eq!(
+        app.count("touchpoints") as usize,
+        m.touchpoints,
+        "touchpoints"
+    );
+    assert_eq!(
+        app.count("campaign_members WHERE clicked_at IS NOT NULL")
+            + app.count("campaign_members WHERE responded_at IS NOT NULL"),
+        app.count("touchpoints")
+    );
     app
 }
 

@@ -1,10 +1,12 @@
 //! The marketing side of `crm seed`. At scale 1: email consent for half the contacts (granted
 //! for most of them), twenty campaigns, and 200,000 campaign members spread over them, most
-//! sent, some opened, clicked or responded.
+//! sent, some opened, clicked or responded, each click and response a touchpoint.
 
 use super::{Gen, CHUNK};
 use crm_core::db::DbConn;
-use crm_core::schema::{campaign_members, campaigns, contact_consents, contacts};
+use crm_core::schema::{
+    campaign_members, campaigns, contact_consents, contacts, touchpoints as tp,
+};
 use diesel::prelude::*;
 use rand::Rng;
 
@@ -16,6 +18,7 @@ pub struct MarketingSeeded {
     pub campaigns: usize,
     pub members: usize,
     pub consents: usize,
+    pub touchpoints: usize,
 }
 
 pub(super) fn seed_marketing(
@@ -58,6 +61,8 @@ pub(super) fn seed_marketing(
         .min(people.len());
     let mut members = 0;
     let mut rows = vec![];
+    let mut touches = vec![];
+    let mut n_touches = 0;
     for (k, campaign) in ids.iter().enumerate() {
         // A different stretch of contacts for each campaign, so members are distinct per row.
         let start = (k * per_campaign) % people.len().max(1);
@@ -87,6 +92,32 @@ pub(super) fn seed_marketing(
                 campaign_members::responded_at.eq(stamp(responded)),
             ));
             members += 1;
+            let source = format!("{campaign}:{contact}");
+            for (on, kind, summary) in [
+                (clicked, "email_click", "Clicked a link"),
+                (responded, "campaign_response", "Responded"),
+            ] {
+                if on {
+                    let (id, _) = gen.id_and_time();
+                    touches.push((
+                        tp::id.eq(id),
+                        tp::subject_type.eq("contact"),
+                        tp::subject_id.eq(contact.clone()),
+                        tp::kind.eq(kind),
+                        tp::campaign_id.eq(Some(campaign.clone())),
+                        tp::source_type.eq("campaign_member"),
+                        tp::source_id.eq(source.clone()),
+                        tp::summary.eq(summary),
+                        tp::occurred_at.eq(at.clone()),
+                        tp::created_at.eq(at.clone()),
+                    ));
+                }
+            }
+            if touches.len() >= CHUNK {
+                insert_rows!(conn, tp::table, &touches)?;
+                n_touches += touches.len();
+                touches.clear();
+            }
             if rows.len() >= CHUNK {
                 insert_rows!(conn, campaign_members::table, &rows)?;
                 rows.clear();
@@ -96,10 +127,15 @@ pub(super) fn seed_marketing(
     if !rows.is_empty() {
         insert_rows!(conn, campaign_members::table, &rows)?;
     }
+    if !touches.is_empty() {
+        insert_rows!(conn, tp::table, &touches)?;
+        n_touches += touches.len();
+    }
     Ok(MarketingSeeded {
         campaigns: n_campaigns,
         members,
         consents,
+        touchpoints: n_touches,
     })
 }
 
