@@ -39,6 +39,8 @@ mod integrations;
 mod jobs;
 #[path = "api/journeys.rs"]
 mod journeys;
+#[path = "api/loyalty.rs"]
+mod loyalty;
 #[path = "api/marketing.rs"]
 mod marketing;
 #[path = "api/matrix.rs"]

@@ -1225,6 +1225,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    loyalty_programs (id) {
+        id -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        currency -> Text,
+        earn_rules -> Text,
+        tiers -> Text,
+        rewards -> Text,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    loyalty_members (id) {
+        id -> Text,
+        program_id -> Text,
+        contact_id -> Text,
+        account_id -> Nullable<Text>,
+        balance -> BigInt,
+        lifetime_points -> BigInt,
+        tier -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    loyalty_ledger (id) {
+        id -> Text,
+        member_id -> Text,
+        kind -> Text,
+        points -> BigInt,
+        balance_after -> BigInt,
+        source_key -> Text,
+        order_id -> Nullable<Text>,
+        reward_code -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1312,6 +1360,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     automation_steps,
     automation_cursor,
     touchpoints,
+    loyalty_programs,
+    loyalty_members,
+    loyalty_ledger,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -12,6 +12,7 @@ pub mod criteria;
 pub mod forms;
 pub mod journeys;
 pub mod lists;
+pub mod loyalty;
 pub mod scoring;
 pub mod segments;
 pub mod sending;
@@ -46,7 +47,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(automation_runs::enrol_handler)
         .service(journeys::contact_journey)
         .service(journeys::lead_journey)
-        .service(attribution::get_attribution);
+        .service(attribution::get_attribution)
+        .service(loyalty::ledger::award)
+        .service(loyalty::ledger::redeem)
+        .service(loyalty::ledger::ledger);
     resource_routes(cfg);
 }
 
@@ -57,6 +61,8 @@ crm_core::resources!(
     forms::Forms,
     scoring::ScoringModels,
     automations::Automations,
+    loyalty::LoyaltyPrograms,
+    loyalty::members::LoyaltyMembers,
 );
 
 /// The jobs this domain runs.
@@ -102,6 +108,8 @@ pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
     internal("form_submission"),
     internal("automation"),
     internal("automation_run"),
+    internal("loyalty_program"),
+    internal("loyalty_member"),
 ];
 
 const READ: Access = Access::Needs(Permission::MarketingRead);
@@ -139,11 +147,16 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/contacts/{id}/journey", READ),
     Operation::new("GET", "/api/v1/leads/{id}/journey", READ),
     Operation::new("GET", "/api/v1/opportunities/{id}/attribution", READ),
+    Operation::new("POST", "/api/v1/loyalty-members/{id}/awards", WRITE),
+    Operation::new("POST", "/api/v1/loyalty-members/{id}/redemptions", WRITE),
+    Operation::new("GET", "/api/v1/loyalty-members/{id}/ledger", READ),
 ];
 
 /// What this domain does when other domains' records change (`crm_core::hooks`).
-pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] =
-    &[("activity", journeys::on_activity_change)];
+pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] = &[
+    ("activity", journeys::on_activity_change),
+    ("order", loyalty::ledger::on_order_change),
+];
 
 /// This domain's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -173,6 +186,9 @@ pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] =
         journeys::contact_journey,
         journeys::lead_journey,
         attribution::get_attribution,
+        loyalty::ledger::award,
+        loyalty::ledger::redeem,
+        loyalty::ledger::ledger,
     ),
     tags(
         (name = "segments", description = "Dynamic segments in a JSON criteria language (and, or, not; comparisons, in, exists, relative dates) over contact, account and custom fields, purchase history, engagement and consent, evaluated in the database"),
@@ -181,6 +197,7 @@ pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] =
         (name = "scoring", description = "Lead scoring: attribute and behaviour rules with decay, scores on leads and contacts, their history, and the hand-off to sales"),
         (name = "automations", description = "Automations: triggers on domain events (an order of a product family, a lead from a form, a solved ticket, a score crossing a threshold) or a daily date condition; steps that wait, test conditions, mail a campaign message, add to a list, set a field, create a task or notify by webhook; enrolment and exit rules; a history per run"),
         (name = "journeys", description = "Journeys and attribution: the touchpoints where contacts and leads met the company (form submissions, campaign responses, email clicks, meetings, social messages) in order, and the first-touch, last-touch and linear campaign attribution of opportunities"),
+        (name = "loyalty", description = "Loyalty programmes: members earn points by rules on their account's orders, climb tiers on lifetime points and redeem rewards; a ledger that never counts an order or a retried award twice and never takes a balance below zero"),
         (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
     )
 )]

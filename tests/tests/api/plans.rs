@@ -34,6 +34,8 @@ const BIG: &[&str] = &[
     "campaign_members",
     "list_members",
     "touchpoints",
+    "loyalty_members",
+    "loyalty_ledger",
 ];
 
 fn id(v: &Value) -> String {
@@ -235,7 +237,28 @@ fn marketing_paths(app: &TestApp, contact: &str) -> Vec<String> {
                 {"field": "consent.email", "op": "eq", "value": "granted"}]}}),
         )
         .json());
+    let program = id(&app
+        .post(
+            "/api/v1/loyalty-programs",
+            t,
+            &json!({"name": "P", "currency": "EUR", "earn_rules": [{"points": 1, "per_amount": 100}]}),
+        )
+        .json());
+    let member = id(&app
+        .post(
+            "/api/v1/loyalty-members",
+            t,
+            &json!({"program_id": program, "contact_id": contact}),
+        )
+        .json());
     vec![
+        "/api/v1/loyalty-members".into(),
+        format!("/api/v1/loyalty-members?program_id={program}&sort=-lifetime_points"),
+        format!("/api/v1/loyalty-members?contact_id={contact}"),
+        format!("/api/v1/loyalty-members?account_id={program}"),
+        "/api/v1/loyalty-members?tier=Gold".into(),
+        "/api/v1/loyalty-members?sort=-balance".into(),
+        format!("/api/v1/loyalty-members/{member}/ledger"),
         "/api/v1/campaigns".into(),
         "/api/v1/campaigns?channel=email".into(),
         "/api/v1/campaigns?status=planned".into(),

@@ -184,6 +184,23 @@ fn the_journey_walkthrough_goes_from_form_submission_to_campaign_metrics() {
 }
 
 #[test]
+fn the_loyalty_walkthrough_earns_on_an_order_and_redeems_a_retried_reward_once() {
+    let app = TestApp::start();
+    let stdout = run(&app, &walkthrough("loyalty"));
+    let m: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    assert_eq!(
+        (
+            m["balance"].clone(),
+            m["lifetime_points"].clone(),
+            m["tier"].clone()
+        ),
+        (json!(34), json!(64), json!("Gold")),
+        "{stdout}"
+    );
+    assert_eq!(app.count("loyalty_ledger WHERE kind = 'redeem'"), 1);
+}
+
+#[test]
 fn the_service_walkthrough_goes_from_inbound_mail_to_survey() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("service"));

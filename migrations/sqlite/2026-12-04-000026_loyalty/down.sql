@@ -1,0 +1,3 @@
+DROP TABLE loyalty_ledger;
+DROP TABLE loyalty_members;
+DROP TABLE loyalty_programs;
