@@ -69,6 +69,8 @@ mod security;
 mod seed;
 #[path = "api/service.rs"]
 mod service;
+#[path = "api/social.rs"]
+mod social;
 #[path = "api/territories.rs"]
 mod territories;
 #[path = "api/webhooks.rs"]

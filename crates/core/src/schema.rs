@@ -1273,6 +1273,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    social_handles (network, handle, contact_id) {
+        network -> Text,
+        handle -> Text,
+        contact_id -> Text,
+    }
+}
+
+diesel::table! {
+    social_messages (id) {
+        id -> Text,
+        network -> Text,
+        external_id -> Text,
+        author_handle -> Text,
+        author_name -> Nullable<Text>,
+        body -> Text,
+        url -> Nullable<Text>,
+        sent_at -> Text,
+        contact_id -> Nullable<Text>,
+        matched_by -> Nullable<Text>,
+        campaign_id -> Nullable<Text>,
+        activity_id -> Nullable<Text>,
+        ticket_id -> Nullable<Text>,
+        version -> Integer,
+        created_at -> Text,
+        updated_at -> Text,
+        archived_at -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1363,6 +1393,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     loyalty_programs,
     loyalty_members,
     loyalty_ledger,
+    social_handles,
+    social_messages,
 );
 
 // Integrations: feed retention, webhooks, imports.

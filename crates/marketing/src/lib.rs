@@ -1,4 +1,5 @@
-//! The marketing domain: segments, lists, campaigns, messages, automations, scoring, forms, loyalty.
+//! The marketing domain: segments, lists, campaigns, messages, automations, scoring, forms,
+//! journeys, loyalty, social messages.
 //!
 //! Its resources land here one module each; the gateway mounts `configure` under
 //! `/api/v1` and merges `Api` into the served OpenAPI document.
@@ -16,6 +17,7 @@ pub mod loyalty;
 pub mod scoring;
 pub mod segments;
 pub mod sending;
+pub mod social;
 
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
@@ -63,6 +65,7 @@ crm_core::resources!(
     automations::Automations,
     loyalty::LoyaltyPrograms,
     loyalty::members::LoyaltyMembers,
+    social::SocialMessages,
 );
 
 /// The jobs this domain runs.
@@ -110,6 +113,7 @@ pub const EVENT_SOURCES: &[crm_core::objects::EventSource] = &[
     internal("automation_run"),
     internal("loyalty_program"),
     internal("loyalty_member"),
+    internal("social_message"),
 ];
 
 const READ: Access = Access::Needs(Permission::MarketingRead);
@@ -156,6 +160,7 @@ pub const OPERATIONS: &[Operation] = &[
 pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] = &[
     ("activity", journeys::on_activity_change),
     ("order", loyalty::ledger::on_order_change),
+    ("contact", social::on_contact_change),
 ];
 
 /// This domain's part of the OpenAPI document.
@@ -198,6 +203,7 @@ pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] = &[
         (name = "automations", description = "Automations: triggers on domain events (an order of a product family, a lead from a form, a solved ticket, a score crossing a threshold) or a daily date condition; steps that wait, test conditions, mail a campaign message, add to a list, set a field, create a task or notify by webhook; enrolment and exit rules; a history per run"),
         (name = "journeys", description = "Journeys and attribution: the touchpoints where contacts and leads met the company (form submissions, campaign responses, email clicks, meetings, social messages) in order, and the first-touch, last-touch and linear campaign attribution of opportunities"),
         (name = "loyalty", description = "Loyalty programmes: members earn points by rules on their account's orders, climb tiers on lifetime points and redeem rewards; a ledger that never counts an order or a retried award twice and never takes a balance below zero"),
+        (name = "social", description = "Inbound social messages a connector pushes in: stored once per network and message id, matched to contacts by the handles in their social profiles, logged as activities and journey touchpoints, optionally opening a ticket"),
         (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
     )
 )]

@@ -36,6 +36,8 @@ const BIG: &[&str] = &[
     "touchpoints",
     "loyalty_members",
     "loyalty_ledger",
+    "social_messages",
+    "social_handles",
 ];
 
 fn id(v: &Value) -> String {
@@ -251,7 +253,18 @@ fn marketing_paths(app: &TestApp, contact: &str) -> Vec<String> {
             &json!({"program_id": program, "contact_id": contact}),
         )
         .json());
+    app.post(
+        "/api/v1/social-messages",
+        t,
+        &json!({"network": "x", "external_id": "1", "author_handle": "@ada", "body": "hi",
+            "contact_id": contact, "campaign_id": k}),
+    );
     vec![
+        "/api/v1/social-messages".into(),
+        "/api/v1/social-messages?network=x".into(),
+        format!("/api/v1/social-messages?contact_id={contact}"),
+        format!("/api/v1/social-messages?campaign_id={k}"),
+        "/api/v1/social-messages?matched=false".into(),
         "/api/v1/loyalty-members".into(),
         format!("/api/v1/loyalty-members?program_id={program}&sort=-lifetime_points"),
         format!("/api/v1/loyalty-members?contact_id={contact}"),

@@ -40,7 +40,7 @@ pub(crate) fn snippet(name: &str) -> String {
     sh_blocks("snippet", name)
 }
 
-fn run(app: &TestApp, script: &str) -> String {
+pub(crate) fn run(app: &TestApp, script: &str) -> String {
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("set -euo pipefail\n{script}"))

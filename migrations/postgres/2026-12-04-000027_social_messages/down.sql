@@ -1,0 +1,2 @@
+DROP TABLE social_messages;
+DROP TABLE social_handles;
