@@ -97,6 +97,9 @@ pub struct Config {
     /// `smtp://host:port`, `smtps://user:pass@host` or `smtp://host?tls=required`: where
     /// mail goes. Unset, mail stays in the outbox (`GET /api/v1/outbox`).
     pub smtp_url: Option<Secret>,
+    /// `https://gateway.example/sms`: where text messages go, as JSON `POST`s. Unset, they
+    /// are only logged (masked) and kept with status `logged`.
+    pub sms_url: Option<Secret>,
     /// The sender of every mail the server writes (and where customers reply to).
     pub mail_from: String,
     /// The address customers reach the API at, for links in mail (surveys).
@@ -193,6 +196,7 @@ impl Config {
             idempotency_lease: Duration::from_secs(number("CRM_IDEMPOTENCY_LEASE_SECS", 300)?),
             metrics_token: var("CRM_METRICS_TOKEN").map(Secret),
             smtp_url: var("SMTP_URL").map(Secret),
+            sms_url: var("CRM_SMS_URL").map(Secret),
             mail_from: var("CRM_MAIL_FROM").unwrap_or_else(|| "CRM <crm@localhost>".into()),
             public_url: var("CRM_PUBLIC_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
             unresolved_notify_after: Duration::from_secs(
@@ -238,6 +242,7 @@ impl Config {
             idempotency_lease: Duration::from_secs(300),
             metrics_token: None,
             smtp_url: None,
+            sms_url: None,
             mail_from: "CRM <support@example.com>".into(),
             public_url: "http://127.0.0.1:8080".into(),
             unresolved_notify_after: Duration::from_secs(72 * 3600),

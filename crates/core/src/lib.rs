@@ -27,6 +27,7 @@ pub mod scheduler;
 pub mod schema;
 pub mod sealed;
 pub mod search;
+pub mod sms;
 pub mod state;
 pub mod timeline;
 pub mod visibility;

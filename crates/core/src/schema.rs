@@ -1131,6 +1131,7 @@ diesel::table! {
         created_at -> Text,
         updated_at -> Text,
         archived_at -> Nullable<Text>,
+        nurture_below -> Nullable<Integer>,
     }
 }
 
@@ -1303,6 +1304,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sms_messages (id) {
+        id -> Text,
+        to_number -> Text,
+        body -> Text,
+        status -> Text,
+        provider -> Nullable<Text>,
+        provider_message_id -> Nullable<Text>,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        entity_type -> Nullable<Text>,
+        entity_id -> Nullable<Text>,
+        created_at -> Text,
+        sent_at -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1395,6 +1413,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     loyalty_ledger,
     social_handles,
     social_messages,
+    sms_messages,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -124,8 +124,10 @@ pub fn build_state(
     crm_service::register_jobs(&mut registry, config.unresolved_notify_after);
     crm_marketing::register_jobs(&mut registry);
     crm_core::mail::register_jobs(&mut registry, &config)?;
+    crm_core::sms::register_jobs(&mut registry, &config);
     crm_core::mail::templates::install(crm_service::TEMPLATES.to_vec());
     crm_core::hooks::install(&[crm_sales::LISTENERS, crm_marketing::LISTENERS]);
+    crm_core::integrations::imports::install_list_target(crm_marketing::lists::IMPORT_TARGET);
     {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
         crm_core::scheduler::install(&mut conn, &registry)

@@ -45,6 +45,11 @@ impl Channel {
     pub fn mails(self) -> bool {
         matches!(self, Channel::Email | Channel::Newsletter)
     }
+
+    /// Channels the server sends itself: mail, and text messages through the SMS provider.
+    pub fn sends(self) -> bool {
+        self.mails() || self == Channel::Sms
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

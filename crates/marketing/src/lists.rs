@@ -233,6 +233,29 @@ pub(crate) fn add(
     })
 }
 
+/// An import's `list_id` (`POST /imports?object=contacts&list_id=…`): a live list, and a
+/// caller who may add to it.
+fn check_import_target(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<()> {
+    me.require(Permission::MarketingWrite)?;
+    let live = find(c, id).ok().filter(|l| l.archived_at.is_none());
+    live.map(|_| ())
+        .ok_or_else(|| ApiError::field("list_id", "not_found", "no live list has this id"))
+}
+
+/// An imported contact joins the import's list.
+fn join_from_import(c: &mut DbConn, me: &Principal, id: &str, contact: &str) -> ApiResult<()> {
+    let contact_ids = vec![contact.to_string()];
+    add(c, me, id, &AddMembers { contact_ids }).map(|_| ())
+}
+
+/// Imports of contacts may fill a static list.
+pub const IMPORT_TARGET: crm_core::integrations::imports::ListTarget =
+    crm_core::integrations::imports::ListTarget {
+        object: "contacts",
+        check: check_import_target,
+        join: join_from_import,
+    };
+
 /// Add contacts to a list
 ///
 /// Adds live contacts to the list; ones already on it are counted, not added twice. An id

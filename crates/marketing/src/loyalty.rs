@@ -30,9 +30,10 @@ pub struct EarnRule {
     #[schema(minimum = 1, maximum = 1000000)]
     pub points: i64,
     /// Minor units of the programme's currency (100 = one euro).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub per_amount: i64,
     /// Only lines of products of this family count (case-insensitive).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub product_family: Option<String>,
 }
 
@@ -42,7 +43,10 @@ pub struct EarnRule {
 #[serde(deny_unknown_fields)]
 #[schema(as = LoyaltyTier)]
 pub struct Tier {
+    /// Distinct within the programme.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
+    /// Distinct within the programme.
     #[schema(minimum = 0)]
     pub min_points: i64,
     #[serde(default = "hundred")]
@@ -59,9 +63,12 @@ fn hundred() -> i64 {
 #[serde(deny_unknown_fields)]
 #[schema(as = LoyaltyReward)]
 pub struct Reward {
+    /// Distinct within the programme.
+    #[schema(min_length = 1, max_length = 50, pattern = r"\S")]
     pub code: String,
+    #[schema(min_length = 1, pattern = r"\S")]
     pub name: String,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub points: i64,
 }
 
@@ -231,7 +238,7 @@ fn check(p: &LoyaltyProgram) -> ApiResult<()> {
         }
     }
     for (i, t) in p.tiers.iter().enumerate() {
-        if t.name.trim().is_empty() || t.name.len() > 100 {
+        if t.name.trim().is_empty() || t.name.chars().count() > 100 {
             bad(format!("tiers[{i}].name"), "length", "1 to 100 characters");
         }
         if p.tiers.iter().take(i).any(|o| o.name == t.name) {
@@ -253,7 +260,7 @@ fn check(p: &LoyaltyProgram) -> ApiResult<()> {
         }
     }
     for (i, r) in p.rewards.iter().enumerate() {
-        if r.code.trim().is_empty() || r.code.len() > 50 {
+        if r.code.trim().is_empty() || r.code.chars().count() > 50 {
             bad(format!("rewards[{i}].code"), "length", "1 to 50 characters");
         }
         if p.rewards.iter().take(i).any(|o| o.code == r.code) {

@@ -6,7 +6,9 @@
 //! (`POST /scoring-models/{id}/recompute`) and daily by the `scoring.decay` task, and written
 //! to the lead's or contact's `score`, where assignment rules, segments and campaigns read it.
 //! Every change is kept with its reasons (`GET /score-history`). A lead that reaches the
-//! model's `handoff_score` is handed to sales: the lead assignment rules run for it.
+//! model's `handoff_score` is handed to sales: the lead assignment rules run for it. One that
+//! falls below `nurture_below` goes to nurturing, where the lead recycle policy disqualifies or
+//! recycles it if it stays there too long (a nurturing lead reaching the hand-off comes back).
 
 use crate::common::{audit_change, required};
 use actix_web::{get, post, web, HttpResponse};
@@ -97,6 +99,7 @@ struct Row {
     created_at: String,
     updated_at: String,
     archived_at: Option<String>,
+    nurture_below: Option<i32>,
 }
 
 /// A scoring model.
@@ -108,8 +111,12 @@ pub struct ScoringModel {
     pub rules: Vec<Rule>,
     /// Behaviour points halve every this many days; null: they never fade.
     pub half_life_days: Option<i32>,
-    /// A lead reaching this score is handed to sales (the lead assignment rules run).
+    /// A lead reaching this score is handed to sales (the lead assignment rules run); a
+    /// `nurturing` one first returns to `new`.
     pub handoff_score: Option<i32>,
+    /// A `new` or `working` lead falling below this score goes to `nurturing`; the lead
+    /// recycle policy's `nurturing` rule then disqualifies or recycles the ones that stay.
+    pub nurture_below: Option<i32>,
     /// Hand-offs run as this user.
     pub owner_id: String,
     pub version: i32,
@@ -128,6 +135,7 @@ impl From<Row> for ScoringModel {
             rules: parse_json(&r.rules),
             half_life_days: r.half_life_days,
             handoff_score: r.handoff_score,
+            nurture_below: r.nurture_below,
             owner_id: r.owner_id,
             version: r.version,
             created_at: r.created_at,
@@ -151,6 +159,8 @@ pub struct ScoringModelInput {
     #[schema(minimum = 1, maximum = 3650)]
     pub half_life_days: Option<i32>,
     pub handoff_score: Option<i32>,
+    /// Leads only; below `handoff_score` when both are set.
+    pub nurture_below: Option<i32>,
 }
 
 pub const LIST: ListSpec = ListSpec {
@@ -242,6 +252,32 @@ fn check_rules(applies: AppliesTo, rules: &[Rule]) -> ApiResult<()> {
     }
 }
 
+/// Nurturing is for leads, and starts below the hand-off.
+fn check_thresholds(
+    applies: AppliesTo,
+    handoff: Option<i32>,
+    nurture: Option<i32>,
+) -> ApiResult<()> {
+    let Some(nurture) = nurture else {
+        return Ok(());
+    };
+    if applies != AppliesTo::Lead {
+        return Err(ApiError::field(
+            "nurture_below",
+            "invalid",
+            "only lead models move leads to nurturing",
+        ));
+    }
+    if handoff.is_some_and(|h| nurture > h) {
+        return Err(ApiError::field(
+            "nurture_below",
+            "invalid",
+            "must not be above handoff_score",
+        ));
+    }
+    Ok(())
+}
+
 fn create(c: &mut DbConn, me: &Principal, input: &ScoringModelInput) -> ApiResult<ScoringModel> {
     input.validate()?;
     let errors = required(&[
@@ -255,6 +291,7 @@ fn create(c: &mut DbConn, me: &Principal, input: &ScoringModelInput) -> ApiResul
     let applies = input.applies_to.unwrap_or(AppliesTo::Lead);
     let rules = input.rules.clone().unwrap_or_default();
     check_rules(applies, &rules)?;
+    check_thresholds(applies, input.handoff_score, input.nurture_below)?;
     db::write_tx(c, |c| {
         let (id, now) = (ids::new_id(), ids::now());
         diesel::insert_into(sm::table)
@@ -265,6 +302,7 @@ fn create(c: &mut DbConn, me: &Principal, input: &ScoringModelInput) -> ApiResul
                 sm::rules.eq(json_text(&rules)),
                 sm::half_life_days.eq(input.half_life_days),
                 sm::handoff_score.eq(input.handoff_score),
+                sm::nurture_below.eq(input.nurture_below),
                 sm::owner_id.eq(&me.user_id),
                 sm::version.eq(1),
                 sm::created_at.eq(&now),
@@ -297,6 +335,9 @@ fn update(
             Some(_) => sent,
             None => was,
         };
+        let handoff = nullable("handoff_score", input.handoff_score, before.handoff_score);
+        let nurture = nullable("nurture_below", input.nurture_below, before.nurture_below);
+        check_thresholds(applies, handoff, nurture)?;
         let changed = diesel::update(sm::table.find(id))
             .filter(sm::version.eq(before.version))
             .set((
@@ -308,11 +349,8 @@ fn update(
                     input.half_life_days,
                     before.half_life_days,
                 )),
-                sm::handoff_score.eq(nullable(
-                    "handoff_score",
-                    input.handoff_score,
-                    before.handoff_score,
-                )),
+                sm::handoff_score.eq(handoff),
+                sm::nurture_below.eq(nurture),
                 sm::version.eq(before.version + 1),
                 sm::updated_at.eq(ids::now()),
             ))
@@ -521,6 +559,9 @@ pub fn rescore(c: &mut DbConn, m: &ScoringModel, id: &str) -> ApiResult<Option<i
         &crm_core::audit::Actor::system(),
         &json!({"id": id, "score": score, "previous": old, "model_id": m.id}),
     )?;
+    if m.applies_to == AppliesTo::Lead {
+        nurture_by_score(c, m, id, old, score)?;
+    }
     if let (AppliesTo::Lead, Some(h)) = (m.applies_to, m.handoff_score) {
         if old < h && score >= h {
             if let Some(owner) = auth::principal_of_user(c, &m.owner_id)? {
@@ -530,6 +571,30 @@ pub fn rescore(c: &mut DbConn, m: &ScoringModel, id: &str) -> ApiResult<Option<i
         }
     }
     Ok(Some(score))
+}
+
+/// A lead cooling below the model's `nurture_below` goes to nurturing; a nurturing lead
+/// heating up to its `handoff_score` returns to the pool, for the hand-off to assign it.
+fn nurture_by_score(
+    c: &mut DbConn,
+    m: &ScoringModel,
+    id: &str,
+    old: i32,
+    score: i32,
+) -> ApiResult<()> {
+    use crm_sales::leads::LeadStatus;
+    use crm_sales::recycle::{move_by_score, RecycleAction};
+    if let Some(n) = m.nurture_below.filter(|n| old >= *n && score < *n) {
+        let reason = format!("score {score} fell below {n} ({})", m.name);
+        let from = [LeadStatus::New, LeadStatus::Working];
+        move_by_score(c, id, &from, RecycleAction::Nurture, &reason)?;
+    }
+    if let Some(h) = m.handoff_score.filter(|h| old < *h && score >= *h) {
+        let reason = format!("score {score} reached {h} ({})", m.name);
+        let from = [LeadStatus::Nurturing];
+        move_by_score(c, id, &from, RecycleAction::ReturnToPool, &reason)?;
+    }
+    Ok(())
 }
 
 /// Active models for leads or contacts.

@@ -25,7 +25,7 @@ use crm_core::mail::{self, Outgoing};
 use crm_core::respond::WriteProblems;
 use crm_core::schema::{
     accounts, campaign_members as cm, campaigns as k, contact_accounts as ca,
-    contact_consents as cc, contact_emails as ce, contacts, suppressions,
+    contact_consents as cc, contact_emails as ce, contact_phones as cp, contacts, suppressions,
 };
 use crm_core::state::AppState;
 use diesel::prelude::*;
@@ -51,9 +51,9 @@ fn start(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<SendStarted> {
     db::write_tx(c, |c| {
         db::lock_row(c, "campaigns", id)?;
         let campaign = campaigns::find(c, id)?;
-        if !campaign.channel.mails() {
+        if !campaign.channel.sends() {
             return Err(ApiError::Conflict(
-                "only email and newsletter campaigns are sent by the server".into(),
+                "only email, newsletter and sms campaigns are sent by the server".into(),
             ));
         }
         if campaign.archived_at.is_some()
@@ -62,7 +62,10 @@ fn start(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<SendStarted> {
             return Err(ApiError::Conflict("the campaign is closed".into()));
         }
         let mut errors = crate::common::required(&[
-            ("subject", campaign.subject.is_none()),
+            (
+                "subject",
+                campaign.channel.mails() && campaign.subject.is_none(),
+            ),
             ("body_text", campaign.body_text.is_none()),
         ]);
         if !errors.is_empty() {
@@ -105,8 +108,11 @@ fn start(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<SendStarted> {
 /// Starts mailing the campaign's `targeted` members through the platform's mail sender, in
 /// throttled batches, and answers 202 with how many are waiting. Members without an email
 /// address, without email consent or on the suppression list are skipped and counted, never
-/// mailed. Members added later are mailed by calling this again; nobody is mailed twice.
-/// 409 for a campaign on another channel or a closed one; 422 without a subject or text.
+/// mailed. An `sms` campaign texts its `body_text` (with tracked links and an opt-out link)
+/// to each member's primary phone instead, through the SMS provider (`CRM_SMS_URL`, or only
+/// logged); members without a phone or sms consent are skipped. Members added later are
+/// reached by calling this again; nobody gets the campaign twice. 409 for a campaign on
+/// another channel or a closed one; 422 without text (or, for mail, a subject).
 /// Marketers, managers and admins (`MarketingWrite`).
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns", operation_id = "send_campaign",
     params(("id" = String, Path, format = "uuid", description = "Campaign id")),
@@ -167,13 +173,7 @@ fn address(c: &mut DbConn, contact: &str) -> ApiResult<Result<String, &'static s
     let Some(email) = email.filter(|e| mail::valid_address(e)) else {
         return Ok(Err("no_email"));
     };
-    let consent: Option<String> = cc::table
-        .filter(cc::contact_id.eq(contact))
-        .filter(cc::channel.eq("email"))
-        .select(cc::status)
-        .first(c)
-        .optional()?;
-    if consent.as_deref() != Some("granted") {
+    if !consented(c, contact, "email")? {
         return Ok(Err("no_consent"));
     }
     let suppressed: i64 = suppressions::table
@@ -186,32 +186,109 @@ fn address(c: &mut DbConn, contact: &str) -> ApiResult<Result<String, &'static s
     Ok(Ok(email))
 }
 
+/// Whether the contact granted consent on this channel (`email`, `sms`).
+fn consented(c: &mut DbConn, contact: &str, channel: &str) -> ApiResult<bool> {
+    let consent: Option<String> = cc::table
+        .filter(cc::contact_id.eq(contact))
+        .filter(cc::channel.eq(channel))
+        .select(cc::status)
+        .first(c)
+        .optional()?;
+    Ok(consent.as_deref() == Some("granted"))
+}
+
+/// Why a member can't be texted, or the number (E.164, the primary first) to text.
+fn phone(c: &mut DbConn, contact: &str) -> ApiResult<Result<String, &'static str>> {
+    let number: Option<String> = cp::table
+        .filter(cp::contact_id.eq(contact))
+        .order((cp::is_primary.desc(), cp::e164))
+        .select(cp::e164)
+        .first(c)
+        .optional()?;
+    let Some(number) = number else {
+        return Ok(Err("no_phone"));
+    };
+    if !consented(c, contact, "sms")? {
+        return Ok(Err("no_consent"));
+    }
+    Ok(Ok(number))
+}
+
+/// Claim a targeted member as `sent` with a fresh link token: the token, or `None` when
+/// someone else already handled the member.
+fn claim(c: &mut DbConn, campaign: &str, contact: &str) -> ApiResult<Option<String>> {
+    let token = auth::random_token(24)?;
+    let claimed = diesel::update(
+        cm::table
+            .filter(cm::campaign_id.eq(campaign))
+            .filter(cm::contact_id.eq(contact))
+            .filter(cm::status.eq("targeted")),
+    )
+    .set((
+        cm::status.eq("sent"),
+        cm::sent_at.eq(ids::now()),
+        cm::token_hash.eq(auth::secret_digest(&token)),
+    ))
+    .execute(c)?;
+    Ok((claimed > 0).then_some(token))
+}
+
+fn skip(c: &mut DbConn, campaign: &str, contact: &str, reason: &str) -> ApiResult<()> {
+    diesel::update(
+        cm::table
+            .filter(cm::campaign_id.eq(campaign))
+            .filter(cm::contact_id.eq(contact))
+            .filter(cm::status.eq("targeted")),
+    )
+    .set((cm::status.eq("skipped"), cm::skip_reason.eq(reason)))
+    .execute(c)?;
+    Ok(())
+}
+
+/// Text one member of an sms campaign or skip them, like `mail_member`: the message with
+/// its tracked links and an opt-out link goes to the SMS provider's queue.
+fn text_member(c: &mut DbConn, campaign: &Campaign, contact: &str) -> ApiResult<()> {
+    let to = match phone(c, contact)? {
+        Err(reason) => return skip(c, &campaign.id, contact, reason),
+        Ok(to) => to,
+    };
+    let Some(token) = claim(c, &campaign.id, contact)? else {
+        return Ok(());
+    };
+    let links = Links::new(&campaign.id, contact, &token);
+    let context = context(c, campaign, contact, "", &links)?;
+    let body = mail::templates::render_source(
+        campaign.body_text.as_deref().unwrap_or_default(),
+        &context,
+    )?;
+    let body = format!(
+        "{}\nOpt out: {}",
+        track_links(&body, &links),
+        links.unsubscribe
+    );
+    crm_core::sms::queue(
+        c,
+        &crm_core::sms::OutgoingSms {
+            to: &to,
+            body: &body,
+            entity: Some(("campaign", &campaign.id)),
+        },
+    )?;
+    Ok(())
+}
+
 /// Mail one member or skip them, in the caller's transaction; a member someone else already
-/// handled is left alone.
+/// handled is left alone. Members of sms campaigns are texted instead.
 pub(crate) fn mail_member(c: &mut DbConn, campaign: &Campaign, contact: &str) -> ApiResult<()> {
-    let member = cm::table
-        .filter(cm::campaign_id.eq(&campaign.id))
-        .filter(cm::contact_id.eq(contact))
-        .filter(cm::status.eq("targeted"));
+    if campaign.channel == campaigns::Channel::Sms {
+        return text_member(c, campaign, contact);
+    }
     match address(c, contact)? {
-        Err(reason) => {
-            diesel::update(member)
-                .set((cm::status.eq("skipped"), cm::skip_reason.eq(reason)))
-                .execute(c)?;
-        }
+        Err(reason) => skip(c, &campaign.id, contact, reason)?,
         Ok(to) => {
-            let token = auth::random_token(24)?;
-            let now = ids::now();
-            let claimed = diesel::update(member)
-                .set((
-                    cm::status.eq("sent"),
-                    cm::sent_at.eq(&now),
-                    cm::token_hash.eq(auth::secret_digest(&token)),
-                ))
-                .execute(c)?;
-            if claimed == 0 {
+            let Some(token) = claim(c, &campaign.id, contact)? else {
                 return Ok(());
-            }
+            };
             let links = Links::new(&campaign.id, contact, &token);
             let context = context(c, campaign, contact, &to, &links)?;
             let subject = mail::templates::render_source(
@@ -383,9 +460,13 @@ pub struct LinkParams {
 /// Statuses a later event does not overwrite.
 const FINAL: &[&str] = &["responded", "converted", "unsubscribed", "bounced"];
 
+/// Opting out of a campaign withdraws the consent of its channel: `sms` for text messages,
+/// `email` (with the addresses put on the suppression list) for mail.
 fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResult<()> {
     db::write_tx(c, |c| {
         let (contact, _) = member_by_token(c, campaign, &p.contact, &p.token)?;
+        let texted = campaigns::find(c, campaign)?.channel == campaigns::Channel::Sms;
+        let channel = if texted { "sms" } else { "email" };
         let now = ids::now();
         diesel::update(
             cm::table
@@ -397,7 +478,7 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
         .execute(c)?;
         let consent = cc::table
             .filter(cc::contact_id.eq(&contact))
-            .filter(cc::channel.eq("email"));
+            .filter(cc::channel.eq(channel));
         let changed = diesel::update(consent)
             .set((
                 cc::status.eq("withdrawn"),
@@ -409,17 +490,21 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
             diesel::insert_into(cc::table)
                 .values((
                     cc::contact_id.eq(&contact),
-                    cc::channel.eq("email"),
+                    cc::channel.eq(channel),
                     cc::status.eq("withdrawn"),
                     cc::source.eq("unsubscribe"),
                     cc::recorded_at.eq(&now),
                 ))
                 .execute(c)?;
         }
-        let emails: Vec<String> = ce::table
-            .filter(ce::contact_id.eq(&contact))
-            .select(ce::email)
-            .load(c)?;
+        let emails: Vec<String> = if texted {
+            vec![]
+        } else {
+            ce::table
+                .filter(ce::contact_id.eq(&contact))
+                .select(ce::email)
+                .load(c)?
+        };
         for email in emails {
             let email = email.to_lowercase();
             db::lock_key(c, &format!("suppression:{email}"))?;
@@ -445,7 +530,7 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
                 action: "unsubscribed",
                 entity_type: "contact",
                 entity_id: &contact,
-                changes: json!({"consent": {"email": "withdrawn"}, "campaign_id": campaign}),
+                changes: json!({"consent": {channel: "withdrawn"}, "campaign_id": campaign}),
                 record: json!({"id": contact}),
             },
         )
@@ -456,8 +541,8 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
 ///
 /// The link in every campaign mail and its `List-Unsubscribe` header (RFC 8058: mail
 /// programs POST `List-Unsubscribe=One-Click` here). Withdraws the contact's email consent,
-/// puts their addresses on the suppression list and marks the member `unsubscribed`; doing it
-/// again changes nothing. No login: the token from the mail is the credential (403 when it
+/// puts their addresses on the suppression list and marks the member `unsubscribed` (for an
+/// sms campaign's opt-out link: withdraws the sms consent); doing it again changes nothing. No login: the token from the mail is the credential (403 when it
 /// isn't this member's). Public.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/unsubscribe", tag = "campaigns", operation_id = "unsubscribe",
     params(("id" = String, Path, format = "uuid", description = "Campaign id"), LinkParams),

@@ -143,9 +143,9 @@ pub struct SocialMessageInput {
     #[validate(length(min = 1, max = 100000))]
     #[schema(min_length = 1, max_length = 100000)]
     pub body: Option<String>,
-    /// The message's permalink.
+    /// The message's permalink (http or https).
     #[validate(length(max = 2000))]
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = "^https?://")]
     pub url: Option<String>,
     /// When it was sent; now when left out.
     #[schema(format = DateTime)]

@@ -273,20 +273,48 @@ fn recycle_batch(conn: &mut DbConn, rule: &RecycleRule, cutoff: &str) -> ApiResu
             .select(LeadRow::as_select())
             .load(c)?;
         for lead in &stale {
-            recycle_one(c, lead, rule)?;
+            recycle_one(c, lead, rule.action, &rule.reason)?;
         }
         Ok(stale.len())
     })
 }
 
-fn recycle_one(c: &mut DbConn, lead: &LeadRow, rule: &RecycleRule) -> ApiResult<()> {
-    let (status, owner, disqualified) = match rule.action {
+/// Move a lead as its score says (`crm_marketing::scoring`): `Nurture` when it cools below
+/// the model's nurturing score, `ReturnToPool` when a nurturing lead heats up to the hand-off.
+/// Recorded like a recycle, with `reason`; a lead in none of the `from` statuses (or archived)
+/// stays as it is. Whether it moved.
+pub fn move_by_score(
+    c: &mut DbConn,
+    id: &str,
+    from: &[LeadStatus],
+    action: RecycleAction,
+    reason: &str,
+) -> ApiResult<bool> {
+    let lead: LeadRow = leads::table
+        .find(id)
+        .select(LeadRow::as_select())
+        .first(c)?;
+    let movable = from.iter().any(|s| s.as_str() == lead.status);
+    if lead.archived_at.is_some() || !movable {
+        return Ok(false);
+    }
+    recycle_one(c, &lead, action, reason)?;
+    Ok(true)
+}
+
+fn recycle_one(
+    c: &mut DbConn,
+    lead: &LeadRow,
+    action: RecycleAction,
+    reason: &str,
+) -> ApiResult<()> {
+    let (status, owner, disqualified) = match action {
         RecycleAction::ReturnToPool => (LeadStatus::New, None, None),
         RecycleAction::Nurture => (LeadStatus::Nurturing, lead.owner_id.clone(), None),
         RecycleAction::Disqualify => (
             LeadStatus::Disqualified,
             lead.owner_id.clone(),
-            Some(rule.reason.clone()),
+            Some(reason.to_string()),
         ),
     };
     let now = ids::now();
@@ -297,7 +325,7 @@ fn recycle_one(c: &mut DbConn, lead: &LeadRow, rule: &RecycleRule) -> ApiResult<
             leads::owner_id.eq(&owner),
             leads::disqualified_reason.eq(&disqualified),
             leads::recycled_at.eq(&now),
-            leads::recycle_reason.eq(&rule.reason),
+            leads::recycle_reason.eq(reason),
             leads::version.eq(lead.version + 1),
             leads::updated_at.eq(&now),
         ))
@@ -318,7 +346,7 @@ fn recycle_one(c: &mut DbConn, lead: &LeadRow, rule: &RecycleRule) -> ApiResult<
             changes: serde_json::json!({
                 "status": {"from": lead.status, "to": status.as_str()},
                 "owner_id": {"from": lead.owner_id, "to": owner},
-                "reason": rule.reason,
+                "reason": reason,
                 "untouched_since": lead.updated_at,
             }),
             record: crm_customers::common::to_json(&after),

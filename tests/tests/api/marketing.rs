@@ -3,6 +3,7 @@
 //! each, with one-click unsubscribe, open and click tracking, and live metrics.
 
 use crm_core::jobs::JobRegistry;
+use crm_tests::receiver::Receiver;
 use crm_tests::smtp::SmtpServer;
 use crm_tests::{Resp, TestApp};
 use serde_json::{json, Value};
@@ -399,26 +400,8 @@ fn a_campaign_mails_each_consenting_member_once_and_counts_what_followed() {
         ),
         (json!(5), json!(2), json!(3))
     );
-    let skipped = app
-        .get(
-            &format!("/api/v1/campaigns/{campaign}/members?status=skipped&limit=10"),
-            &app.admin_token,
-        )
-        .json();
-    let reasons: BTreeSet<String> = skipped["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            format!(
-                "{}:{}",
-                m["first_name"].as_str().unwrap_or_default(),
-                m["skip_reason"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
     assert_eq!(
-        reasons,
+        skip_reasons(&app, &campaign),
         ["Cat:no_consent", "Dan:no_consent", "No:no_email"]
             .map(String::from)
             .into()
@@ -580,6 +563,324 @@ fn a_campaign_mails_each_consenting_member_once_and_counts_what_followed() {
     assert_eq!(skipped["data"][0]["skip_reason"], "suppressed", "{skipped}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(smtp.mails().len(), 3, "nobody mailed twice");
+}
+
+#[test]
+fn an_sms_campaign_texts_each_consenting_member_once_through_the_gateway() {
+    // The operator's SMS gateway, on loopback: it fails the first message once.
+    let gateway = Receiver::start(&[(503, None)]);
+    let url = gateway.url.clone();
+    let app = TestApp::start_with(JobRegistry::default(), |c| {
+        c.sms_url = Some(url.as_str().into())
+    });
+    let person = |first: &str, phone: Option<&str>, sms: &str| {
+        let mut body = json!({"first_name": first, "last_name": "Test",
+            "consents": {"sms": {"status": sms, "source": "web_form"},
+                         "email": {"status": "granted", "source": "web_form"}}});
+        if let Some(number) = phone {
+            body["phones"] = json!([{"number": "+1 202 555 0143", "label": "old"},
+                {"number": number, "primary": true}]);
+        }
+        created(&app, "/api/v1/contacts", body)
+    };
+    let ann = person("Ann", Some("+33 6 12 34 56 78"), "granted");
+    let ben = person("Ben", Some("+44 7911 123456"), "granted");
+    let cat = person("Cat", Some("+33 6 98 76 54 32"), "withdrawn");
+    let dan = person("Dan", None, "granted");
+
+    // An sms campaign needs text, not a subject.
+    let campaign = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Flash sale", "channel": "sms",
+            "body_text": "Hi {{ contact.first_name }}, 20% off today: https://shop.example/flash"}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{campaign}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [ann, ben, cat, dan]}),
+    );
+    for _ in 0..2 {
+        let send = app.post(
+            &format!("/api/v1/campaigns/{campaign}/send"),
+            &app.admin_token,
+            &json!({}),
+        );
+        assert_eq!(send.status, 202, "{}", send.text);
+    }
+    // Two messages, one of them posted twice (the gateway's 503, then the retry).
+    gateway.wait_for(3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let got = gateway.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let texts: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap_or_default())
+        .collect();
+    for (r, t) in got.iter().zip(&texts) {
+        assert_eq!(
+            r.headers.get("idempotency-key").map(String::as_str),
+            t["id"].as_str()
+        );
+    }
+    let ids: BTreeSet<&str> = texts.iter().filter_map(|t| t["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "a retry carries the same id");
+    let to: BTreeSet<&str> = texts.iter().filter_map(|t| t["to"].as_str()).collect();
+    assert_eq!(
+        to,
+        BTreeSet::from(["+33612345678", "+447911123456"]),
+        "primary numbers, E.164"
+    );
+    let to_ann = texts
+        .iter()
+        .find(|t| t["to"] == "+33612345678")
+        .map(|t| t["body"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    assert!(to_ann.starts_with("Hi Ann, 20% off today: "), "{to_ann}");
+    assert!(
+        !to_ann.contains("https://shop.example/flash"),
+        "links are tracked: {to_ann}"
+    );
+
+    let m = metrics_of(&app, &campaign);
+    assert_eq!(
+        (m["reached"].clone(), m["skipped"].clone()),
+        (json!(2), json!(2)),
+        "{m}"
+    );
+    assert_eq!(
+        skip_reasons(&app, &campaign),
+        ["Cat:no_consent", "Dan:no_phone"].map(String::from).into()
+    );
+
+    // The opt-out link withdraws Ann's sms consent and leaves her email consent alone; a
+    // tampered one is a 403.
+    let opt_out = to_ann
+        .split_whitespace()
+        .find(|w| w.contains("/unsubscribe?"))
+        .map(path_of)
+        .unwrap_or_else(|| panic!("no opt-out link in {to_ann}"));
+    let forged = opt_out.replace("token=", "token=0");
+    assert_eq!(app.send("GET", &forged, None, &[], None).status, 403);
+    assert_eq!(app.send("GET", &opt_out, None, &[], None).status, 200);
+    let consents = app
+        .get(&format!("/api/v1/contacts/{ann}"), &app.admin_token)
+        .json()["consents"]
+        .clone();
+    assert_eq!(consents["sms"]["status"], "withdrawn", "{consents}");
+    assert_eq!(consents["email"]["status"], "granted", "{consents}");
+    assert_eq!(metrics_of(&app, &campaign)["unsubscribed"], 1);
+    assert_eq!(gateway.received().len(), 3, "nobody texted twice");
+}
+
+#[test]
+fn a_subscriber_csv_imported_into_a_static_list_adds_each_contact_once() {
+    let app = TestApp::start();
+    let list = created(&app, "/api/v1/lists", json!({"name": "Newsletter"}));
+    let known = created(
+        &app,
+        "/api/v1/contacts",
+        json!({"first_name": "Ann", "last_name": "Known", "emails": [{"email": "ann@example.com"}]}),
+    );
+    // A spreadsheet as people export it: their headers, an opt-in column, a bad row.
+    let csv = "First name,Last name,Email,Opt-in\n\
+        Ann,Known,ANN@example.com,granted\n\
+        Ben,New,ben@example.com,granted\n\
+        Cy,Broken,not-an-email,granted\n\
+        Dee,New,dee@example.com,withdrawn\n";
+    let mapping = crate::imports::urlencode(
+        r#"{"First name":"first_name","Last name":"last_name","Email":"email","Opt-in":"consents.email.status"}"#,
+    );
+    let path = |list: &str| {
+        format!("/api/v1/imports?object=contacts&mode=upsert&match_on=email&list_id={list}&mapping={mapping}")
+    };
+    // A list that isn't there, or a list for another object, is refused before anything runs.
+    let nowhere = app
+        .upload(
+            &path("0190b3b4-1d7c-7e54-9d7e-6d1b5a8f0000"),
+            "text/csv",
+            csv.as_bytes(),
+        )
+        .problem(422);
+    assert_eq!(errors(&nowhere), ["list_id"]);
+    app.upload(
+        &format!("/api/v1/imports?object=accounts&list_id={list}"),
+        "text/csv",
+        b"name\nAcme\n",
+    )
+    .problem(400);
+
+    for _ in 0..2 {
+        let res = app.upload(&path(&list), "text/csv", csv.as_bytes());
+        assert_eq!(res.status, 202, "{}", res.text);
+        assert_eq!(res.json()["list_id"], json!(list));
+        let id = res.json()["id"].as_str().unwrap_or_default().to_string();
+        let import = crate::imports::finished(&app, &id, Duration::from_secs(30));
+        assert_eq!(import["status"], "succeeded", "{import}");
+        assert_eq!(import["failed"], 1, "{import}");
+        assert_eq!(import["errors"][0]["line"], 4, "{import}");
+    }
+    let members = all_ids(&app, &format!("/api/v1/lists/{list}/members"));
+    assert_eq!(
+        members.len(),
+        3,
+        "Ann (matched by email), Ben, Dee; the bad row joins nobody"
+    );
+    assert!(
+        members.contains(&known),
+        "the known contact was matched, not duplicated"
+    );
+    assert_eq!(app.count("contacts"), 3);
+    // The consent column landed: a campaign to the list mails Ann and Ben, skips Dee.
+    let ben = app
+        .get("/api/v1/contacts?email=ben@example.com", &app.admin_token)
+        .json();
+    assert_eq!(
+        ben["data"][0]["consents"]["email"]["status"], "granted",
+        "{ben}"
+    );
+}
+
+#[test]
+fn leads_that_cool_off_go_to_nurturing_where_the_recycle_policy_ends_them() {
+    let app = TestApp::start();
+    let (rep_id, _) = app.user("sales_rep");
+    created(
+        &app,
+        "/api/v1/lead-assignment-rules",
+        json!({"name": "Hot leads", "assign_to": "user", "user_id": rep_id,
+            "conditions": [{"field": "score", "op": "gte", "value": 40}]}),
+    );
+    let rules = json!([{"kind": "behaviour", "event": "form_submitted", "points": 24}]);
+    // Nurturing starts below the hand-off, and only leads are nurtured.
+    for bad in [
+        json!({"name": "x", "applies_to": "lead", "handoff_score": 40, "nurture_below": 50, "rules": rules}),
+        json!({"name": "x", "applies_to": "contact", "nurture_below": 10, "rules": rules}),
+    ] {
+        let p = app
+            .post("/api/v1/scoring-models", &app.admin_token, &bad)
+            .problem(422);
+        assert_eq!(errors(&p), ["nurture_below"]);
+    }
+    let model = created(
+        &app,
+        "/api/v1/scoring-models",
+        json!({"name": "Interest", "applies_to": "lead", "half_life_days": 30,
+            "handoff_score": 40, "nurture_below": 20, "rules": rules}),
+    );
+    let form = app
+        .post(
+            "/api/v1/forms",
+            &app.admin_token,
+            &json!({"name": "Guide", "fields": [{"name": "name", "maps_to": "last_name"},
+                {"name": "mail", "maps_to": "email"}]}),
+        )
+        .json();
+    let url = format!(
+        "/api/v1/forms/{}/submissions",
+        form["public_key"].as_str().unwrap_or_default()
+    );
+    let submit = |who: &str| {
+        let body = json!({"name": who, "mail": format!("{}@example.com", who.to_lowercase())});
+        let res = app.send("POST", &url, None, &[], Some(&body.to_string()));
+        assert_eq!(res.status, 201, "{}", res.text);
+    };
+    submit("Ames");
+    submit("Bell");
+    let lead = |name: &str| {
+        let email = format!("{}@example.com", name.to_lowercase());
+        app.get(&format!("/api/v1/leads?email={email}"), &app.admin_token)
+            .json()["data"][0]
+            .clone()
+    };
+    assert_eq!(
+        (
+            lead("Ames")["score"].clone(),
+            lead("Ames")["status"].clone()
+        ),
+        (json!(24), json!("new"))
+    );
+
+    // A month later the submissions count half: 12, below 20, so both go to nurturing.
+    let month_ago = chrono::Utc::now() - chrono::Duration::days(30);
+    app.execute(&format!(
+        "UPDATE form_submissions SET created_at = '{}'",
+        month_ago.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ));
+    let res = app.post(
+        &format!("/api/v1/scoring-models/{model}/recompute"),
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(res.status, 202, "{}", res.text);
+    wait_for("both leads in nurturing", || {
+        lead("Ames")["status"] == "nurturing" && lead("Bell")["status"] == "nurturing"
+    });
+    assert_eq!(
+        lead("Ames")["recycle_reason"],
+        "score 12 fell below 20 (Interest)"
+    );
+
+    // Bell comes back twice: 12 + 24 + 24 = 60 brings her back from nurturing to sales.
+    submit("Bell");
+    submit("Bell");
+    let bell = lead("Bell");
+    assert_eq!(
+        (bell["score"].clone(), bell["status"].clone()),
+        (json!(60), json!("new")),
+        "{bell}"
+    );
+    assert_eq!(bell["owner_id"], rep_id.as_str(), "handed to sales");
+
+    // Ames stays in nurturing past the policy's week: disqualified by the recycle task.
+    let res = app.put(
+        "/api/v1/lead-recycle-policy",
+        &app.admin_token,
+        &json!({"rules": [{"status": "nurturing", "after_days": 7, "action": "disqualify",
+            "reason": "Nurturing failed"}]}),
+    );
+    assert_eq!(res.status, 200, "{}", res.text);
+    let ames = lead("Ames")["id"].as_str().unwrap_or_default().to_string();
+    app.execute(&format!(
+        "UPDATE leads SET updated_at = '2026-01-01T00:00:00.000000Z' WHERE id = '{ames}'"
+    ));
+    let run = app.post(
+        "/api/v1/schedules/lead-recycle/run",
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(run.status, 202, "{}", run.text);
+    wait_for("the recycle run", || {
+        lead("Ames")["status"] == "disqualified"
+    });
+    assert_eq!(lead("Ames")["disqualified_reason"], "Nurturing failed");
+    assert_eq!(
+        lead("Bell")["status"],
+        "new",
+        "a lead back with sales is left alone"
+    );
+}
+
+/// `first_name:skip_reason` of each skipped member.
+fn skip_reasons(app: &TestApp, campaign: &str) -> BTreeSet<String> {
+    let skipped = app
+        .get(
+            &format!("/api/v1/campaigns/{campaign}/members?status=skipped&limit=10"),
+            &app.admin_token,
+        )
+        .json();
+    skipped["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["first_name"].as_str().unwrap_or_default(),
+                m["skip_reason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 fn metrics_of(app: &TestApp, campaign: &str) -> Value {

@@ -201,6 +201,25 @@ fn the_loyalty_walkthrough_earns_on_an_order_and_redeems_a_retried_reward_once()
 }
 
 #[test]
+fn the_list_import_snippet_fills_a_list_from_a_csv_with_consent() {
+    let app = TestApp::start();
+    let stdout = run(&app, &snippet("list-import"));
+    let page: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    let mut names: Vec<&str> = page["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["last_name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Hopper", "Lovelace"], "{stdout}");
+    assert_eq!(
+        app.count("contact_consents WHERE status = 'granted' AND source = 'import'"),
+        2
+    );
+}
+
+#[test]
 fn the_service_walkthrough_goes_from_inbound_mail_to_survey() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("service"));

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use utoipa::{IntoParams, ToSchema};
 
 pub const RUN_JOB: &str = "import.run";
@@ -81,6 +81,9 @@ pub struct Import {
     pub mapping: Map<String, Value>,
     /// Validate and count every row, write nothing.
     pub dry_run: bool,
+    /// The static list every contact the import writes joins, if one was named.
+    #[schema(format = "uuid")]
+    pub list_id: Option<String>,
     /// `queued`, `running`, `succeeded` or `failed`.
     pub status: String,
     pub size_bytes: i64,
@@ -134,7 +137,40 @@ pub struct ImportParams {
     /// `csv` or `ndjson`; by default taken from Content-Type.
     #[param(nullable = false, pattern = "^(csv|ndjson)$")]
     pub format: Option<String>,
+    /// Contacts only: a static marketing list (`/api/v1/lists`) that every contact the
+    /// import creates or updates joins (subscribers, past customers). Needs `MarketingWrite`.
+    #[param(nullable = false, format = "uuid")]
+    pub list_id: Option<String>,
 }
+
+/// Where imported records can be added to a list: marketing's static lists, installed at
+/// start-up (core knows no marketing tables' rules, as with `crate::hooks`).
+pub struct ListTarget {
+    /// The object whose records may join (`contacts`).
+    pub object: &'static str,
+    /// 422 naming `list_id` unless it is a live list; 403 unless the caller may add to it.
+    pub check: fn(&mut DbConn, &Principal, &str) -> ApiResult<()>,
+    /// Add one record (a record already on the list stays once).
+    pub join: fn(&mut DbConn, &Principal, &str, &str) -> ApiResult<()>,
+}
+
+static LIST_TARGET: OnceLock<ListTarget> = OnceLock::new();
+
+/// Install the list target (every server in a process installs the same; the first wins).
+pub fn install_list_target(target: ListTarget) {
+    let _ = LIST_TARGET.set(target);
+}
+
+/// The list target for `object`, or a 400 saying `list_id` does not apply to it.
+fn list_target(object: &str) -> ApiResult<&'static ListTarget> {
+    LIST_TARGET
+        .get()
+        .filter(|t| t.object == object)
+        .ok_or_else(|| ApiError::BadRequest(format!("list_id applies to contacts, not {object}")))
+}
+
+/// Mapping keys that carry an import's options rather than a column.
+const LIST_KEY: &str = "$list_id";
 
 fn load(conn: &mut DbConn, id: &str) -> ApiResult<ImportRow> {
     imports::table
@@ -163,8 +199,13 @@ fn to_import(conn: &mut DbConn, r: ImportRow) -> ApiResult<Import> {
         }
         _ => 0.0,
     };
+    let mapping: Map<String, Value> = serde_json::from_str(&r.mapping).unwrap_or_default();
     Ok(Import {
-        mapping: serde_json::from_str(&r.mapping).unwrap_or_default(),
+        list_id: mapping
+            .get(LIST_KEY)
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        mapping,
         id: r.id,
         object: r.object,
         format: r.format,
@@ -378,6 +419,8 @@ struct Plan {
     mapping: Map<String, Value>,
     types: Map<String, Value>,
     csv: bool,
+    /// The list every written record joins.
+    list_id: Option<String>,
 }
 
 /// Columns that name how a row is matched rather than a field of the object.
@@ -458,8 +501,21 @@ fn take_str(body: &mut Map<String, Value>, field: &str) -> Option<String> {
     }
 }
 
+/// Consents a file gives (`consents.email.status`) come from the import unless a column
+/// says where they came from.
+fn default_consent_source(body: &mut Map<String, Value>) {
+    if let Some(Value::Object(consents)) = body.get_mut("consents") {
+        for consent in consents.values_mut() {
+            if let Value::Object(c) = consent {
+                c.entry("source").or_insert_with(|| json!("import"));
+            }
+        }
+    }
+}
+
 fn row_write(plan: &Plan, row: Map<String, Value>) -> ApiResult<Write> {
     let mut body = row_body(plan, row)?;
+    default_consent_source(&mut body);
     let missing =
         |f: &str| ApiError::field(f, "required", format!("this import needs a {f} column"));
     let write = match plan.mode.as_str() {
@@ -534,7 +590,7 @@ fn apply_slice(
         let result = row
             .map_err(ApiError::BadRequest)
             .and_then(|r| row_write(plan, r))
-            .and_then(|w| db::write_tx(conn, |c| objects::apply(c, me, &plan.kind, w)));
+            .and_then(|w| db::write_tx(conn, |c| apply_row(c, me, plan, w)));
         match result {
             Ok(o) if o.status == 201 => out.created += 1,
             Ok(_) => out.updated += 1,
@@ -545,6 +601,15 @@ fn apply_slice(
         }
     }
     out
+}
+
+/// Write one row, and add its record to the import's list: both or neither.
+fn apply_row(c: &mut DbConn, me: &Principal, plan: &Plan, w: Write) -> ApiResult<objects::Outcome> {
+    let outcome = objects::apply(c, me, &plan.kind, w)?;
+    if let Some(list) = &plan.list_id {
+        (list_target(plan.kind.name)?.join)(c, me, list, &outcome.id)?;
+    }
+    Ok(outcome)
 }
 
 /// Record a slice's counts and errors, provided nobody else moved the import on meanwhile.
@@ -623,10 +688,8 @@ fn commit_slice(
 fn plan_for(import: &ImportRow, registry: &ObjectRegistry) -> ApiResult<Plan> {
     let kind = *registry.get(&import.object)?;
     let mapping: Map<String, Value> = serde_json::from_str(&import.mapping).unwrap_or_default();
-    let source = mapping
-        .get("$external_source")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let meta = |key: &str| mapping.get(key).and_then(Value::as_str).map(str::to_string);
+    let (source, list_id) = (meta("$external_source"), meta(LIST_KEY));
     Ok(Plan {
         types: field_types(&kind),
         kind,
@@ -641,6 +704,7 @@ fn plan_for(import: &ImportRow, registry: &ObjectRegistry) -> ApiResult<Plan> {
             .filter(|(k, _)| !k.starts_with('$'))
             .collect(),
         csv: import.format == "csv",
+        list_id,
     })
 }
 
@@ -788,6 +852,11 @@ fn check_params(
         objects::check_external_key(source, "x")?;
         mapping.insert("$external_source".into(), Value::String(source.clone()));
     }
+    if let Some(list) = &p.list_id {
+        let list = ids::parse_id(list)
+            .ok_or_else(|| ApiError::BadRequest("list_id is not a list id".into()))?;
+        mapping.insert(LIST_KEY.into(), Value::String(list));
+    }
     Ok((mode, match_on, mapping))
 }
 
@@ -874,6 +943,10 @@ pub async fn create_import(
     me.require(kind.write)?;
     let format = format_of(&req, p.format.as_deref())?;
     let (mode, match_on, mapping) = check_params(&p, &kind)?;
+    if let Some(list) = mapping.get(LIST_KEY).and_then(Value::as_str) {
+        let (target, list, who) = (list_target(kind.name)?, list.to_string(), me.clone());
+        state.db(move |c| (target.check)(c, &who, &list)).await?;
+    }
     let id = ids::new_id();
     let (row_id, user) = (id.clone(), me.user_id.clone());
     let object = kind.name.to_string();

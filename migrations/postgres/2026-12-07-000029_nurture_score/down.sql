@@ -1,0 +1,1 @@
+ALTER TABLE scoring_models DROP COLUMN nurture_below;
