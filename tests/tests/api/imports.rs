@@ -368,6 +368,45 @@ fn a_plain_people_csv_imports_contacts_with_their_email_and_phone() {
 }
 
 #[test]
+fn a_spreadsheet_export_with_its_own_headers_bom_and_crlf_imports_as_written() {
+    let app = TestApp::start();
+    // What "Save as CSV (UTF-8)" writes: a byte-order mark, CRLF, the sheet's own headers.
+    let csv = "\u{feff}First Name,Last Name,E-mail Address,Mobile Phone,Job Title\r\n\
+               Ada,Lovelace,Ada@Example.org,+44 20 7946 0958,Countess\r\n\
+               Alan,Turing,not-an-address,,\r\n\
+               \"Hopper, Grace\",Hopper,grace@example.org,,Rear Admiral\r\n";
+    let id = accepted(app.upload(
+        "/api/v1/imports?object=contacts&mode=upsert&match_on=email",
+        "text/csv",
+        csv.as_bytes(),
+    ));
+    let import = finished(&app, &id, Duration::from_secs(30));
+    assert_eq!(
+        (import["created"].clone(), import["failed"].clone()),
+        (json!(2), json!(1)),
+        "{import}"
+    );
+    // The broken row is named by the line a spreadsheet shows it on.
+    assert_eq!(import["errors"][0]["line"], 3, "{import}");
+    let ada = app
+        .get("/api/v1/contacts?email=ada@example.org", &app.admin_token)
+        .json();
+    let ada = &ada["data"][0];
+    assert_eq!(ada["first_name"], "Ada", "{ada}");
+    assert_eq!(ada["job_title"], "Countess", "{ada}");
+    assert_eq!(ada["phones"][0]["e164"], "+442079460958", "{ada}");
+    // A header that means nothing is still reported as the file spelt it.
+    let id = accepted(app.upload(
+        "/api/v1/imports?object=contacts&mode=create",
+        "text/csv",
+        b"First Name,Shoe Size\r\nAda,38\r\n",
+    ));
+    let import = finished(&app, &id, Duration::from_secs(30));
+    assert_eq!(import["errors"][0]["field"], "Shoe Size", "{import}");
+    assert_eq!(import["errors"][0]["line"], 2, "{import}");
+}
+
+#[test]
 fn an_unknown_column_is_an_error_the_user_can_read_not_a_stuck_import() {
     let app = TestApp::start();
     let csv = "first_name,last_name,nickname\nAda,Lovelace,Countess\n";

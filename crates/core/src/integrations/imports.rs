@@ -199,12 +199,12 @@ fn to_import(conn: &mut DbConn, r: ImportRow) -> ApiResult<Import> {
         }
         _ => 0.0,
     };
-    let mapping: Map<String, Value> = serde_json::from_str(&r.mapping).unwrap_or_default();
+    let mut mapping: Map<String, Value> = serde_json::from_str(&r.mapping).unwrap_or_default();
+    let list_id = mapping
+        .remove(LIST_KEY)
+        .and_then(|v| v.as_str().map(str::to_string));
     Ok(Import {
-        list_id: mapping
-            .get(LIST_KEY)
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        list_id,
         mapping,
         id: r.id,
         object: r.object,
@@ -286,9 +286,11 @@ fn csv_rows(reader: ChunkReader) -> Box<dyn Iterator<Item = SourceRow>> {
         let fallback_line = i as i64 + 2;
         match record {
             Ok(r) => {
+                // The csv crate puts a record after a CRLF at the line of the LF before it,
+                // one short; a record can't start before its ordinal line.
                 let line = r
                     .position()
-                    .map(|p| p.line() as i64)
+                    .map(|p| (p.line() as i64).max(fallback_line))
                     .unwrap_or(fallback_line);
                 let fields = headers
                     .iter()
@@ -455,6 +457,61 @@ fn unknown_column(plan: &Plan, column: &str) -> ApiError {
     )
 }
 
+/// Spreadsheet spellings of a field, as `snake_case` turns their headers.
+const COLUMN_SYNONYMS: [(&str, &str); 17] = [
+    ("firstname", "first_name"),
+    ("given_name", "first_name"),
+    ("forename", "first_name"),
+    ("lastname", "last_name"),
+    ("surname", "last_name"),
+    ("family_name", "last_name"),
+    ("e_mail", "email"),
+    ("email_address", "email"),
+    ("e_mail_address", "email"),
+    ("mail", "email"),
+    ("phone_number", "phone"),
+    ("telephone", "phone"),
+    ("tel", "phone"),
+    ("mobile", "phone"),
+    ("mobile_phone", "phone"),
+    ("title", "job_title"),
+    ("position", "job_title"),
+];
+
+/// `First Name` → `first_name`: lower case, every run of other characters than letters,
+/// digits and dots one `_`.
+fn snake_case(header: &str) -> String {
+    let mut out = String::new();
+    for ch in header.trim().chars() {
+        if ch.is_alphanumeric() || ch == '.' {
+            out.extend(ch.to_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+/// The field an unmapped column fills: its name when that is a field, else the field its
+/// spreadsheet spelling means (`E-mail Address` → `email`); left as it is when neither is,
+/// so the error names the column as the file wrote it.
+fn field_of_column(plan: &Plan, column: &str) -> String {
+    let known = |f: &str| known_field(plan, f.split('.').next().unwrap_or(f));
+    if known(column) {
+        return column.to_string();
+    }
+    let key = snake_case(column);
+    let field = COLUMN_SYNONYMS
+        .iter()
+        .find(|(spelling, _)| *spelling == key)
+        .map_or(key.clone(), |(_, field)| field.to_string());
+    if known(&field) {
+        field
+    } else {
+        column.to_string()
+    }
+}
+
 /// The body of a row: mapped, typed (for CSV), with empty cells left out.
 fn row_body(plan: &Plan, row: Map<String, Value>) -> ApiResult<Map<String, Value>> {
     let mut body = Map::new();
@@ -462,7 +519,7 @@ fn row_body(plan: &Plan, row: Map<String, Value>) -> ApiResult<Map<String, Value
         let field = match plan.mapping.get(&column) {
             Some(Value::String(f)) => f.clone(),
             Some(_) => continue,
-            None if plan.mapping.is_empty() => column.clone(),
+            None if plan.mapping.is_empty() => field_of_column(plan, &column),
             None => continue,
         };
         let top = field.split('.').next().unwrap_or(&field).to_string();
@@ -1031,4 +1088,17 @@ pub async fn get_import(
         })
         .await?;
     Ok(HttpResponse::Ok().json(import))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn spreadsheet_headers_become_snake_case() {
+        assert_eq!(snake_case(" First Name "), "first_name");
+        assert_eq!(snake_case("E-mail  Address"), "e_mail_address");
+        assert_eq!(snake_case("consents.email.status"), "consents.email.status");
+        assert_eq!(snake_case("Phone #"), "phone");
+    }
 }
