@@ -495,7 +495,8 @@ fn condition(c: &mut DbConn, me: &Principal, run: &AutomationRun, s: &Step) -> A
     done(json!({"met": true}))
 }
 
-fn send_email(c: &mut DbConn, run: &AutomationRun, s: &Step) -> ApiResult<Flow> {
+/// `send_email` and `send_sms`: the campaign's message to the contact, once, by its channel.
+fn send_campaign(c: &mut DbConn, run: &AutomationRun, s: &Step) -> ApiResult<Flow> {
     if run.subject_type != SubjectType::Contact {
         return skipped("leads are mailed once they are contacts");
     }
@@ -656,7 +657,7 @@ fn act(
 ) -> ApiResult<Flow> {
     match s.kind.as_str() {
         "condition" => condition(c, me, run, s),
-        "send_email" => send_email(c, run, s),
+        "send_email" | "send_sms" => send_campaign(c, run, s),
         "add_to_list" => add_to_list(c, me, run, s),
         "set_field" => set_field(c, me, run, s),
         "create_task" => create_task(c, me, a, run, s),

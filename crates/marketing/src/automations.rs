@@ -10,9 +10,9 @@
 //! - **Steps**: `wait` (seconds, minutes, hours, days), `condition` (segment criteria for a
 //!   contact, `when` on the subject's record for both; a false one ends the run), and the
 //!   actions `send_email` (a campaign's message, with its consent, suppression, unsubscribe
-//!   and once-per-contact guarantees), `add_to_list`, `set_field`, `create_task` (for the
-//!   subject's owner) and `notify` (an `automation_run.notified` event, delivered to webhook
-//!   subscribers, signed).
+//!   and once-per-contact guarantees), `send_sms` (an sms campaign's text, likewise),
+//!   `add_to_list`, `set_field`, `create_task` (for the subject's owner) and `notify` (an
+//!   `automation_run.notified` event, delivered to webhook subscribers, signed).
 //! - **Enrolment**: optional criteria the contact must meet, and `once_per_subject`. A
 //!   subject is never enrolled twice by the same event. **Exit**: events that end a
 //!   subject's run (`order.created` ends a "come back" sequence) and criteria checked
@@ -96,7 +96,7 @@ pub struct Trigger {
 #[serde(deny_unknown_fields)]
 #[schema(as = AutomationStep)]
 pub struct Step {
-    /// wait, condition, send_email, add_to_list, set_field, create_task or notify.
+    /// wait, condition, send_email, send_sms, add_to_list, set_field, create_task or notify.
     #[serde(rename = "type")]
     pub kind: String,
     /// wait: the pause is the sum of these.
@@ -109,7 +109,8 @@ pub struct Step {
     pub criteria: Option<Value>,
     /// condition: tests on the subject's current record that must all hold to go on.
     pub when: Option<Vec<Match>>,
-    /// send_email: the campaign whose subject and text are mailed.
+    /// send_email: the email or newsletter campaign whose subject and text are mailed;
+    /// send_sms: the sms campaign whose text is texted.
     #[schema(format = "uuid")]
     pub campaign_id: Option<String>,
     /// add_to_list (contacts).
@@ -131,6 +132,7 @@ const STEP_KINDS: &[&str] = &[
     "wait",
     "condition",
     "send_email",
+    "send_sms",
     "add_to_list",
     "set_field",
     "create_task",
@@ -411,7 +413,7 @@ impl Checker<'_> {
                 }
                 self.matches(&at("when"), s.when.as_deref().unwrap_or_default());
             }
-            "send_email" => {
+            "send_email" | "send_sms" => {
                 need(self, "campaign_id", s.campaign_id.is_none());
                 if let Some(id) = &s.campaign_id {
                     let k: Option<(String, Option<String>, Option<String>)> = campaigns::table
@@ -423,15 +425,17 @@ impl Checker<'_> {
                     match k {
                         None => self.push(&at("campaign_id"), "not_found", "no live campaign"),
                         Some((channel, subject, body)) => {
-                            if !matches!(channel.as_str(), "email" | "newsletter")
-                                || subject.is_none()
-                                || body.is_none()
-                            {
-                                self.push(
-                                    &at("campaign_id"),
-                                    "invalid",
+                            let (fits, wanted) = if s.kind == "send_sms" {
+                                (channel == "sms", "an sms campaign with text")
+                            } else {
+                                (
+                                    matches!(channel.as_str(), "email" | "newsletter")
+                                        && subject.is_some(),
                                     "an email or newsletter campaign with a subject and text",
-                                );
+                                )
+                            };
+                            if !fits || body.is_none() {
+                                self.push(&at("campaign_id"), "invalid", wanted);
                             }
                         }
                     }

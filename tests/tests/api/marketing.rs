@@ -671,6 +671,44 @@ fn an_sms_campaign_texts_each_consenting_member_once_through_the_gateway() {
     assert_eq!(consents["email"]["status"], "granted", "{consents}");
     assert_eq!(metrics_of(&app, &campaign)["unsubscribed"], 1);
     assert_eq!(gateway.received().len(), 3, "nobody texted twice");
+
+    // An automation's send_sms step texts an sms campaign (a mail campaign is a 422).
+    let mail = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Mail", "channel": "email", "subject": "S", "body_text": "T"}),
+    );
+    let follow_up = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Follow-up", "channel": "sms", "body_text": "Thanks {{ contact.first_name }}"}),
+    );
+    let automation = |campaign: &str| {
+        json!({"name": "Thank by text", "status": "active", "trigger": {"event": "order.created"},
+            "steps": [{"type": "send_sms", "campaign_id": campaign}]})
+    };
+    let bad = app
+        .post("/api/v1/automations", &app.admin_token, &automation(&mail))
+        .problem(422);
+    assert_eq!(errors(&bad), ["steps[0].campaign_id"]);
+    let flow = created(&app, "/api/v1/automations", automation(&follow_up));
+    let enrolled = app.post(
+        &format!("/api/v1/automations/{flow}/enrolments"),
+        &app.admin_token,
+        &json!({"contact_ids": [ben]}),
+    );
+    assert_eq!(enrolled.json()["enrolled"], 1, "{}", enrolled.text);
+    let got = gateway.wait_for(4, Duration::from_secs(20));
+    let last = got.last().map(|r| r.body.as_str()).unwrap_or_default();
+    let last: Value = serde_json::from_str(last).unwrap_or_default();
+    assert_eq!(last["to"], "+447911123456");
+    assert!(
+        last["body"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Thanks Ben"),
+        "{last}"
+    );
 }
 
 #[test]
