@@ -212,6 +212,7 @@ fn erase(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<Contact> {
 /// Anonymise one contact record and everything written about it.
 fn anonymise(c: &mut DbConn, row: &contacts::ContactRow) -> ApiResult<()> {
     let (id, now) = (row.id.as_str(), ids::now());
+    scrub_messages(c, id)?;
     diesel::delete(ce::table.filter(ce::contact_id.eq(id))).execute(c)?;
     diesel::delete(cp::table.filter(cp::contact_id.eq(id))).execute(c)?;
     diesel::delete(cc::table.filter(cc::contact_id.eq(id))).execute(c)?;
@@ -254,6 +255,42 @@ fn anonymise(c: &mut DbConn, row: &contacts::ContactRow) -> ApiResult<()> {
         scrub_logs(c, "activity", &activity)?;
     }
     scrub_logs(c, "contact", id)
+}
+
+const UNSENT: &str = "not sent: the recipient was erased";
+
+/// Mail and text messages the server wrote to the person (campaigns, automations, ticket
+/// replies) lose their address, number and text; one still waiting is never sent.
+fn scrub_messages(c: &mut DbConn, id: &str) -> ApiResult<()> {
+    use crm_core::schema::{mail_messages as mm, sms_messages as sms};
+    let emails: Vec<String> = ce::table
+        .filter(ce::contact_id.eq(id))
+        .select(ce::email)
+        .load(c)?;
+    let numbers: Vec<String> = cp::table
+        .filter(cp::contact_id.eq(id))
+        .select(cp::e164)
+        .load(c)?;
+    let to_them = mm::table.filter(mm::to_address.eq_any(&emails));
+    diesel::update(to_them.clone().filter(mm::status.eq("queued")))
+        .set((mm::status.eq("failed"), mm::last_error.eq(UNSENT)))
+        .execute(c)?;
+    diesel::update(to_them)
+        .set((
+            mm::to_address.eq("erased@invalid"),
+            mm::subject.eq("[erased]"),
+            mm::body_text.eq(""),
+            mm::list_unsubscribe.eq(None::<String>),
+        ))
+        .execute(c)?;
+    let texted = sms::table.filter(sms::to_number.eq_any(&numbers));
+    diesel::update(texted.clone().filter(sms::status.eq("queued")))
+        .set((sms::status.eq("failed"), sms::last_error.eq(UNSENT)))
+        .execute(c)?;
+    diesel::update(texted)
+        .set((sms::to_number.eq("[erased]"), sms::body.eq("")))
+        .execute(c)?;
+    Ok(())
 }
 
 /// Export everything held about a contact (GDPR access).

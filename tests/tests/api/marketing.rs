@@ -709,6 +709,25 @@ fn an_sms_campaign_texts_each_consenting_member_once_through_the_gateway() {
             .starts_with("Thanks Ben"),
         "{last}"
     );
+
+    // Erasing Ben leaves neither his number nor what he was texted in the database.
+    let before = app.all_stored_text();
+    assert!(before.contains("447911123456") && before.contains("Thanks Ben"));
+    let erased = app.post(
+        &format!("/api/v1/contacts/{ben}/erase"),
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(erased.status, 200, "{}", erased.text);
+    let after = app.all_stored_text();
+    for secret in ["447911123456", "7911 123456", "Thanks Ben", "Hi Ben"] {
+        let hits: Vec<&str> = after.lines().filter(|l| l.contains(secret)).collect();
+        assert!(
+            hits.is_empty(),
+            "{secret:?} still stored:\n{}",
+            hits.join("\n")
+        );
+    }
 }
 
 #[test]
