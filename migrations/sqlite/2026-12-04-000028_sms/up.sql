@@ -18,3 +18,5 @@ CREATE TABLE sms_messages (
     sent_at TEXT
 );
 CREATE INDEX sms_messages_entity_idx ON sms_messages (entity_type, entity_id);
+-- Erasure finds the texts sent to a person's numbers.
+CREATE INDEX sms_messages_to_idx ON sms_messages (to_number);
