@@ -11,6 +11,7 @@ pub mod campaigns;
 pub mod common;
 pub mod criteria;
 pub mod forms;
+pub mod inbound_sms;
 pub mod journeys;
 pub mod lists;
 pub mod loyalty;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(sending::unsubscribe_get)
         .service(sending::open)
         .service(sending::click)
+        .service(inbound_sms::inbound_sms)
         .service(forms::submit)
         .service(scoring::recompute)
         .service(scoring::history)
@@ -154,6 +156,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("POST", "/api/v1/loyalty-members/{id}/awards", WRITE),
     Operation::new("POST", "/api/v1/loyalty-members/{id}/redemptions", WRITE),
     Operation::new("GET", "/api/v1/loyalty-members/{id}/ledger", READ),
+    Operation::new("POST", "/api/v1/inbound/sms", WRITE),
 ];
 
 /// What this domain does when other domains' records change (`crm_core::hooks`).
@@ -181,6 +184,7 @@ pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] = &[
         sending::unsubscribe_get,
         sending::open,
         sending::click,
+        inbound_sms::inbound_sms,
         forms::submit,
         scoring::recompute,
         scoring::history,
@@ -204,7 +208,7 @@ pub const LISTENERS: &[(&str, crm_core::hooks::Listener)] = &[
         (name = "journeys", description = "Journeys and attribution: the touchpoints where contacts and leads met the company (form submissions, campaign responses, email clicks, meetings, social messages) in order, and the first-touch, last-touch and linear campaign attribution of opportunities"),
         (name = "loyalty", description = "Loyalty programmes: members earn points by rules on their account's orders, climb tiers on lifetime points and redeem rewards; a ledger that never counts an order or a retried award twice and never takes a balance below zero"),
         (name = "social", description = "Inbound social messages a connector pushes in: stored once per network and message id, matched to contacts by the handles in their social profiles, logged as activities and journey touchpoints, optionally opening a ticket"),
-        (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending with one-click unsubscribe, open and click tracking, responses and always-current ROI"),
+        (name = "campaigns", description = "Campaigns with budgets, members from segments and lists, consented and throttled sending by mail or text message with one-click unsubscribe and STOP replies, open and click tracking, responses and always-current ROI"),
     )
 )]
 pub struct Api;

@@ -460,6 +460,38 @@ pub struct LinkParams {
 /// Statuses a later event does not overwrite.
 const FINAL: &[&str] = &["responded", "converted", "unsubscribed", "bounced"];
 
+/// Record that the contact withdrew consent on `channel` (`email`, `sms`), from `source`.
+pub(crate) fn withdraw_consent(
+    c: &mut DbConn,
+    contact: &str,
+    channel: &str,
+    source: &str,
+    now: &str,
+) -> ApiResult<()> {
+    let consent = cc::table
+        .filter(cc::contact_id.eq(contact))
+        .filter(cc::channel.eq(channel));
+    let changed = diesel::update(consent)
+        .set((
+            cc::status.eq("withdrawn"),
+            cc::source.eq(source),
+            cc::recorded_at.eq(now),
+        ))
+        .execute(c)?;
+    if changed == 0 {
+        diesel::insert_into(cc::table)
+            .values((
+                cc::contact_id.eq(contact),
+                cc::channel.eq(channel),
+                cc::status.eq("withdrawn"),
+                cc::source.eq(source),
+                cc::recorded_at.eq(now),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
 /// Opting out of a campaign withdraws the consent of its channel: `sms` for text messages,
 /// `email` (with the addresses put on the suppression list) for mail.
 fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResult<()> {
@@ -476,27 +508,7 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
         )
         .set((cm::status.eq("unsubscribed"), cm::unsubscribed_at.eq(&now)))
         .execute(c)?;
-        let consent = cc::table
-            .filter(cc::contact_id.eq(&contact))
-            .filter(cc::channel.eq(channel));
-        let changed = diesel::update(consent)
-            .set((
-                cc::status.eq("withdrawn"),
-                cc::source.eq("unsubscribe"),
-                cc::recorded_at.eq(&now),
-            ))
-            .execute(c)?;
-        if changed == 0 {
-            diesel::insert_into(cc::table)
-                .values((
-                    cc::contact_id.eq(&contact),
-                    cc::channel.eq(channel),
-                    cc::status.eq("withdrawn"),
-                    cc::source.eq("unsubscribe"),
-                    cc::recorded_at.eq(&now),
-                ))
-                .execute(c)?;
-        }
+        withdraw_consent(c, &contact, channel, "unsubscribe", &now)?;
         let emails: Vec<String> = if texted {
             vec![]
         } else {

@@ -918,6 +918,120 @@ fn leads_that_cool_off_go_to_nurturing_where_the_recycle_policy_ends_them() {
     );
 }
 
+#[test]
+fn a_stop_reply_withdraws_sms_consent_and_every_reply_is_logged() {
+    let gateway = Receiver::start(&[]);
+    let url = gateway.url.clone();
+    let app = TestApp::start_with(JobRegistry::default(), |c| {
+        c.sms_url = Some(url.as_str().into())
+    });
+    let person = |first: &str, number: &str| {
+        created(
+            &app,
+            "/api/v1/contacts",
+            json!({"first_name": first, "last_name": "Test", "phones": [{"number": number}],
+                "consents": {"sms": {"status": "granted", "source": "shop"}}}),
+        )
+    };
+    let ann = person("Ann", "+33 6 12 34 56 78");
+    let ben = person("Ben", "+44 7911 123456");
+    let reply = |from: &str, body: &str, key: &str| {
+        let payload = json!({"from": from, "body": body}).to_string();
+        let headers = [
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        app.send(
+            "POST",
+            "/api/v1/inbound/sms",
+            Some(&app.admin_token),
+            &headers,
+            Some(&payload),
+        )
+    };
+
+    // "Stop." from Ann's number, as her phone writes it, pushed twice by a retrying gateway.
+    let first = reply("+33612345678", "Stop.", "gw-1");
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(reply("+33612345678", "Stop.", "gw-1").json(), first.json());
+    let out = first.json();
+    assert_eq!(out["opted_out"], true, "{out}");
+    assert_eq!(out["contact_ids"], json!([ann]));
+    let consents = app
+        .get(&format!("/api/v1/contacts/{ann}"), &app.admin_token)
+        .json()["consents"]
+        .clone();
+    assert_eq!(consents["sms"]["status"], "withdrawn", "{consents}");
+    assert_eq!(consents["sms"]["source"], "sms_reply", "{consents}");
+
+    // Ben's question is kept as an inbound sms activity; his consent stands.
+    let asked = reply("+44 7911 123456", "What time do you open?", "gw-2").json();
+    assert_eq!(asked["opted_out"], false, "{asked}");
+    let activity = asked["activity_ids"][0].as_str().unwrap_or_default();
+    let activity = app
+        .get(&format!("/api/v1/activities/{activity}"), &app.admin_token)
+        .json();
+    assert_eq!(
+        (
+            activity["kind"].clone(),
+            activity["direction"].clone(),
+            activity["body"].clone()
+        ),
+        (
+            json!("sms"),
+            json!("inbound"),
+            json!("What time do you open?")
+        ),
+        "{activity}"
+    );
+    assert_eq!(app.count("activities"), 2, "one per reply, not per retry");
+
+    // A number nobody has changes nothing; one that is no number is a 422.
+    assert_eq!(
+        reply("+1 202 555 0143", "STOP", "gw-3").json()["contact_ids"],
+        json!([])
+    );
+    let bad = reply("12", "STOP", "gw-4").problem(422);
+    assert_eq!(errors(&bad), ["from"]);
+    let (_, rep) = app.user("sales_rep");
+    let denied = app.send(
+        "POST",
+        "/api/v1/inbound/sms",
+        Some(&rep),
+        &[("content-type", "application/json")],
+        Some(r#"{"from": "+33612345678", "body": "STOP"}"#),
+    );
+    assert_eq!(denied.status, 403, "{}", denied.text);
+
+    // The next sms campaign texts Ben only.
+    let campaign = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Opening hours", "channel": "sms", "body_text": "We open at 9"}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{campaign}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [ann, ben]}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{campaign}/send"),
+        &app.admin_token,
+        &json!({}),
+    );
+    wait_for("the send", || metrics_of(&app, &campaign)["targeted"] == 0);
+    assert_eq!(
+        skip_reasons(&app, &campaign),
+        ["Ann:no_consent"].map(String::from).into()
+    );
+    gateway.wait_for(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let texts = gateway.received();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let to_ben = texts.first().map(|t| t.body.as_str()).unwrap_or_default();
+    assert!(to_ben.contains("+447911123456"), "{to_ben}");
+}
+
 /// `first_name:skip_reason` of each skipped member.
 fn skip_reasons(app: &TestApp, campaign: &str) -> BTreeSet<String> {
     let skipped = app
