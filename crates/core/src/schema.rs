@@ -1321,6 +1321,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sms_opt_outs (e164) {
+        e164 -> Text,
+        source -> Text,
+        created_at -> Text,
+    }
+}
+
 diesel::joinable!(list_members -> marketing_lists (list_id));
 diesel::joinable!(campaign_members -> campaigns (campaign_id));
 diesel::joinable!(list_members -> contacts (contact_id));
@@ -1414,6 +1422,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     social_handles,
     social_messages,
     sms_messages,
+    sms_opt_outs,
 );
 
 // Integrations: feed retention, webhooks, imports.

@@ -1,9 +1,10 @@
 //! Text messages people send back (`POST /inbound/sms`): the SMS gateway pushes each reply.
-//! A reply is logged as an inbound `sms` activity on every live contact with that number,
-//! and a `STOP` (or another carrier opt-out word) withdraws their sms consent, so no later
-//! campaign or automation texts them.
+//! A reply is logged as an inbound `sms` activity on every live contact with that number.
+//! A `STOP` (or another carrier opt-out word) puts the number on the opt-out list and
+//! withdraws those contacts' sms consent, so no later campaign or automation texts it, even
+//! for a contact who gets the number later; a `START` takes it off and grants their consent.
 
-use crate::sending::withdraw_consent;
+use crate::sending::record_consent;
 use actix_web::{post, web, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
@@ -13,7 +14,7 @@ use crm_core::error::{ApiError, ApiResult};
 use crm_core::extract::Json;
 use crm_core::ids;
 use crm_core::respond::WriteProblems;
-use crm_core::schema::{contact_phones as cp, contacts};
+use crm_core::schema::{contact_phones as cp, contacts, sms_opt_outs as opt};
 use crm_core::state::AppState;
 use crm_customers::activities::{self, ActivityInput, Direction, Kind, Link, LinkType};
 use crm_customers::common::to_e164;
@@ -34,6 +35,9 @@ const OPT_OUT_WORDS: [&str; 8] = [
     "ARRET",
     "ARRÊT",
 ];
+
+/// First words that take a number off the opt-out list.
+const OPT_IN_WORDS: [&str; 3] = ["START", "UNSTOP", "YES"];
 
 /// A reply as the gateway pushes it.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -56,18 +60,48 @@ pub struct InboundSms {
 pub struct InboundSmsResult {
     /// The sender's number in E.164.
     pub from: String,
-    /// Whether it was an opt-out (`STOP`…): the contacts' sms consent is withdrawn.
+    /// Whether it was an opt-out (`STOP`…): the number is on the opt-out list and the
+    /// contacts' sms consent is withdrawn.
     pub opted_out: bool,
+    /// Whether it was an opt-in (`START`, `UNSTOP`): the number is off the list and the
+    /// contacts' sms consent is granted.
+    pub opted_in: bool,
     /// The live contacts with this number.
     pub contact_ids: Vec<String>,
     /// The inbound `sms` activity logged on each of them.
     pub activity_ids: Vec<String>,
 }
 
-fn is_opt_out(body: &str) -> bool {
+/// The reply's first word, upper case, without punctuation.
+fn keyword(body: &str) -> String {
     let first = body.split_whitespace().next().unwrap_or_default();
-    let word = first.trim_matches(|ch: char| !ch.is_alphanumeric());
-    OPT_OUT_WORDS.contains(&word.to_uppercase().as_str())
+    first
+        .trim_matches(|ch: char| !ch.is_alphanumeric())
+        .to_uppercase()
+}
+
+fn is_opt_out(body: &str) -> bool {
+    OPT_OUT_WORDS.contains(&keyword(body).as_str())
+}
+
+fn is_opt_in(body: &str) -> bool {
+    OPT_IN_WORDS.contains(&keyword(body).as_str())
+}
+
+/// Put the number on the opt-out list (once) or take it off.
+fn set_opted_out(c: &mut DbConn, number: &str, out: bool, now: &str) -> ApiResult<()> {
+    db::lock_key(c, &format!("sms_opt_out:{number}"))?;
+    diesel::delete(opt::table.find(number)).execute(c)?;
+    if out {
+        diesel::insert_into(opt::table)
+            .values((
+                opt::e164.eq(number),
+                opt::source.eq("sms_reply"),
+                opt::created_at.eq(now),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// Live contacts with this number, as far as the caller sees them.
@@ -93,19 +127,23 @@ fn take_reply(c: &mut DbConn, me: &Principal, input: &InboundSms) -> ApiResult<I
         })?,
         None => ids::now(),
     };
-    let opted_out = is_opt_out(&input.body);
+    let (opted_out, opted_in) = (is_opt_out(&input.body), is_opt_in(&input.body));
     db::write_tx(c, |c| {
+        if opted_out || opted_in {
+            set_opted_out(c, &from, opted_out, &received)?;
+        }
         let contact_ids = contacts_with(c, me, &from)?;
         let mut activity_ids = vec![];
         for contact in &contact_ids {
             activity_ids.push(log_reply(c, me, contact, &from, input, &received)?);
-            if opted_out {
-                opt_out(c, me, contact, &received)?;
+            if opted_out || opted_in {
+                record_opt(c, me, contact, opted_out, &received)?;
             }
         }
         Ok(InboundSmsResult {
             from: from.clone(),
             opted_out,
+            opted_in,
             contact_ids,
             activity_ids,
         })
@@ -139,16 +177,24 @@ fn log_reply(
     Ok(activity.id)
 }
 
-fn opt_out(c: &mut DbConn, me: &Principal, contact: &str, received: &str) -> ApiResult<()> {
-    withdraw_consent(c, contact, "sms", "sms_reply", received)?;
+/// The contact's sms consent as the reply said: withdrawn (`STOP`) or granted (`START`).
+fn record_opt(
+    c: &mut DbConn,
+    me: &Principal,
+    contact: &str,
+    out: bool,
+    received: &str,
+) -> ApiResult<()> {
+    let status = if out { "withdrawn" } else { "granted" };
+    record_consent(c, contact, ("sms", status), "sms_reply", received)?;
     audit::record(
         c,
         Change {
             actor: &Actor::from(me),
-            action: "unsubscribed",
+            action: if out { "unsubscribed" } else { "consented" },
             entity_type: "contact",
             entity_id: contact,
-            changes: json!({"consent": {"sms": "withdrawn"}, "source": "sms_reply"}),
+            changes: json!({"consent": {"sms": status}, "source": "sms_reply"}),
             record: json!({"id": contact}),
         },
     )
@@ -157,10 +203,11 @@ fn opt_out(c: &mut DbConn, me: &Principal, contact: &str, received: &str) -> Api
 /// Take in a text message reply
 ///
 /// For the SMS gateway: each reply it receives, with the sender's number. The reply is logged
-/// as an inbound `sms` activity on every live contact with that number; one starting with
-/// `STOP` (or `STOPALL`, `UNSUBSCRIBE`, `CANCEL`, `END`, `QUIT`, `ARRET`) withdraws their
-/// sms consent, so no campaign or automation texts them again. A number no contact has is
-/// answered with no contacts and kept nowhere. Send an `Idempotency-Key` (the gateway's
+/// as an inbound `sms` activity on every live contact with that number. One starting with
+/// `STOP` (or `STOPALL`, `UNSUBSCRIBE`, `CANCEL`, `END`, `QUIT`, `ARRET`) puts the number on
+/// the opt-out list and withdraws their sms consent, so no campaign or automation texts it
+/// again, whoever holds it; `START` (or `UNSTOP`, `YES`) takes it off and grants their
+/// consent. A number no contact has is answered with no contacts; only its opt-out is kept. Send an `Idempotency-Key` (the gateway's
 /// message id) so a retried push counts once. A number that isn't one is a 422. Marketers,
 /// managers and admins (`MarketingWrite`); give the gateway an API key.
 #[utoipa::path(post, path = "/api/v1/inbound/sms", tag = "campaigns", operation_id = "inbound_sms",
@@ -196,5 +243,7 @@ mod tests {
         for body in ["Don't stop", "stopping by tomorrow", "Thanks", ""] {
             assert!(!super::is_opt_out(body), "{body}");
         }
+        assert!(super::is_opt_in("Start") && super::is_opt_in("UNSTOP"));
+        assert!(!super::is_opt_in("STOP") && !super::is_opt_in("started"));
     }
 }

@@ -25,7 +25,8 @@ use crm_core::mail::{self, Outgoing};
 use crm_core::respond::WriteProblems;
 use crm_core::schema::{
     accounts, campaign_members as cm, campaigns as k, contact_accounts as ca,
-    contact_consents as cc, contact_emails as ce, contact_phones as cp, contacts, suppressions,
+    contact_consents as cc, contact_emails as ce, contact_phones as cp, contacts, sms_opt_outs,
+    suppressions,
 };
 use crm_core::state::AppState;
 use diesel::prelude::*;
@@ -210,6 +211,10 @@ fn phone(c: &mut DbConn, contact: &str) -> ApiResult<Result<String, &'static str
     };
     if !consented(c, contact, "sms")? {
         return Ok(Err("no_consent"));
+    }
+    let opted_out: i64 = sms_opt_outs::table.find(&number).count().get_result(c)?;
+    if opted_out > 0 {
+        return Ok(Err("suppressed"));
     }
     Ok(Ok(number))
 }
@@ -468,12 +473,23 @@ pub(crate) fn withdraw_consent(
     source: &str,
     now: &str,
 ) -> ApiResult<()> {
+    record_consent(c, contact, (channel, "withdrawn"), source, now)
+}
+
+/// Record the contact's consent on a channel: `(channel, status)`, from `source`.
+pub(crate) fn record_consent(
+    c: &mut DbConn,
+    contact: &str,
+    (channel, status): (&str, &str),
+    source: &str,
+    now: &str,
+) -> ApiResult<()> {
     let consent = cc::table
         .filter(cc::contact_id.eq(contact))
         .filter(cc::channel.eq(channel));
     let changed = diesel::update(consent)
         .set((
-            cc::status.eq("withdrawn"),
+            cc::status.eq(status),
             cc::source.eq(source),
             cc::recorded_at.eq(now),
         ))
@@ -483,7 +499,7 @@ pub(crate) fn withdraw_consent(
             .values((
                 cc::contact_id.eq(contact),
                 cc::channel.eq(channel),
-                cc::status.eq("withdrawn"),
+                cc::status.eq(status),
                 cc::source.eq(source),
                 cc::recorded_at.eq(now),
             ))

@@ -20,3 +20,10 @@ CREATE TABLE sms_messages (
 CREATE INDEX sms_messages_entity_idx ON sms_messages (entity_type, entity_id);
 -- Erasure finds the texts sent to a person's numbers.
 CREATE INDEX sms_messages_to_idx ON sms_messages (to_number);
+-- Numbers that replied STOP (E.164): never texted again, whoever holds them, until they
+-- reply START.
+CREATE TABLE sms_opt_outs (
+    e164 TEXT PRIMARY KEY NOT NULL,
+    source TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);

@@ -967,6 +967,7 @@ fn a_stop_reply_withdraws_sms_consent_and_every_reply_is_logged() {
     // Ben's question is kept as an inbound sms activity; his consent stands.
     let asked = reply("+44 7911 123456", "What time do you open?", "gw-2").json();
     assert_eq!(asked["opted_out"], false, "{asked}");
+    assert_eq!(asked["contact_ids"], json!([ben]), "{asked}");
     let activity = asked["activity_ids"][0].as_str().unwrap_or_default();
     let activity = app
         .get(&format!("/api/v1/activities/{activity}"), &app.admin_token)
@@ -986,10 +987,12 @@ fn a_stop_reply_withdraws_sms_consent_and_every_reply_is_logged() {
     );
     assert_eq!(app.count("activities"), 2, "one per reply, not per retry");
 
-    // A number nobody has changes nothing; one that is no number is a 422.
+    // A STOP from a number nobody has yet is kept: whoever gets it is not texted. A number
+    // that is no number is a 422; a sales rep may not push replies.
+    let unknown = reply("+1 202 555 0143", "STOP", "gw-3").json();
     assert_eq!(
-        reply("+1 202 555 0143", "STOP", "gw-3").json()["contact_ids"],
-        json!([])
+        (unknown["opted_out"].clone(), unknown["contact_ids"].clone()),
+        (json!(true), json!([]))
     );
     let bad = reply("12", "STOP", "gw-4").problem(422);
     assert_eq!(errors(&bad), ["from"]);
@@ -1002,34 +1005,63 @@ fn a_stop_reply_withdraws_sms_consent_and_every_reply_is_logged() {
         Some(r#"{"from": "+33612345678", "body": "STOP"}"#),
     );
     assert_eq!(denied.status, 403, "{}", denied.text);
+    person("Cy", "(202) 555-0143");
 
-    // The next sms campaign texts Ben only.
-    let campaign = created(
-        &app,
-        "/api/v1/campaigns",
-        json!({"name": "Opening hours", "channel": "sms", "body_text": "We open at 9"}),
-    );
-    app.post(
-        &format!("/api/v1/campaigns/{campaign}/members"),
-        &app.admin_token,
-        &json!({"contact_ids": [ann, ben]}),
-    );
-    app.post(
-        &format!("/api/v1/campaigns/{campaign}/send"),
-        &app.admin_token,
-        &json!({}),
-    );
-    wait_for("the send", || metrics_of(&app, &campaign)["targeted"] == 0);
+    // The next sms campaign, to all three, texts Ben only.
+    let send = |name: &str| {
+        let campaign = created(
+            &app,
+            "/api/v1/campaigns",
+            json!({"name": name, "channel": "sms", "body_text": "We open at 9"}),
+        );
+        let all: Vec<Value> = app
+            .get("/api/v1/contacts?limit=10", &app.admin_token)
+            .json()["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["id"].clone())
+            .collect();
+        assert_eq!(all.len(), 3);
+        app.post(
+            &format!("/api/v1/campaigns/{campaign}/members"),
+            &app.admin_token,
+            &json!({ "contact_ids": all }),
+        );
+        app.post(
+            &format!("/api/v1/campaigns/{campaign}/send"),
+            &app.admin_token,
+            &json!({}),
+        );
+        wait_for("the send", || metrics_of(&app, &campaign)["targeted"] == 0);
+        skip_reasons(&app, &campaign)
+    };
     assert_eq!(
-        skip_reasons(&app, &campaign),
-        ["Ann:no_consent"].map(String::from).into()
+        send("Opening hours"),
+        ["Ann:no_consent", "Cy:suppressed"].map(String::from).into()
     );
-    gateway.wait_for(1, Duration::from_secs(20));
+    // START from Ann: off the list, consent granted; the next campaign reaches her again.
+    let back = reply("+33 6 12 34 56 78", "Start", "gw-5").json();
+    assert_eq!(
+        (back["opted_in"].clone(), back["contact_ids"].clone()),
+        (json!(true), json!([ann]))
+    );
+    assert_eq!(
+        send("Late opening"),
+        ["Cy:suppressed"].map(String::from).into()
+    );
+    gateway.wait_for(3, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
-    let texts = gateway.received();
-    assert_eq!(texts.len(), 1, "{texts:?}");
-    let to_ben = texts.first().map(|t| t.body.as_str()).unwrap_or_default();
-    assert!(to_ben.contains("+447911123456"), "{to_ben}");
+    let mut to: Vec<String> = gateway
+        .received()
+        .iter()
+        .map(|t| serde_json::from_str::<Value>(&t.body).unwrap_or_default()["to"].to_string())
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["\"+33612345678\"", "\"+447911123456\"", "\"+447911123456\""]
+    );
 }
 
 /// `first_name:skip_reason` of each skipped member.
