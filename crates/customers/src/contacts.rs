@@ -576,23 +576,37 @@ fn write_consents(
 ) -> ApiResult<()> {
     for (channel, c) in consents {
         c.validate()?;
-        let channel = enum_text(channel);
-        diesel::delete(
-            cc::table
-                .filter(cc::contact_id.eq(id))
-                .filter(cc::channel.eq(&channel)),
-        )
-        .execute(conn)?;
-        diesel::insert_into(cc::table)
-            .values((
-                cc::contact_id.eq(id),
-                cc::channel.eq(&channel),
-                cc::status.eq(enum_text(&c.status)),
-                cc::source.eq(c.source.trim()),
-                cc::recorded_at.eq(ids::now()),
-            ))
-            .execute(conn)?;
+        record_consent(conn, id, *channel, c.status, c.source.trim(), &ids::now())?;
     }
+    Ok(())
+}
+
+/// Record a contact's consent on one channel, from `source` (`web_form`, `unsubscribe`,
+/// `sms_reply`…), replacing what was recorded there before. In the caller's transaction.
+pub fn record_consent(
+    conn: &mut DbConn,
+    id: &str,
+    channel: Channel,
+    status: ConsentStatus,
+    source: &str,
+    at: &str,
+) -> ApiResult<()> {
+    let channel = enum_text(&channel);
+    diesel::delete(
+        cc::table
+            .filter(cc::contact_id.eq(id))
+            .filter(cc::channel.eq(&channel)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(cc::table)
+        .values((
+            cc::contact_id.eq(id),
+            cc::channel.eq(&channel),
+            cc::status.eq(enum_text(&status)),
+            cc::source.eq(source),
+            cc::recorded_at.eq(at),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 

@@ -16,12 +16,11 @@ use crm_core::error::{ApiError, ApiResult, FieldError};
 use crm_core::list::{self, ListParams, ListSpec, Page};
 use crm_core::resource::{self, Resource};
 use crm_core::respond::WriteProblems;
-use crm_core::schema::{
-    contact_consents as cc, contact_emails as ce, form_submissions as fs, forms, lead_emails,
-};
+use crm_core::schema::{contact_emails as ce, form_submissions as fs, forms, lead_emails};
 use crm_core::state::AppState;
 use crm_core::{etag, ids};
 use crm_customers::common::{json_text, parse_json, to_json};
+use crm_customers::contacts::{record_consent, Channel as ConsentChannel, ConsentStatus};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -424,28 +423,14 @@ fn record(
         }
         let now = ids::now();
         if let (Some(cid), Some(_)) = (&contact, &consent) {
-            let changed = diesel::update(
-                cc::table
-                    .filter(cc::contact_id.eq(cid))
-                    .filter(cc::channel.eq("email")),
-            )
-            .set((
-                cc::status.eq("granted"),
-                cc::source.eq("web_form"),
-                cc::recorded_at.eq(&now),
-            ))
-            .execute(c)?;
-            if changed == 0 {
-                diesel::insert_into(cc::table)
-                    .values((
-                        cc::contact_id.eq(cid),
-                        cc::channel.eq("email"),
-                        cc::status.eq("granted"),
-                        cc::source.eq("web_form"),
-                        cc::recorded_at.eq(&now),
-                    ))
-                    .execute(c)?;
-            }
+            record_consent(
+                c,
+                cid,
+                ConsentChannel::Email,
+                ConsentStatus::Granted,
+                "web_form",
+                &now,
+            )?;
         }
         if contact.is_none() && lead.is_none() {
             fields.insert("source".into(), json!("web_form"));

@@ -4,7 +4,6 @@
 //! withdraws those contacts' sms consent, so no later campaign or automation texts it, even
 //! for a contact who gets the number later; a `START` takes it off and grants their consent.
 
-use crate::sending::record_consent;
 use actix_web::{post, web, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::audit::{self, Actor, Change};
@@ -18,6 +17,7 @@ use crm_core::schema::{contact_phones as cp, contacts, sms_opt_outs as opt};
 use crm_core::state::AppState;
 use crm_customers::activities::{self, ActivityInput, Direction, Kind, Link, LinkType};
 use crm_customers::common::to_e164;
+use crm_customers::contacts::{record_consent, Channel as ConsentChannel, ConsentStatus};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -185,8 +185,19 @@ fn record_opt(
     out: bool,
     received: &str,
 ) -> ApiResult<()> {
-    let status = if out { "withdrawn" } else { "granted" };
-    record_consent(c, contact, ("sms", status), "sms_reply", received)?;
+    let (status, name) = if out {
+        (ConsentStatus::Withdrawn, "withdrawn")
+    } else {
+        (ConsentStatus::Granted, "granted")
+    };
+    record_consent(
+        c,
+        contact,
+        ConsentChannel::Sms,
+        status,
+        "sms_reply",
+        received,
+    )?;
     audit::record(
         c,
         Change {
@@ -194,7 +205,7 @@ fn record_opt(
             action: if out { "unsubscribed" } else { "consented" },
             entity_type: "contact",
             entity_id: contact,
-            changes: json!({"consent": {"sms": status}, "source": "sms_reply"}),
+            changes: json!({"consent": {"sms": name}, "source": "sms_reply"}),
             record: json!({"id": contact}),
         },
     )

@@ -29,6 +29,7 @@ use crm_core::schema::{
     suppressions,
 };
 use crm_core::state::AppState;
+use crm_customers::contacts::{record_consent, Channel as ConsentChannel, ConsentStatus};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -465,56 +466,17 @@ pub struct LinkParams {
 /// Statuses a later event does not overwrite.
 const FINAL: &[&str] = &["responded", "converted", "unsubscribed", "bounced"];
 
-/// Record that the contact withdrew consent on `channel` (`email`, `sms`), from `source`.
-pub(crate) fn withdraw_consent(
-    c: &mut DbConn,
-    contact: &str,
-    channel: &str,
-    source: &str,
-    now: &str,
-) -> ApiResult<()> {
-    record_consent(c, contact, (channel, "withdrawn"), source, now)
-}
-
-/// Record the contact's consent on a channel: `(channel, status)`, from `source`.
-pub(crate) fn record_consent(
-    c: &mut DbConn,
-    contact: &str,
-    (channel, status): (&str, &str),
-    source: &str,
-    now: &str,
-) -> ApiResult<()> {
-    let consent = cc::table
-        .filter(cc::contact_id.eq(contact))
-        .filter(cc::channel.eq(channel));
-    let changed = diesel::update(consent)
-        .set((
-            cc::status.eq(status),
-            cc::source.eq(source),
-            cc::recorded_at.eq(now),
-        ))
-        .execute(c)?;
-    if changed == 0 {
-        diesel::insert_into(cc::table)
-            .values((
-                cc::contact_id.eq(contact),
-                cc::channel.eq(channel),
-                cc::status.eq(status),
-                cc::source.eq(source),
-                cc::recorded_at.eq(now),
-            ))
-            .execute(c)?;
-    }
-    Ok(())
-}
-
 /// Opting out of a campaign withdraws the consent of its channel: `sms` for text messages,
 /// `email` (with the addresses put on the suppression list) for mail.
 fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResult<()> {
     db::write_tx(c, |c| {
         let (contact, _) = member_by_token(c, campaign, &p.contact, &p.token)?;
         let texted = campaigns::find(c, campaign)?.channel == campaigns::Channel::Sms;
-        let channel = if texted { "sms" } else { "email" };
+        let (channel, name) = if texted {
+            (ConsentChannel::Sms, "sms")
+        } else {
+            (ConsentChannel::Email, "email")
+        };
         let now = ids::now();
         diesel::update(
             cm::table
@@ -524,7 +486,14 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
         )
         .set((cm::status.eq("unsubscribed"), cm::unsubscribed_at.eq(&now)))
         .execute(c)?;
-        withdraw_consent(c, &contact, channel, "unsubscribe", &now)?;
+        record_consent(
+            c,
+            &contact,
+            channel,
+            ConsentStatus::Withdrawn,
+            "unsubscribe",
+            &now,
+        )?;
         let emails: Vec<String> = if texted {
             vec![]
         } else {
@@ -558,7 +527,7 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
                 action: "unsubscribed",
                 entity_type: "contact",
                 entity_id: &contact,
-                changes: json!({"consent": {channel: "withdrawn"}, "campaign_id": campaign}),
+                changes: json!({"consent": {name: "withdrawn"}, "campaign_id": campaign}),
                 record: json!({"id": contact}),
             },
         )

@@ -859,17 +859,7 @@ fn leads_that_cool_off_go_to_nurturing_where_the_recycle_policy_ends_them() {
     );
 
     // A month later the submissions count half: 12, below 20, so both go to nurturing.
-    let month_ago = chrono::Utc::now() - chrono::Duration::days(30);
-    app.execute(&format!(
-        "UPDATE form_submissions SET created_at = '{}'",
-        month_ago.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    ));
-    let res = app.post(
-        &format!("/api/v1/scoring-models/{model}/recompute"),
-        &app.admin_token,
-        &json!({}),
-    );
-    assert_eq!(res.status, 202, "{}", res.text);
+    age_submissions_and_recompute(&app, &model, 30);
     wait_for("both leads in nurturing", || {
         lead("Ames")["status"] == "nurturing" && lead("Bell")["status"] == "nurturing"
     });
@@ -1062,6 +1052,21 @@ fn a_stop_reply_withdraws_sms_consent_and_every_reply_is_logged() {
         to,
         ["\"+33612345678\"", "\"+447911123456\"", "\"+447911123456\""]
     );
+}
+
+/// Date every form submission `days` back, and rescore the model's records.
+fn age_submissions_and_recompute(app: &TestApp, model: &str, days: i64) {
+    let then = chrono::Utc::now() - chrono::Duration::days(days);
+    app.execute(&format!(
+        "UPDATE form_submissions SET created_at = '{}'",
+        then.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ));
+    let res = app.post(
+        &format!("/api/v1/scoring-models/{model}/recompute"),
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(res.status, 202, "{}", res.text);
 }
 
 /// `first_name:skip_reason` of each skipped member.
@@ -1437,17 +1442,7 @@ fn scores_add_up_decay_hand_hot_leads_to_sales_and_keep_their_history() {
         .contains("form_submitted"));
 
     // Thirty days on, the submissions count half: 20 + 8 + 8.
-    let now = chrono::Utc::now() - chrono::Duration::days(30);
-    app.execute(&format!(
-        "UPDATE form_submissions SET created_at = '{}'",
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    ));
-    let res = app.post(
-        &format!("/api/v1/scoring-models/{model}/recompute"),
-        &app.admin_token,
-        &json!({}),
-    );
-    assert_eq!(res.status, 202, "{}", res.text);
+    age_submissions_and_recompute(&app, &model, 30);
     wait_for("the decayed score", || lead()["score"] == 36);
 
     // Contacts score on opens, and segments read the score.
