@@ -220,6 +220,32 @@ fn the_list_import_snippet_fills_a_list_from_a_csv_with_consent() {
 }
 
 #[test]
+fn the_sms_reply_snippet_opts_the_contact_out() {
+    let app = TestApp::start();
+    let contact = app.post(
+        "/api/v1/contacts",
+        &app.admin_token,
+        &json!({"first_name": "Ann", "last_name": "Text", "phones": [{"number": "+33612345678"}],
+            "consents": {"sms": {"status": "granted", "source": "shop"}}}),
+    );
+    let id = contact.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let stdout = run(&app, &snippet("sms-reply"));
+    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    assert_eq!(
+        (out["opted_out"].clone(), out["contact_ids"].clone()),
+        (json!(true), json!([id])),
+        "{stdout}"
+    );
+    let ann = app
+        .get(&format!("/api/v1/contacts/{id}"), &app.admin_token)
+        .json();
+    assert_eq!(ann["consents"]["sms"]["status"], "withdrawn", "{ann}");
+}
+
+#[test]
 fn the_service_walkthrough_goes_from_inbound_mail_to_survey() {
     let app = TestApp::start();
     let stdout = run(&app, &walkthrough("service"));
