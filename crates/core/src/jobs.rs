@@ -307,38 +307,39 @@ fn reap_expired(conn: &mut DbConn, registry: &JobRegistry) -> Result<(), ApiErro
 }
 
 pub fn claim(conn: &mut DbConn, worker: &str, lease: Duration) -> Result<Option<Job>, ApiError> {
+    claim_turn(conn, worker, lease, None)
+}
+
+/// Claim the next ready job, giving job kinds fair turns: the oldest job of a kind that no
+/// worker is running (and that this worker did not just run, `last_kind`) goes before
+/// older jobs of busy kinds, so a flood of one kind, or its slow retries (deliveries to a
+/// dead webhook receiver), never holds up mail, SLA checks, imports or automations. With
+/// nothing else ready, the oldest job goes, whatever its kind.
+fn claim_turn(
+    conn: &mut DbConn,
+    worker: &str,
+    lease: Duration,
+    last_kind: Option<&str>,
+) -> Result<Option<Job>, ApiError> {
     let now = ids::now();
     let until = ids::now_plus(chrono::Duration::milliseconds(lease.as_millis() as i64));
     db::write_tx(conn, |c| {
-        let ready = jobs::status
-            .eq(QUEUED)
-            .and(jobs::run_at.le(now.clone()))
-            .or(jobs::status
-                .eq(RUNNING)
-                .and(jobs::locked_until.lt(now.clone()))
-                .and(jobs::attempts.lt(jobs::max_attempts)));
-        // Several replicas may poll one PostgreSQL: skip rows another worker holds.
-        let candidate: Option<String> = if let DbConn::Pg(pg) = &mut *c {
-            jobs::table
-                .filter(ready.clone())
-                .order(jobs::run_at.asc())
-                .select(jobs::id)
-                .for_update()
-                .skip_locked()
-                .first(pg)
-                .optional()?
-        } else {
-            jobs::table
-                .filter(ready.clone())
-                .order(jobs::run_at.asc())
-                .select(jobs::id)
-                .first(c)
-                .optional()?
+        let mut busy: Vec<String> = jobs::table
+            .filter(jobs::status.eq(RUNNING))
+            .filter(jobs::locked_until.ge(now.clone()))
+            .select(jobs::kind)
+            .distinct()
+            .load(c)?;
+        busy.extend(last_kind.map(str::to_string));
+        let candidate = match next_ready(c, &now, &busy)? {
+            Some(id) => Some(id),
+            None if !busy.is_empty() => next_ready(c, &now, &[])?,
+            None => None,
         };
         let Some(id) = candidate else {
             return Ok(None);
         };
-        let taken = diesel::update(jobs::table.find(&id).filter(ready))
+        let taken = diesel::update(jobs::table.find(&id).filter(ready(&now)))
             .set((
                 jobs::status.eq(RUNNING),
                 jobs::attempts.eq(jobs::attempts + 1),
@@ -353,6 +354,46 @@ pub fn claim(conn: &mut DbConn, worker: &str, lease: Duration) -> Result<Option<
         Ok(Some(
             jobs::table.find(&id).select(Job::as_select()).first(c)?,
         ))
+    })
+}
+
+/// Queued and due, or running with an expired lease and attempts left.
+fn ready(
+    now: &str,
+) -> diesel::dsl::Or<
+    diesel::dsl::And<
+        diesel::dsl::Eq<jobs::status, &'static str>,
+        diesel::dsl::LtEq<jobs::run_at, String>,
+    >,
+    diesel::dsl::And<
+        diesel::dsl::And<
+            diesel::dsl::Eq<jobs::status, &'static str>,
+            diesel::dsl::Lt<jobs::locked_until, String>,
+        >,
+        diesel::dsl::Lt<jobs::attempts, jobs::max_attempts>,
+    >,
+> {
+    jobs::status
+        .eq(QUEUED)
+        .and(jobs::run_at.le(now.to_string()))
+        .or(jobs::status
+            .eq(RUNNING)
+            .and(jobs::locked_until.lt(now.to_string()))
+            .and(jobs::attempts.lt(jobs::max_attempts)))
+}
+
+/// The oldest ready job of a kind not in `except`.
+fn next_ready(c: &mut DbConn, now: &str, except: &[String]) -> Result<Option<String>, ApiError> {
+    let query = jobs::table
+        .filter(ready(now))
+        .filter(jobs::kind.ne_all(except.to_vec()))
+        .order(jobs::run_at.asc())
+        .select(jobs::id);
+    // Several replicas may poll one PostgreSQL: skip rows another worker holds.
+    Ok(if let DbConn::Pg(pg) = &mut *c {
+        query.for_update().skip_locked().first(pg).optional()?
+    } else {
+        query.first(c).optional()?
     })
 }
 
@@ -453,11 +494,23 @@ fn run_one(conn: &mut DbConn, job: &Job, registry: &JobRegistry) -> JobResult {
 
 /// Claim and run one job if one is ready. Returns whether a job ran.
 pub fn work_once(pool: &DbPool, registry: &JobRegistry, worker: &str) -> Result<bool, ApiError> {
+    work_turn(pool, registry, worker, &mut None)
+}
+
+/// `work_once` for a worker that remembers the kind it ran last, to give others a turn.
+fn work_turn(
+    pool: &DbPool,
+    registry: &JobRegistry,
+    worker: &str,
+    last_kind: &mut Option<String>,
+) -> Result<bool, ApiError> {
     let mut conn = pool.get()?;
     reap_expired(&mut conn, registry)?;
-    let Some(job) = claim(&mut conn, worker, registry.lease)? else {
+    let Some(job) = claim_turn(&mut conn, worker, registry.lease, last_kind.as_deref())? else {
+        *last_kind = None;
         return Ok(false);
     };
+    *last_kind = Some(job.kind.clone());
     let outcome = run_one(&mut conn, &job, registry);
     if db::in_transaction(&mut conn) {
         // A panic unwound out of the handler's transaction: the pool discards this
@@ -534,6 +587,7 @@ fn worker_loop(
 ) {
     let mut last_run = HashMap::new();
     let mut last_tick: Option<std::time::Instant> = None;
+    let mut last_kind = None;
     while !stop.load(Ordering::SeqCst) {
         if periodic {
             run_periodic(pool, registry, &mut last_run);
@@ -544,7 +598,7 @@ fn worker_loop(
                 }
             }
         }
-        match work_once(pool, registry, name) {
+        match work_turn(pool, registry, name, &mut last_kind) {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => tracing::error!(worker = name, error = %e, "job worker error"),

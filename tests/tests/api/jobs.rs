@@ -123,3 +123,38 @@ fn an_expired_lease_lets_another_worker_take_the_job() {
         "a job under a live lease is not handed out twice"
     );
 }
+
+/// A flood of one slow kind (deliveries to a dead webhook receiver) does not hold up
+/// another kind queued after it: a worker gives a kind that nobody runs the next turn.
+#[test]
+fn a_flood_of_one_job_kind_does_not_hold_up_the_others() {
+    let mut registry = JobRegistry::default();
+    registry.poll_interval = Duration::from_millis(20);
+    let done: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (slow_done, quick_done) = (done.clone(), done.clone());
+    registry.register("test.slow", move |_, _| {
+        std::thread::sleep(Duration::from_millis(200));
+        slow_done.lock().map(|mut d| d.push("slow".into())).ok();
+        Ok(())
+    });
+    registry.register("test.quick", move |_, _| {
+        quick_done.lock().map(|mut d| d.push("quick".into())).ok();
+        Ok(())
+    });
+    let app = TestApp::start_with(registry, |_| {});
+    let mut conn = app.state.pool.get().unwrap_or_else(|e| panic!("{e}"));
+    for n in 0..20 {
+        enqueue(&mut conn, "test.slow", &json!({"n": n}), 1).unwrap_or_default();
+    }
+    let quick = enqueue(&mut conn, "test.quick", &json!({}), 1).unwrap_or_default();
+    let job = wait_for_status(&app, &quick, "succeeded");
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let order = done.lock().map(|d| d.clone()).unwrap_or_default();
+    let position = order.iter().position(|k| k == "quick");
+    // First-in-first-out would run it after all twenty; fair turns, after at most the
+    // slow jobs the workers had already taken.
+    assert!(
+        position.is_some_and(|p| p <= 3),
+        "the quick job ran at {position:?} in {order:?}"
+    );
+}
