@@ -283,11 +283,53 @@ pub fn lock_rows(conn: &mut DbConn, table: &'static str, ids: &[&str]) -> diesel
     ids.into_iter().try_for_each(|id| lock_row(conn, table, id))
 }
 
+/// SQLite has one writer at a time, and its busy handler is not fair: a writer that
+/// commits and at once begins again (an import's next slice, a campaign's next batch)
+/// can keep the lock while the others sleep and poll for it, until their busy timeout
+/// runs out. So this process's writers queue for it here, first come first served, and
+/// every write gets its turn between two slices of a long one.
+static SQLITE_WRITERS: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
+
+/// How long a write waits for its turn before it answers 503 (SQLite's busy timeout).
+const SQLITE_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+thread_local! {
+    /// Whether this thread holds `SQLITE_WRITERS` (a nested write does not queue again).
+    static HOLDS_WRITE_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This thread's turn to write to SQLite, held until the guard drops.
+struct WriteTurn(Option<parking_lot::FairMutexGuard<'static, ()>>);
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            HOLDS_WRITE_TURN.with(|h| h.set(false));
+        }
+    }
+}
+
+fn write_turn(conn: &DbConn) -> diesel::QueryResult<WriteTurn> {
+    if !matches!(conn, DbConn::Sqlite(_)) || HOLDS_WRITE_TURN.with(|h| h.get()) {
+        return Ok(WriteTurn(None));
+    }
+    let Some(guard) = SQLITE_WRITERS.try_lock_for(SQLITE_WRITE_WAIT) else {
+        // Mapped to a 503 with Retry-After, like SQLite's own "database is locked".
+        return Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("database is locked: other writes kept it busy".to_string()),
+        ));
+    };
+    HOLDS_WRITE_TURN.with(|h| h.set(true));
+    Ok(WriteTurn(Some(guard)))
+}
+
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    let _turn = write_turn(conn)?;
     conn.transaction(|c| {
         take_write_lock(c)?;
         let out = f(c)?;
