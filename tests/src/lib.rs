@@ -218,10 +218,15 @@ impl TestApp {
 
     /// Send a body of any type as it is (a CSV file, NDJSON…), as the admin.
     pub fn upload(&self, path: &str, content_type: &str, body: &[u8]) -> Resp {
+        self.upload_as(&self.admin_token, path, content_type, body)
+    }
+
+    /// `upload` with another caller's token.
+    pub fn upload_as(&self, token: &str, path: &str, content_type: &str, body: &[u8]) -> Resp {
         let result = self
             .agent
             .post(&format!("{}{}", self.base, path))
-            .set("Authorization", &format!("Bearer {}", self.admin_token))
+            .set("Authorization", &format!("Bearer {token}"))
             .set("Content-Type", content_type)
             .send_bytes(body);
         Self::read_response("POST", path, result)

@@ -174,6 +174,10 @@ pub enum Ownership {
     /// Everyone allowed may read; only the owner or the owner's team may change it
     /// (others 403) unless their role holds the given permission (managers, admins).
     OwnerOrTeamEdits(Permission),
+    /// A record that belongs to another (named here: "opportunity") takes its rule: only
+    /// the owner of that record or the owner's team may create, change or archive it
+    /// (others 403) unless their role holds the given permission (`Resource::PARENTS`).
+    FollowsParent(&'static str, Permission),
     /// Partner users see only records shared with their organisation (others 404).
     PartnerOrganisation,
 }

@@ -23,6 +23,18 @@ use serde_json::{json, Map, Value};
 use utoipa::openapi::path::ParameterIn;
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
+/// A record other records belong to, for `Resource::PARENTS`: the field that names it
+/// (`opportunity_id`), its entity and table, its edit rule, and how to read its owner
+/// (`None` when there is no such record; `Some(None)` when it has no owner).
+#[derive(Clone, Copy)]
+pub struct Parent {
+    pub field: &'static str,
+    pub entity: &'static str,
+    pub table: &'static str,
+    pub edits: Ownership,
+    pub owner: fn(&mut DbConn, &str) -> ApiResult<Option<Option<String>>>,
+}
+
 /// What the kernel reads off a record.
 pub struct Meta<'a> {
     pub id: &'a str,
@@ -57,6 +69,12 @@ pub trait Resource: Sized + 'static {
     const WRITE: Permission;
     /// Who may change one record beyond holding `WRITE`.
     const EDITS: Ownership = Ownership::None;
+    /// The records this one belongs to and takes its edit rule from (a quote its
+    /// opportunity's), by the field naming them: the first one a record names decides who
+    /// may create, change, archive or restore it, on every write path. A resource with
+    /// parents declares `EDITS` as `Ownership::FollowsParent` (for the permission table
+    /// and the spec).
+    const PARENTS: &'static [Parent] = &[];
     const LIST: &'static ListSpec;
     /// Fields a create must carry.
     const REQUIRED: &'static [&'static str];
@@ -179,12 +197,16 @@ macro_rules! archive_stamp {
 
 // ---- Writes the kernel does itself ----
 
-/// Whether the caller may change this record (403 otherwise), by the resource's `EDITS`.
+/// Whether the caller may change this record (403 otherwise): by its parent's rule when
+/// the resource has parents, else by the resource's `EDITS`.
 pub fn require_edit_by_rule<R: Resource>(
     c: &mut DbConn,
     me: &Principal,
     r: &R::Record,
 ) -> ApiResult<()> {
+    if !R::PARENTS.is_empty() {
+        return require_parent_edit::<R>(c, me, &objects::json(r));
+    }
     match R::EDITS {
         Ownership::OwnerOrTeamEdits(manage) => crate::visibility::require_edit(
             c,
@@ -195,6 +217,56 @@ pub fn require_edit_by_rule<R: Resource>(
         ),
         _ => Ok(()),
     }
+}
+
+/// 403 unless the caller may change the parent a record (or a create's body) names: the
+/// first of `R::PARENTS` it names, its row locked so that its owner cannot change under
+/// the write. A parent that does not exist is left to the resource's own 422.
+pub fn require_parent_edit<R: Resource>(
+    c: &mut DbConn,
+    me: &Principal,
+    record: &Value,
+) -> ApiResult<()> {
+    let named = R::PARENTS.iter().find_map(|p| {
+        record
+            .get(p.field)
+            .and_then(Value::as_str)
+            .map(|id| (p, id.to_string()))
+    });
+    let Some((parent, id)) = named else {
+        return Ok(());
+    };
+    db::lock_row(c, parent.table, &id)?;
+    let Some(owner) = (parent.owner)(c, &id)? else {
+        return Ok(());
+    };
+    match parent.edits {
+        Ownership::OwnerOrTeamEdits(manage) => crate::visibility::require_edit(
+            c,
+            me,
+            owner.as_deref(),
+            (R::WRITE, manage),
+            parent.entity,
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Create a record from a JSON body, on every path (the API, batch, composite, upserts,
+/// imports): the caller must be allowed to change the parent it names.
+pub fn create_record<R: Resource>(
+    c: &mut DbConn,
+    me: &Principal,
+    body: &Value,
+) -> ApiResult<R::Record> {
+    let input: R::Input = objects::input(body)?;
+    if R::PARENTS.is_empty() {
+        return R::create(c, me, &input);
+    }
+    db::write_tx(c, |c| {
+        require_parent_edit::<R>(c, me, body)?;
+        R::create(c, me, &input)
+    })
 }
 
 /// Read a record to change it: its row locked for the rest of the transaction, and the
@@ -300,11 +372,11 @@ async fn list_handler<R: Resource>(
 async fn create_handler<R: Resource>(
     state: web::Data<AppState>,
     me: Principal,
-    body: Json<R::Input>,
+    body: Json<Value>,
 ) -> ApiResult<HttpResponse> {
     me.require(R::WRITE)?;
     let body = body.into_inner();
-    let r = state.db(move |c| R::create(c, &me, &body)).await?;
+    let r = state.db(move |c| create_record::<R>(c, &me, &body)).await?;
     let m = R::meta(&r);
     Ok(respond::created(
         format!("{}/{}", R::PATH, m.id),
@@ -399,9 +471,15 @@ pub fn routes<R: Resource>(cfg: &mut web::ServiceConfig) {
 /// The resource's rows of the permission table.
 pub const fn operations<R: Resource>() -> [Operation; 6] {
     let (read, write) = (Access::Needs(R::READ), Access::Needs(R::WRITE));
+    // Creating a record that belongs to another needs the right to change that one.
+    let creates = if R::PARENTS.is_empty() {
+        Ownership::None
+    } else {
+        R::EDITS
+    };
     [
         Operation::new("GET", R::PATH, read),
-        Operation::new("POST", R::PATH, write),
+        Operation::new("POST", R::PATH, write).owned(creates),
         Operation::new("GET", R::ITEM, read),
         Operation::new("PATCH", R::ITEM, write).owned(R::EDITS),
         Operation::new("DELETE", R::ITEM, write).owned(R::EDITS),
@@ -416,7 +494,7 @@ fn object_get<R: Resource>(c: &mut DbConn, me: &Principal, id: &str) -> ApiResul
 }
 
 fn object_create<R: Resource>(c: &mut DbConn, me: &Principal, body: &Value) -> ApiResult<Value> {
-    Ok(objects::json(R::create(c, me, &objects::input(body)?)?))
+    Ok(objects::json(create_record::<R>(c, me, body)?))
 }
 
 fn object_update<R: Resource>(
@@ -429,7 +507,34 @@ fn object_update<R: Resource>(
     // Upserts, batch and imports resend whole records: a create-only field they carry is
     // the resource's to compare with what is stored (unchanged is fine).
     refuse_cleared::<R>(body)?;
-    Ok(objects::json(R::update(c, me, id, expected, body)?))
+    // A record resent as it is (an ERP pushing an order with its lines as input, which
+    // cannot be compared field by field) writes nothing: the update is undone, so there
+    // is no new version, no audit row and no event for webhooks to deliver.
+    let mut unchanged = None;
+    let updated = db::write_tx(c, |c| {
+        db::lock_row(c, R::TABLE, id)?;
+        let before = objects::json(R::find(c, me, id)?);
+        let after = objects::json(R::update(c, me, id, expected, body)?);
+        if same_but_version(&before, &after) {
+            unchanged = Some(before);
+            return Err(ApiError::Conflict("unchanged: rolled back".into()));
+        }
+        Ok(after)
+    });
+    unchanged.map_or(updated, Ok)
+}
+
+/// Whether two states of a record differ only in what every write stamps.
+fn same_but_version(before: &Value, after: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("version");
+            o.remove("updated_at");
+        }
+        v
+    };
+    strip(before) == strip(after)
 }
 
 fn object_archive<R: Resource>(c: &mut DbConn, me: &Principal, id: &str) -> ApiResult<()> {

@@ -196,6 +196,24 @@ pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<AccountRow
         .ok_or_else(|| ApiError::not_found("account"))
 }
 
+/// Records that belong to an account (an order placed without a deal) follow its edit rule.
+pub const PARENT: resource::Parent = resource::Parent {
+    field: "account_id",
+    entity: "account",
+    table: "accounts",
+    edits: common::EDITS,
+    owner: owner_of,
+};
+
+/// The account's owner; `None` when there is no such account.
+pub fn owner_of(conn: &mut DbConn, id: &str) -> ApiResult<Option<Option<String>>> {
+    Ok(accounts::table
+        .find(id)
+        .select(accounts::owner_id)
+        .first::<Option<String>>(conn)
+        .optional()?)
+}
+
 pub fn exists(conn: &mut DbConn, id: &str) -> ApiResult<bool> {
     let n: i64 = accounts::table
         .filter(accounts::id.eq(id))

@@ -32,6 +32,7 @@ pub mod territories;
 use actix_web::web::ServiceConfig;
 use crm_core::access::{Access, Operation, Permission};
 use crm_core::objects::ObjectKind;
+use crm_core::resource::Resource;
 
 /// Routes of this domain, relative to `/api/v1`. Literal paths before `{id}` paths.
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -107,8 +108,9 @@ pub const OPERATIONS: &[Operation] = &[
     Operation::new("GET", "/api/v1/forecasts", SALES_READ),
     Operation::new("GET", "/api/v1/lead-recycle-policy", SALES_READ),
     Operation::new("PUT", "/api/v1/lead-recycle-policy", SALES_MANAGE),
-    Operation::new("POST", "/api/v1/quotes/{id}/status", SALES_WRITE),
-    Operation::new("POST", "/api/v1/quotes/{id}/revise", SALES_WRITE),
+    // A quote follows its opportunity's edit rule (`quotes::Quotes::PARENTS`).
+    Operation::new("POST", "/api/v1/quotes/{id}/status", SALES_WRITE).owned(quotes::Quotes::EDITS),
+    Operation::new("POST", "/api/v1/quotes/{id}/revise", SALES_WRITE).owned(quotes::Quotes::EDITS),
     Operation::new("GET", "/api/v1/quotes/{id}/document", SALES_READ),
     Operation::new("POST", "/api/v1/opportunities/{id}/stage", SALES_WRITE).owned(common::EDITS),
     Operation::new(

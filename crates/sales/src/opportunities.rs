@@ -245,6 +245,25 @@ crm_core::sortable!(opportunities::table, opportunities::BoxedQuery<'static, Mul
     "id" => opportunities::id,
 });
 
+/// Quotes and orders belong to a deal: whoever may not change the deal may not quote,
+/// accept, order or cancel on it either.
+pub const PARENT: resource::Parent = resource::Parent {
+    field: "opportunity_id",
+    entity: "opportunity",
+    table: "opportunities",
+    edits: crate::common::EDITS,
+    owner: owner_of,
+};
+
+/// The opportunity's owner; `None` when there is no such opportunity.
+pub fn owner_of(conn: &mut DbConn, id: &str) -> ApiResult<Option<Option<String>>> {
+    Ok(opportunities::table
+        .find(id)
+        .select(opportunities::owner_id)
+        .first::<Option<String>>(conn)
+        .optional()?)
+}
+
 pub fn find(conn: &mut DbConn, me: &Principal, id: &str) -> ApiResult<OpportunityRow> {
     visibility::check_sees(me, "opportunity")?;
     opportunities::table

@@ -462,7 +462,13 @@ impl Resource for Orders {
     const TAG: &'static str = "quotes";
     const READ: Permission = Permission::SalesRead;
     const WRITE: Permission = Permission::SalesWrite;
-    const EDITS: Ownership = Ownership::None;
+    const EDITS: Ownership =
+        Ownership::FollowsParent("opportunity (else account)", Permission::SalesManage);
+    /// An order on a deal follows the deal's rule; one without, its account's.
+    const PARENTS: &'static [resource::Parent] = &[
+        crate::opportunities::PARENT,
+        crm_customers::accounts::PARENT,
+    ];
     const LIST: &'static ListSpec = &LIST;
     const REQUIRED: &'static [&'static str] = &["account_id", "currency", "ordered_on", "lines"];
     const CREATE_ONLY: &'static [(&'static str, &'static str)] = &[

@@ -636,7 +636,8 @@ impl Resource for Quotes {
     const TAG: &'static str = "quotes";
     const READ: Permission = Permission::SalesRead;
     const WRITE: Permission = Permission::SalesWrite;
-    const EDITS: Ownership = Ownership::None;
+    const EDITS: Ownership = Ownership::FollowsParent("opportunity", Permission::SalesManage);
+    const PARENTS: &'static [resource::Parent] = &[crate::opportunities::PARENT];
     const LIST: &'static ListSpec = &LIST;
     const REQUIRED: &'static [&'static str] = &["opportunity_id", "price_book_id", "lines"];
     const CREATE_ONLY: &'static [(&'static str, &'static str)] =

@@ -380,7 +380,87 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
     ] {
         f.insert(path, opportunity);
     }
+    // Records that belong to another follow its owner: for their creates the fixture is
+    // the body, naming a parent the caller owns.
+    f.insert("/api/v1/quotes", |app, token| {
+        quote_body(app, &opportunity(app, token)).to_string()
+    });
+    fn quote(app: &TestApp, token: &str) -> String {
+        let body = quote_body(app, &opportunity(app, token));
+        let res = app.post("/api/v1/quotes", token, &body);
+        assert_eq!(res.status, 201, "{}", res.text);
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+    for path in [
+        "/api/v1/quotes/{id}",
+        "/api/v1/quotes/{id}/restore",
+        "/api/v1/quotes/{id}/status",
+    ] {
+        f.insert(path, quote);
+    }
+    f.insert("/api/v1/quotes/{id}/revise", |app, token| {
+        let id = quote(app, token);
+        let sent = app.post(
+            &format!("/api/v1/quotes/{id}/status"),
+            token,
+            &json!({"status": "sent"}),
+        );
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        id
+    });
+    f.insert("/api/v1/orders", |app, token| {
+        order_body(app, &json!({"opportunity_id": opportunity(app, token)})).to_string()
+    });
+    fn order(app: &TestApp, token: &str) -> String {
+        let body = order_body(app, &json!({"account_id": account(app, token)}));
+        let res = app.post("/api/v1/orders", token, &body);
+        assert_eq!(res.status, 201, "{}", res.text);
+        res.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+    for path in ["/api/v1/orders/{id}", "/api/v1/orders/{id}/restore"] {
+        f.insert(path, order);
+    }
     f
+}
+
+/// A product and a price book of the admin's, for quotes and orders.
+fn priced_product(app: &TestApp) -> (String, String) {
+    let t = &app.admin_token;
+    let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple());
+    let product = app.post("/api/v1/products", t, &json!({"sku": sku, "name": "Seat"}));
+    let product = product.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let book = app.post(
+        "/api/v1/price-books",
+        t,
+        &json!({"name": format!("Book {sku}"),
+            "prices": [{"product_id": product, "currency": "EUR", "unit_price": 10000}]}),
+    );
+    let book = book.json()["id"].as_str().unwrap_or_default().to_string();
+    (product, book)
+}
+
+fn quote_body(app: &TestApp, opportunity: &str) -> Value {
+    let (product, book) = priced_product(app);
+    json!({"opportunity_id": opportunity, "price_book_id": book,
+        "lines": [{"product_id": product, "quantity": 2}]})
+}
+
+/// An order on the account or deal `parent` names, with the account the deal's.
+fn order_body(app: &TestApp, parent: &Value) -> Value {
+    let (product, book) = priced_product(app);
+    let account = match parent["opportunity_id"].as_str() {
+        Some(deal) => app
+            .get(&format!("/api/v1/opportunities/{deal}"), &app.admin_token)
+            .json()["account_id"]
+            .clone(),
+        None => parent["account_id"].clone(),
+    };
+    json!({"account_id": account, "opportunity_id": parent["opportunity_id"],
+        "price_book_id": book, "currency": "EUR", "ordered_on": "2026-11-30",
+        "lines": [{"product_id": product, "quantity": 1}]})
 }
 
 /// The body an owned operation is called with in the object-level test: `{}` unless the
@@ -389,6 +469,7 @@ fn owned_body(method: &str, path: &str) -> Option<&'static str> {
     match path {
         // Moving a deal to the stage it is in: allowed, and repeatable.
         "/api/v1/opportunities/{id}/stage" => Some(r#"{"stage": "open"}"#),
+        "/api/v1/quotes/{id}/status" => Some(r#"{"status": "sent"}"#),
         _ => matches!(method, "POST" | "PATCH" | "PUT").then_some("{}"),
     }
 }
@@ -401,7 +482,9 @@ fn object_level_rules_hold_for_every_owned_operation() {
     for op in crm_gateway::access_table().operations() {
         let override_permission = match op.ownership {
             Ownership::None => continue,
-            Ownership::OwnerOnly(p) | Ownership::OwnerOrTeamEdits(p) => Some(p),
+            Ownership::OwnerOnly(p)
+            | Ownership::OwnerOrTeamEdits(p)
+            | Ownership::FollowsParent(_, p) => Some(p),
             Ownership::PartnerOrganisation => None,
         };
         let fixture = fixtures.get(op.path).unwrap_or_else(|| {
@@ -420,12 +503,22 @@ fn object_level_rules_hold_for_every_owned_operation() {
             .unwrap_or_else(|| panic!("no role to test {} {} with", op.method, op.path));
         let (_, owner) = app.user(role.as_str());
         let (_, other) = app.user(role.as_str());
-        let id = fixture(&app, &owner);
-        let url = op.path.replace("{id}", &id);
-        let body = owned_body(op.method, op.path);
+        // An operation on a record takes its id; a create of a record that belongs to
+        // another takes the fixture's body, naming the owner's parent.
+        let on_record = op.path.contains("{id}");
+        let made = fixture(&app, &owner);
+        let (url, body) = if on_record {
+            (
+                op.path.replace("{id}", &made),
+                owned_body(op.method, op.path).map(str::to_string),
+            )
+        } else {
+            (op.path.to_string(), Some(made))
+        };
+        let body = body.as_deref();
         let foreign = app.send(op.method, &url, Some(&other), &[], body);
         let expected = match op.ownership {
-            Ownership::OwnerOrTeamEdits(_) => 403,
+            Ownership::OwnerOrTeamEdits(_) | Ownership::FollowsParent(..) => 403,
             _ => 404,
         };
         assert_eq!(
@@ -442,8 +535,19 @@ fn object_level_rules_hold_for_every_owned_operation() {
             own.text
         );
         // A record of its own for the admin: some operations happen once (a conversion).
-        let url = op.path.replace("{id}", &fixture(&app, &owner));
-        let admin = app.send(op.method, &url, Some(&app.admin_token), &[], body);
+        let made = fixture(&app, &owner);
+        let (url, body) = if on_record {
+            (op.path.replace("{id}", &made), body.map(str::to_string))
+        } else {
+            (op.path.to_string(), Some(made))
+        };
+        let admin = app.send(
+            op.method,
+            &url,
+            Some(&app.admin_token),
+            &[],
+            body.as_deref(),
+        );
         assert!(
             admin.status < 300,
             "{} {} as admin: {}",

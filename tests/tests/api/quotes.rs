@@ -289,3 +289,253 @@ fn a_deal_with_line_items_is_worth_what_its_lines_come_to() {
         (Some(7_000), Some(0))
     );
 }
+
+/// What another rep's deal looks like to a rep outside its team: an account, a deal, a
+/// draft and a sent quote, an order on the deal (keyed `erp/O-1`) and a quote keyed
+/// `erp/Q-1`, all rep B's.
+struct ForeignDeal {
+    deal: String,
+    draft: String,
+    sent: String,
+    order: String,
+    book: String,
+    seat: String,
+}
+
+fn foreign_deal(app: &TestApp, owner: &str) -> ForeignDeal {
+    let t = &app.admin_token;
+    let seat = id(&app
+        .post(
+            "/api/v1/products",
+            t,
+            &json!({"sku": "SEAT", "name": "Seat"}),
+        )
+        .json());
+    let book = id(&app
+        .post(
+            "/api/v1/price-books",
+            t,
+            &json!({"name": "List", "prices": [{"product_id": seat, "currency": "EUR", "unit_price": 10000}]}),
+        )
+        .json());
+    let acme = id(&app
+        .post("/api/v1/accounts", owner, &json!({"name": "Acme"}))
+        .json());
+    let deal = id(&app
+        .post(
+            "/api/v1/opportunities",
+            owner,
+            &json!({"name": "Seats", "account_id": acme, "pipeline_id": app.simple_pipeline(), "currency": "EUR"}),
+        )
+        .json());
+    let quote = |key: Value| {
+        let mut body = json!({"opportunity_id": deal, "price_book_id": book,
+            "lines": [{"product_id": seat, "quantity": 2}]});
+        if let Some(k) = key.as_str() {
+            body["external_source"] = json!("erp");
+            body["external_id"] = json!(k);
+        }
+        id(&app.post("/api/v1/quotes", owner, &body).json())
+    };
+    let draft = quote(json!("Q-1"));
+    let sent = quote(Value::Null);
+    let res = app.post(
+        &format!("/api/v1/quotes/{sent}/status"),
+        owner,
+        &json!({"status": "sent"}),
+    );
+    assert_eq!(res.status, 200, "{}", res.text);
+    let order = id(&app
+        .post(
+            "/api/v1/orders",
+            owner,
+            &json!({"account_id": acme, "opportunity_id": deal, "currency": "EUR",
+                "ordered_on": "2026-11-30", "price_book_id": book, "external_source": "erp",
+                "external_id": "O-1", "lines": [{"product_id": seat, "quantity": 1}]}),
+        )
+        .json());
+    ForeignDeal {
+        deal,
+        draft,
+        sent,
+        order,
+        book,
+        seat,
+    }
+}
+
+#[test]
+fn another_reps_deal_cannot_be_quoted_accepted_ordered_or_cancelled_on_any_write_path() {
+    let app = TestApp::start();
+    let (_, b) = app.user("sales_rep");
+    let (_, a) = app.user("sales_rep");
+    let (_, marketer) = app.user("marketer");
+    let d = foreign_deal(&app, &b);
+    let snapshot = |app: &TestApp| {
+        [
+            format!("/api/v1/quotes/{}", d.draft),
+            format!("/api/v1/quotes/{}", d.sent),
+            format!("/api/v1/orders/{}", d.order),
+        ]
+        .map(|u| app.get(&u, &app.admin_token).json())
+    };
+    let before = snapshot(&app);
+    let quotes_before = app.count("quotes");
+    let new_quote = json!({"opportunity_id": d.deal, "price_book_id": d.book,
+        "lines": [{"product_id": d.seat, "quantity": 1}]});
+
+    // The API, as rep A and as a marketer.
+    for (caller, method, path, body) in [
+        (&a, "POST", "/api/v1/quotes".to_string(), new_quote.clone()),
+        (
+            &a,
+            "PATCH",
+            format!("/api/v1/quotes/{}", d.draft),
+            json!({"notes": "mine now"}),
+        ),
+        (
+            &a,
+            "POST",
+            format!("/api/v1/quotes/{}/status", d.draft),
+            json!({"status": "sent"}),
+        ),
+        (
+            &a,
+            "POST",
+            format!("/api/v1/quotes/{}/status", d.sent),
+            json!({"status": "accepted"}),
+        ),
+        (
+            &a,
+            "POST",
+            format!("/api/v1/quotes/{}/revise", d.sent),
+            json!({}),
+        ),
+        (
+            &a,
+            "DELETE",
+            format!("/api/v1/quotes/{}", d.draft),
+            Value::Null,
+        ),
+        (
+            &a,
+            "PATCH",
+            format!("/api/v1/orders/{}", d.order),
+            json!({"status": "cancelled"}),
+        ),
+        (
+            &a,
+            "DELETE",
+            format!("/api/v1/orders/{}", d.order),
+            Value::Null,
+        ),
+        (
+            &marketer,
+            "PATCH",
+            format!("/api/v1/orders/{}", d.order),
+            json!({"notes": "x"}),
+        ),
+        (
+            &marketer,
+            "POST",
+            format!("/api/v1/quotes/{}/status", d.draft),
+            json!({"status": "sent"}),
+        ),
+    ] {
+        let body = (!body.is_null()).then(|| body.to_string());
+        let res = app.send(method, &path, Some(caller), &[], body.as_deref());
+        res.problem(403);
+    }
+
+    // Batch, composite and upserts by external key.
+    let batch = app
+        .post(
+            "/api/v1/quotes/batch",
+            &a,
+            &json!({"items": [
+                {"op": "create", "body": new_quote},
+                {"op": "update", "id": d.draft, "body": {"notes": "mine"}},
+                {"op": "delete", "id": d.draft},
+                {"op": "upsert", "external_source": "erp", "external_id": "Q-1", "body": {"notes": "mine"}},
+            ]}),
+        )
+        .json();
+    let statuses: Vec<Value> = batch["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(403); 4], "{batch}");
+    let orders = app
+        .post(
+            "/api/v1/orders/batch",
+            &a,
+            &json!({"items": [{"op": "update", "id": d.order, "body": {"status": "cancelled"}}]}),
+        )
+        .json();
+    assert_eq!(orders["results"][0]["status"], 403, "{orders}");
+    app.put(
+        "/api/v1/orders/external/erp/O-1",
+        &a,
+        &json!({"status": "cancelled"}),
+    )
+    .problem(403);
+    app.put("/api/v1/quotes/external/erp/Q-9", &a, &new_quote)
+        .problem(403);
+    let composite = app.post(
+        "/api/v1/composite",
+        &a,
+        &json!({"requests": [{"reference_id": "cancel", "method": "PATCH",
+            "path": format!("/api/v1/orders/{}", d.order), "body": {"status": "cancelled"}}]}),
+    );
+    assert_eq!(composite.status, 403, "{}", composite.text);
+
+    // An import of updates by rep A: every row refused, none written.
+    let rows = format!(
+        "{}\n{}\n",
+        json!({"id": d.order, "status": "cancelled"}),
+        json!({"id": d.order, "notes": "mine"})
+    );
+    let import = app.upload_as(
+        &a,
+        "/api/v1/imports?object=orders&mode=update",
+        "application/x-ndjson",
+        rows.as_bytes(),
+    );
+    assert_eq!(import.status, 202, "{}", import.text);
+    let url = format!("/api/v1/imports/{}", id(&import.json()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = loop {
+        let i = app.get(&url, &a).json();
+        if i["status"] == "succeeded" || i["status"] == "failed" {
+            break i;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "import never ended: {i}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        (&done["failed"], &done["updated"]),
+        (&json!(2), &json!(0)),
+        "{done}"
+    );
+
+    assert_eq!(snapshot(&app), before, "nothing of rep B's changed");
+    assert_eq!(app.count("quotes"), quotes_before);
+
+    // Rep B and a manager still can.
+    let (_, manager) = app.user("manager");
+    for caller in [&b, &manager] {
+        let res = app.post("/api/v1/quotes", caller, &new_quote);
+        assert_eq!(res.status, 201, "{}", res.text);
+    }
+    let res = app.patch(
+        &format!("/api/v1/orders/{}", d.order),
+        &b,
+        &json!({"status": "cancelled"}),
+    );
+    assert_eq!(res.status, 200, "{}", res.text);
+}

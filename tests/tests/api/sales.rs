@@ -847,3 +847,79 @@ fn an_erp_pushes_orders_by_its_key_and_cannot_rewrite_what_was_bought() {
     assert_eq!(errors(&p), ["lines[0].unit_price"]);
     assert_eq!(app.count("orders"), 1);
 }
+
+/// An ERP that pushes the same order or quote again (its lines as input, not as stored)
+/// writes nothing: no version, no audit row, no event for webhooks.
+#[test]
+fn re_pushing_an_unchanged_order_or_quote_writes_nothing() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let acme = app
+        .post("/api/v1/accounts", t, &json!({"name": "Acme"}))
+        .json();
+    let widget = app
+        .post(
+            "/api/v1/products",
+            t,
+            &json!({"sku": "W", "name": "Widget"}),
+        )
+        .json();
+    let book = app
+        .post(
+            "/api/v1/price-books",
+            t,
+            &json!({"name": "List", "prices": [{"product_id": id(&widget), "currency": "EUR", "unit_price": 250}]}),
+        )
+        .json();
+    let deal = app
+        .post(
+            "/api/v1/opportunities",
+            t,
+            &json!({"name": "Widgets", "account_id": id(&acme), "pipeline_id": app.simple_pipeline(), "currency": "EUR"}),
+        )
+        .json();
+    let order = json!({"account_id": id(&acme), "currency": "EUR", "ordered_on": "2026-11-30",
+        "notes": "by the ERP",
+        "lines": [{"product_id": id(&widget), "quantity": 4, "unit_price": 250, "tax_rate": 10}]});
+    let quote = json!({"opportunity_id": id(&deal), "price_book_id": id(&book),
+        "valid_until": "2026-12-31", "lines": [{"product_id": id(&widget), "quantity": 2}]});
+    for (url, body) in [
+        ("/api/v1/orders/external/erp/SO-1", order),
+        ("/api/v1/quotes/external/erp/Q-1", quote),
+    ] {
+        let first = app.put(url, t, &body);
+        assert_eq!(first.status, 201, "{}", first.text);
+        let (events, audit) = (app.count("events"), app.count("audit_log"));
+        let again = app.put(url, t, &body);
+        assert_eq!(again.status, 200, "{}", again.text);
+        assert_eq!(again.json()["version"], 1, "{}", again.text);
+        assert_eq!(
+            again.json(),
+            first.json(),
+            "answered with the record as stored"
+        );
+        assert_eq!(
+            (app.count("events"), app.count("audit_log")),
+            (events, audit),
+            "{url}: an unchanged push wrote an event or an audit row"
+        );
+        // Through a batch upsert too.
+        let (_, source_key) = url.rsplit_once("/erp/").unwrap_or_default();
+        let collection = url.split('/').nth(3).unwrap_or_default();
+        let batch = app
+            .post(
+                &format!("/api/v1/{collection}/batch"),
+                t,
+                &json!({"items": [{"op": "upsert", "external_source": "erp", "external_id": source_key, "body": body}]}),
+            )
+            .json();
+        assert_eq!(batch["results"][0]["status"], 200, "{batch}");
+        assert_eq!(app.count("events"), events, "{url} by batch");
+        // A real change still writes.
+        let mut changed = body.clone();
+        changed["notes"] = json!("changed");
+        let res = app.put(url, t, &changed);
+        assert_eq!(res.json()["version"], 2, "{}", res.text);
+        assert_eq!(app.count("events"), events + 1);
+    }
+}

@@ -103,6 +103,11 @@ fn who_may_call(row: &Operation) -> String {
              except {}.",
             roles_holding(p)
         ),
+        Ownership::FollowsParent(parent, p) => format!(
+            " Follows the {parent} it belongs to: only the owner of that {parent} or the \
+             owner's team may create or change it (others get 403), except {}.",
+            roles_holding(p)
+        ),
         Ownership::PartnerOrganisation => {
             " Partner users see only records shared with their organisation.".to_string()
         }
