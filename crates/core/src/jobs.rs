@@ -357,10 +357,8 @@ fn claim_turn(
     })
 }
 
-/// Queued and due, or running with an expired lease and attempts left.
-fn ready(
-    now: &str,
-) -> diesel::dsl::Or<
+/// The type of `ready`'s condition.
+type Ready = diesel::dsl::Or<
     diesel::dsl::And<
         diesel::dsl::Eq<jobs::status, &'static str>,
         diesel::dsl::LtEq<jobs::run_at, String>,
@@ -372,7 +370,10 @@ fn ready(
         >,
         diesel::dsl::Lt<jobs::attempts, jobs::max_attempts>,
     >,
-> {
+>;
+
+/// Queued and due, or running with an expired lease and attempts left.
+fn ready(now: &str) -> Ready {
     jobs::status
         .eq(QUEUED)
         .and(jobs::run_at.le(now.to_string()))
