@@ -408,6 +408,13 @@ fn record(
             .map(str::to_lowercase);
         let (mut contact, mut lead) = (None, None);
         if let Some(email) = &email {
+            // Match-or-create takes turns per address, so two submissions at once (a double
+            // click, a retrying browser) find one lead instead of each creating its own. Not a
+            // unique index: leads may share an address (duplicate detection reports them, it
+            // does not refuse them) and the match spans contacts and leads. The key is the
+            // contact upsert's (`PUT /contacts/by-email?email=`), so a contact it creates at
+            // the same time is found here rather than shadowed by a new lead.
+            db::lock_key(c, &format!("contacts:email:{email}"))?;
             contact = ce::table
                 .filter(ce::email.eq(email))
                 .select(ce::contact_id)

@@ -8,9 +8,14 @@ use serde_json::{json, Value};
 const WRITERS: usize = 8;
 
 fn in_parallel<T: Send>(per_writer: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    at_once(WRITERS, per_writer)
+}
+
+/// `n` writers at once, each told its number; what each returned, in order.
+fn at_once<T: Send>(n: usize, per_writer: impl Fn(usize) -> T + Sync) -> Vec<T> {
     std::thread::scope(|s| {
         let work = &per_writer;
-        let handles: Vec<_> = (0..WRITERS).map(|w| s.spawn(move || work(w))).collect();
+        let handles: Vec<_> = (0..n).map(|w| s.spawn(move || work(w))).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| panic!("writer panicked")))
@@ -117,4 +122,50 @@ fn concurrent_payments_on_one_invoice_all_count_in_amount_paid() {
     });
     let after = app.get(&format!("/api/v1/invoices/{invoice_id}"), t).json();
     assert_eq!(after["amount_paid"], json!(1000 * WRITERS), "{after}");
+}
+
+/// A web form taking a name, an email and consent to mail; its submission path.
+fn web_form(app: &TestApp) -> String {
+    let form = app.post(
+        "/api/v1/forms",
+        &app.admin_token,
+        &json!({"name": "Demo", "consent_text": "Send me news", "fields": [
+            {"name": "name", "maps_to": "last_name"}, {"name": "mail", "maps_to": "email"}]}),
+    );
+    assert_eq!(form.status, 201, "{}", form.text);
+    format!(
+        "/api/v1/forms/{}/submissions",
+        form.json()["public_key"].as_str().unwrap_or_default()
+    )
+}
+
+fn submit(app: &TestApp, url: &str, body: &Value) -> u16 {
+    let res = app.send("POST", url, None, &[], Some(&body.to_string()));
+    assert_eq!(res.status, 201, "{}", res.text);
+    res.status
+}
+
+#[test]
+fn a_visitor_submitting_a_web_form_twice_at_once_becomes_one_lead() {
+    let app = TestApp::start();
+    let url = web_form(&app);
+    let visitors = 5;
+    for v in 0..visitors {
+        // A double click: the same submission twice at once, the address written differently.
+        at_once(2, |w| {
+            let mail = if w == 0 {
+                format!("visitor{v}@example.com")
+            } else {
+                format!("Visitor{v}@Example.com")
+            };
+            submit(&app, &url, &json!({"name": "Twice", "mail": mail}))
+        });
+    }
+    assert_eq!(app.count("leads"), visitors, "one lead per visitor");
+    assert_eq!(app.count("form_submissions"), 2 * visitors);
+    assert_eq!(
+        app.count("(SELECT DISTINCT lead_id FROM form_submissions) AS s"),
+        visitors,
+        "both submissions of a visitor are recorded against their one lead"
+    );
 }
