@@ -112,6 +112,16 @@ fn period_field(errors: &mut Vec<FieldError>, raw: &Option<String>) {
     }
 }
 
+fn duplicate(q: &Quota) -> ApiError {
+    ApiError::Conflict(format!(
+        "the user already has an active {} quota for {}",
+        q.currency, q.period
+    ))
+}
+
+/// The 409 for a quota another active one already covers. The database holds the rule (the
+/// partial unique index `quotas_active_key`, which decides between two writes at once); this
+/// check only words the common case.
 fn refuse_duplicate(c: &mut DbConn, q: &Quota) -> ApiResult<()> {
     let others: i64 = quotas::table
         .filter(quotas::user_id.eq(&q.user_id))
@@ -122,12 +132,18 @@ fn refuse_duplicate(c: &mut DbConn, q: &Quota) -> ApiResult<()> {
         .count()
         .get_result(c)?;
     if others > 0 {
-        return Err(ApiError::Conflict(format!(
-            "the user already has a {} quota in {} for {}",
-            q.period, q.currency, q.period
-        )));
+        return Err(duplicate(q));
     }
     Ok(())
+}
+
+/// A write the unique index refused is the same 409 as the check's.
+fn unless_duplicate(q: &Quota, e: diesel::result::Error) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => duplicate(q),
+        other => other.into(),
+    }
 }
 
 pub fn create_quota(c: &mut DbConn, me: &Principal, input: &QuotaInput) -> ApiResult<Quota> {
@@ -176,7 +192,8 @@ pub fn create_quota(c: &mut DbConn, me: &Principal, input: &QuotaInput) -> ApiRe
                 quotas::created_at.eq(&q.created_at),
                 quotas::updated_at.eq(&q.updated_at),
             ))
-            .execute(c)?;
+            .execute(c)
+            .map_err(|e| unless_duplicate(&q, e))?;
         record_change(c, me, "quota", "created", &q.id, common::to_json(&q), &q)?;
         Ok(q)
     })

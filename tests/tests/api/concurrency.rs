@@ -169,3 +169,39 @@ fn a_visitor_submitting_a_web_form_twice_at_once_becomes_one_lead() {
         "both submissions of a visitor are recorded against their one lead"
     );
 }
+
+#[test]
+fn identical_quotas_created_at_once_store_one_and_refuse_the_others() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let (rep, _) = app.user("sales_rep");
+    let quota = json!({"user_id": rep, "period": "2027-Q1", "currency": "EUR", "amount": 50_000});
+    let answers = in_parallel(|_| app.post("/api/v1/quotas", t, &quota));
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    for refused in answers.iter().filter(|r| r.status != 201) {
+        let p = refused.problem(409);
+        assert_eq!(p["code"], "conflict", "{p}");
+    }
+    let listed = app.get(&format!("/api/v1/quotas?user_id={rep}"), t).json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(app.count("quotas"), 1);
+    // An archived quota is history: the user may be given another for the period.
+    let first = listed["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        app.delete(&format!("/api/v1/quotas/{first}"), t).status,
+        204
+    );
+    let again = app.post("/api/v1/quotas", t, &quota);
+    assert_eq!(again.status, 201, "{}", again.text);
+    // Restoring the first while the second is active is refused.
+    app.post(&format!("/api/v1/quotas/{first}/restore"), t, &json!({}))
+        .problem(409);
+}
