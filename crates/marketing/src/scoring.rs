@@ -499,6 +499,15 @@ fn score_of(
 /// Recompute one record's score under a model, in the caller's transaction: write it when it
 /// changed, keep the change, and hand a lead crossing the hand-off score to sales.
 pub fn rescore(c: &mut DbConn, m: &ScoringModel, id: &str) -> ApiResult<Option<i32>> {
+    // A read-modify-write of the record's score: two rescorings of one record (submissions at
+    // once, an open during the recompute job) take turns on its row, so the later one counts
+    // the behaviours the earlier committed and starts from the score it wrote, instead of both
+    // writing the same step and missing a hand-off between them.
+    let table = match m.applies_to {
+        AppliesTo::Lead => "leads",
+        AppliesTo::Contact => "contacts",
+    };
+    db::lock_row(c, table, id)?;
     let Some((score, reasons)) = score_of(c, m, id, chrono::Utc::now())? else {
         return Ok(None);
     };
@@ -520,8 +529,7 @@ pub fn rescore(c: &mut DbConn, m: &ScoringModel, id: &str) -> ApiResult<Option<i
             .execute(c)?,
         AppliesTo::Contact => {
             let now = ids::now();
-            // Two rescorings of one contact take turns, so only one inserts its row.
-            db::lock_key(c, &format!("contact_score:{id}"))?;
+            // The contact's row lock taken above also makes only one insert this row.
             let changed = diesel::update(cs::table.find(id))
                 .set((cs::score.eq(score), cs::updated_at.eq(&now)))
                 .execute(c)?;

@@ -205,3 +205,89 @@ fn identical_quotas_created_at_once_store_one_and_refuse_the_others() {
     app.post(&format!("/api/v1/quotas/{first}/restore"), t, &json!({}))
         .problem(409);
 }
+
+fn id_of(res: &crm_tests::Resp) -> String {
+    assert!(matches!(res.status, 200 | 201), "{}", res.text);
+    res.json()["id"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn submissions_at_once_by_one_lead_each_count_and_hand_it_off_once() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let (rep, _) = app.user("sales_rep");
+    let rule = id_of(&app.post(
+        "/api/v1/lead-assignment-rules",
+        t,
+        &json!({"name": "Hot leads", "assign_to": "user", "user_id": rep,
+            "conditions": [{"field": "score", "op": "gte", "value": 200}]}),
+    ));
+    id_of(&app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Engaged", "applies_to": "lead", "handoff_score": 200, "rules": [
+            {"kind": "behaviour", "event": "form_submitted", "points": 40}]}),
+    ));
+    let url = web_form(&app);
+    // The first submission makes the lead (40); it then gives three more addresses.
+    submit(
+        &app,
+        &url,
+        &json!({"name": "Lamarr", "mail": "hedy0@example.com"}),
+    );
+    let leads = app.get("/api/v1/leads", t).json();
+    let lead = leads["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(leads["data"][0]["score"], 40, "{leads}");
+    let emails: Vec<Value> = (0..4)
+        .map(|i| json!({"email": format!("hedy{i}@example.com"), "primary": i == 0}))
+        .collect();
+    let res = app.patch(
+        &format!("/api/v1/leads/{lead}"),
+        t,
+        &json!({ "emails": emails }),
+    );
+    assert_eq!(res.status, 200, "{}", res.text);
+
+    // Four submissions at once, each from another of the lead's addresses: 40 points each.
+    at_once(4, |w| {
+        submit(
+            &app,
+            &url,
+            &json!({"name": "Lamarr", "mail": format!("hedy{w}@example.com")}),
+        )
+    });
+    let after = app.get(&format!("/api/v1/leads/{lead}"), t).json();
+    assert_eq!(after["score"], 200, "{after}");
+    let history = app
+        .get(
+            &format!("/api/v1/score-history?entity_type=lead&entity_id={lead}"),
+            t,
+        )
+        .json();
+    let mut steps: Vec<(i64, i64)> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["old_score"].as_i64().unwrap_or(-1),
+                h["new_score"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    steps.sort_unstable();
+    assert_eq!(
+        steps,
+        [(0, 40), (40, 80), (80, 120), (120, 160), (160, 200)],
+        "{history}"
+    );
+    // Reaching 200 handed the lead to sales, once.
+    assert_eq!(after["owner_id"], rep.as_str(), "{after}");
+    let rule = app
+        .get(&format!("/api/v1/lead-assignment-rules/{rule}"), t)
+        .json();
+    assert_eq!(rule["assigned_count"], 1, "{rule}");
+}
