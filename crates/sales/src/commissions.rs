@@ -210,8 +210,17 @@ fn check_plan(p: &CommissionPlan) -> Vec<FieldError> {
     errors
 }
 
-/// Active users not on another active plan.
+/// Active users not on another active plan. The plans' users are a JSON list, which no
+/// unique index can see into, so writes naming a user take turns on it (in sorted order, so
+/// two plans naming the same users cannot deadlock) until they commit: a second plan written
+/// at the same time then sees the first and is refused.
 fn check_users(c: &mut DbConn, id: &str, users: &[String]) -> ApiResult<()> {
+    let mut turns: Vec<&String> = users.iter().collect();
+    turns.sort_unstable();
+    turns.dedup();
+    for u in turns {
+        db::lock_key(c, &format!("commission_plans:user:{u}"))?;
+    }
     let others: Vec<PlanRow> = plans::table
         .filter(plans::archived_at.is_null())
         .filter(plans::id.ne(id))

@@ -291,3 +291,29 @@ fn submissions_at_once_by_one_lead_each_count_and_hand_it_off_once() {
         .json();
     assert_eq!(rule["assigned_count"], 1, "{rule}");
 }
+
+#[test]
+fn one_user_put_on_two_commission_plans_at_once_lands_on_one() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let (rep, _) = app.user("sales_rep");
+    let answers = in_parallel(|w| {
+        app.post(
+            "/api/v1/commission-plans",
+            t,
+            &json!({"name": format!("Plan {w}"), "user_ids": [rep],
+                "tiers": [{"from_percent": 0, "rate_percent": 5}]}),
+        )
+    });
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    for refused in answers.iter().filter(|r| r.status != 201) {
+        let p = refused.problem(422);
+        assert_eq!(p["errors"][0]["field"], "user_ids[0]", "{p}");
+    }
+    assert_eq!(app.count("commission_plans"), 1);
+}
