@@ -221,6 +221,11 @@ pub fn enrol(
             return Ok(None);
         }
     }
+    // Enrolments of one subject in one automation take turns, so the check below sees a run
+    // another enrolment just started (two hand enrolments at once, one racing the relay or
+    // the daily task). Not a unique index: `once_per_subject` is the automation's setting,
+    // and "one active run" holds only while a run is active.
+    db::lock_key(c, &format!("automation_runs:{}:{subject}", a.id))?;
     let theirs = ar::table
         .filter(ar::automation_id.eq(&a.id))
         .filter(ar::subject_id.eq(subject));

@@ -317,3 +317,34 @@ fn one_user_put_on_two_commission_plans_at_once_lands_on_one() {
     }
     assert_eq!(app.count("commission_plans"), 1);
 }
+
+#[test]
+fn a_contact_enrolled_by_hand_at_once_gets_one_run() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let ada = id_of(&app.post(
+        "/api/v1/contacts",
+        t,
+        &json!({"first_name": "Ada", "last_name": "L"}),
+    ));
+    let flow = id_of(&app.post(
+        "/api/v1/automations",
+        t,
+        &json!({"name": "Nurture", "status": "active", "trigger": {"event": "order.created"},
+            "enrolment": {"once_per_subject": true},
+            "steps": [{"type": "wait", "hours": 24}]}),
+    ));
+    let enrolled: i64 = in_parallel(|_| {
+        let res = app.post(
+            &format!("/api/v1/automations/{flow}/enrolments"),
+            t,
+            &json!({ "contact_ids": [ada] }),
+        );
+        assert_eq!(res.status, 200, "{}", res.text);
+        res.json()["enrolled"].as_i64().unwrap_or(-1)
+    })
+    .into_iter()
+    .sum();
+    assert_eq!(enrolled, 1);
+    assert_eq!(app.count("automation_runs"), 1);
+}
