@@ -591,6 +591,10 @@ pub fn record_consent(
     source: &str,
     at: &str,
 ) -> ApiResult<()> {
+    // Replacing the channel's row is a delete then an insert: two recordings at once (a form
+    // and an unsubscribe link, two replies) take turns on the contact, or the later insert
+    // would hit the first one's row and fail the request.
+    db::lock_row(conn, "contacts", id)?;
     let channel = enum_text(&channel);
     diesel::delete(
         cc::table

@@ -348,3 +348,33 @@ fn a_contact_enrolled_by_hand_at_once_gets_one_run() {
     assert_eq!(enrolled, 1);
     assert_eq!(app.count("automation_runs"), 1);
 }
+
+#[test]
+fn consent_given_on_several_submissions_at_once_is_recorded_for_each() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let emails: Vec<Value> = (0..4)
+        .map(|i| json!({"email": format!("ada{i}@example.com"), "primary": i == 0}))
+        .collect();
+    let ada = id_of(&app.post(
+        "/api/v1/contacts",
+        t,
+        &json!({"first_name": "Ada", "last_name": "L", "emails": emails}),
+    ));
+    let url = web_form(&app);
+    // One person on several devices: each address of hers at once, each agreeing to mail.
+    at_once(4, |w| {
+        submit(
+            &app,
+            &url,
+            &json!({"name": "Lovelace", "mail": format!("ada{w}@example.com"), "consent": true}),
+        )
+    });
+    let contact = app.get(&format!("/api/v1/contacts/{ada}"), t).json();
+    assert_eq!(
+        contact["consents"]["email"]["status"], "granted",
+        "{contact}"
+    );
+    assert_eq!(app.count("form_submissions"), 4);
+    assert_eq!(app.count("leads"), 0);
+}
