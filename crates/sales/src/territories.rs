@@ -545,6 +545,10 @@ pub fn assign_account(
     reason: &str,
     all: &[Territory],
 ) -> ApiResult<bool> {
+    // Reading where the account is and replacing it: two placements of one account at once
+    // (its own write and the realign job) take turns on its row, so the later one sees the
+    // first one's placement instead of inserting the same key again and failing.
+    db::lock_row(c, "accounts", account_id)?;
     let target = account_profile(c, account_id)?
         .and_then(|p| best_match(all, &p))
         .map(|t| t.id);

@@ -378,3 +378,78 @@ fn consent_given_on_several_submissions_at_once_is_recorded_for_each() {
     assert_eq!(app.count("form_submissions"), 4);
     assert_eq!(app.count("leads"), 0);
 }
+
+#[test]
+fn accounts_changed_while_a_realignment_runs_are_placed_once_and_fail_nothing() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let mut accounts: Vec<String> = in_parallel(|w| {
+        (0..40)
+            .map(|i| {
+                id_of(&app.post(
+                    "/api/v1/accounts",
+                    t,
+                    &json!({"name": format!("Fjord {w}-{i}"), "billing_address": {"country": "NO"}}),
+                ))
+            })
+            .collect::<Vec<_>>()
+    })
+    .concat();
+    // A new territory: every account is out of place until it is placed again.
+    let nordics = id_of(&app.post(
+        "/api/v1/territories",
+        t,
+        &json!({"name": "Nordics", "rules": {"countries": ["NO"]}}),
+    ));
+    let run = app.post("/api/v1/territories/realign", t, &json!({}));
+    assert_eq!(run.status, 202, "{}", run.text);
+    let job = run.json()["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // The job places the accounts by ascending id; meanwhile each is changed, by descending
+    // id, which places it too: the two meet on some account.
+    accounts.sort_unstable_by(|a, b| b.cmp(a));
+    in_parallel(|w| {
+        for a in accounts.iter().skip(w).step_by(WRITERS) {
+            let res = app.patch(
+                &format!("/api/v1/accounts/{a}"),
+                t,
+                &json!({"industry": "Fishing"}),
+            );
+            assert_eq!(res.status, 200, "{}", res.text);
+        }
+    });
+    let start = std::time::Instant::now();
+    let done = loop {
+        let j = app.get(&format!("/api/v1/jobs/{job}"), t).json();
+        if j["status"] == "succeeded" || j["status"] == "failed" {
+            break j;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the job did not finish: {j}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        (
+            done["status"].clone(),
+            done["attempts"].clone(),
+            done["last_error"].clone()
+        ),
+        (json!("succeeded"), json!(1), Value::Null),
+        "the realignment succeeded at its first attempt: {done}"
+    );
+    for a in &accounts {
+        let placed = app
+            .get(&format!("/api/v1/accounts/{a}/territory"), t)
+            .json();
+        assert_eq!(placed["territory"]["id"], nordics.as_str(), "{placed}");
+        assert_eq!(
+            placed["history"].as_array().map(Vec::len),
+            Some(1),
+            "placed once: {placed}"
+        );
+    }
+}
