@@ -19,10 +19,13 @@
 //! condition is made two-valued (`CASE WHEN … THEN 1 ELSE 0 END = 1`) so `not` keeps exactly
 //! the contacts the condition leaves out, contacts without a value included.
 
+use crm_core::db::MultiBackend;
 use crm_core::error::FieldError;
 use crm_core::list::BoxedBool;
 use crm_core::schema::contacts;
-use diesel::dsl::sql;
+use diesel::expression::ValidGrouping;
+use diesel::expression::{is_aggregate, AppearsOnTable, Expression, SelectableExpression};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Double, Text};
 use diesel::BoolExpressionMethods;
 use serde_json::Value;
@@ -55,10 +58,10 @@ struct FieldSql {
     sql: &'static str,
 }
 
-const ACCOUNTS_OF: &str =
-    "SELECT ca.account_id FROM contact_accounts ca WHERE ca.contact_id = contacts.id";
-
-/// Every field the language knows. Subqueries refer to the outer `contacts` row.
+/// Every field the language knows. Subqueries refer to the outer `contacts` row, and start
+/// from the contact's own rows (`contact_accounts` by `contact_id`, then `order_lines` by
+/// `account_id` and `product_id`), so each is a few index lookups per contact; the product
+/// ids of `families_bought` are found once per statement.
 const FIELDS: &[FieldSql] = &[
     FieldSql { name: "first_name", kind: Kind::Text, sql: "contacts.first_name {cmp}" },
     FieldSql { name: "last_name", kind: Kind::Text, sql: "contacts.last_name {cmp}" },
@@ -86,47 +89,47 @@ const FIELDS: &[FieldSql] = &[
     FieldSql {
         name: "account.name",
         kind: Kind::Text,
-        sql: "EXISTS (SELECT 1 FROM accounts a WHERE a.id IN (ACCOUNTS) AND a.name {cmp})",
+        sql: "EXISTS (SELECT 1 FROM contact_accounts ca JOIN accounts a ON a.id = ca.account_id WHERE ca.contact_id = contacts.id AND a.name {cmp})",
     },
     FieldSql {
         name: "account.industry",
         kind: Kind::Text,
-        sql: "EXISTS (SELECT 1 FROM accounts a WHERE a.id IN (ACCOUNTS) AND a.industry {cmp})",
+        sql: "EXISTS (SELECT 1 FROM contact_accounts ca JOIN accounts a ON a.id = ca.account_id WHERE ca.contact_id = contacts.id AND a.industry {cmp})",
     },
     FieldSql {
         name: "account.employee_count",
         kind: Kind::Number,
-        sql: "EXISTS (SELECT 1 FROM accounts a WHERE a.id IN (ACCOUNTS) AND a.employee_count {cmp})",
+        sql: "EXISTS (SELECT 1 FROM contact_accounts ca JOIN accounts a ON a.id = ca.account_id WHERE ca.contact_id = contacts.id AND a.employee_count {cmp})",
     },
     FieldSql {
         name: "account.annual_revenue",
         kind: Kind::Number,
-        sql: "EXISTS (SELECT 1 FROM accounts a WHERE a.id IN (ACCOUNTS) AND a.annual_revenue {cmp})",
+        sql: "EXISTS (SELECT 1 FROM contact_accounts ca JOIN accounts a ON a.id = ca.account_id WHERE ca.contact_id = contacts.id AND a.annual_revenue {cmp})",
     },
     FieldSql {
         name: "total_spent",
         kind: Kind::Number,
-        sql: "(SELECT COALESCE(SUM(o.total), 0) FROM orders o WHERE o.archived_at IS NULL AND o.account_id IN (ACCOUNTS)) {cmp}",
+        sql: "(SELECT COALESCE(SUM(o.total), 0) FROM contact_accounts ca JOIN orders o ON o.account_id = ca.account_id WHERE ca.contact_id = contacts.id AND o.archived_at IS NULL) {cmp}",
     },
     FieldSql {
         name: "order_count",
         kind: Kind::Number,
-        sql: "(SELECT COUNT(*) FROM orders o WHERE o.archived_at IS NULL AND o.account_id IN (ACCOUNTS)) {cmp}",
+        sql: "(SELECT COUNT(*) FROM contact_accounts ca JOIN orders o ON o.account_id = ca.account_id WHERE ca.contact_id = contacts.id AND o.archived_at IS NULL) {cmp}",
     },
     FieldSql {
         name: "last_order_date",
         kind: Kind::Date,
-        sql: "(SELECT MAX(o.ordered_on) FROM orders o WHERE o.archived_at IS NULL AND o.account_id IN (ACCOUNTS)) {cmp}",
+        sql: "(SELECT MAX(o.ordered_on) FROM contact_accounts ca JOIN orders o ON o.account_id = ca.account_id WHERE ca.contact_id = contacts.id AND o.archived_at IS NULL) {cmp}",
     },
     FieldSql {
         name: "products_bought",
         kind: Kind::Set,
-        sql: "EXISTS (SELECT 1 FROM order_lines ol WHERE ol.account_id IN (ACCOUNTS) AND ol.product_id {cmp})",
+        sql: "EXISTS (SELECT 1 FROM contact_accounts ca JOIN order_lines ol ON ol.account_id = ca.account_id WHERE ca.contact_id = contacts.id AND ol.product_id {cmp})",
     },
     FieldSql {
         name: "families_bought",
         kind: Kind::Set,
-        sql: "EXISTS (SELECT 1 FROM order_lines ol JOIN products p ON p.id = ol.product_id WHERE ol.account_id IN (ACCOUNTS) AND p.family {cmp})",
+        sql: "EXISTS (SELECT 1 FROM contact_accounts ca JOIN order_lines ol ON ol.account_id = ca.account_id WHERE ca.contact_id = contacts.id AND ol.product_id IN (SELECT p.id FROM products p WHERE p.family {cmp}))",
     },
     FieldSql {
         name: "opens",
@@ -395,7 +398,7 @@ impl Ctx<'_> {
         FIELDS
             .iter()
             .find(|f| f.name == name)
-            .map(|f| (f.sql.replace("ACCOUNTS", ACCOUNTS_OF), f.kind, None))
+            .map(|f| (f.sql.to_string(), f.kind, None))
     }
 
     fn values(
@@ -517,14 +520,14 @@ fn fold(list: &[Node], join: fn(Expr, Expr) -> Expr) -> Expr {
     let mut parts = list.iter().map(compile);
     let first = parts
         .next()
-        .unwrap_or_else(|| Box::new(sql::<Bool>("1 = 1")));
+        .unwrap_or_else(|| Box::new(Fragment(vec![sql("1 = 1")])));
     parts.fold(first, join)
 }
 
 fn condition(c: &Cond) -> Expr {
     match c.op {
-        "exists" => leaf(c, "IS NOT NULL", None),
-        "not_exists" => Box::new(diesel::dsl::not(leaf(c, "IS NOT NULL", None))),
+        "exists" => leaf(c, vec![sql("IS NOT NULL")]),
+        "not_exists" => Box::new(diesel::dsl::not(leaf(c, vec![sql("IS NOT NULL")]))),
         "in" | "eq" => any_of(c),
         "not_in" => Box::new(diesel::dsl::not(any_of(c))),
         // `ne` keeps contacts without a value, as `not eq` does.
@@ -538,7 +541,10 @@ fn condition(c: &Cond) -> Expr {
                 sql: lower_column(&c.sql),
                 ..c.clone()
             };
-            leaf(&lowered, "LIKE ", Some(Bind::Text(pattern)))
+            leaf(
+                &lowered,
+                vec![sql("LIKE "), Part::Bind(Bind::Text(pattern))],
+            )
         }
         op => {
             let cmp = match op {
@@ -548,7 +554,7 @@ fn condition(c: &Cond) -> Expr {
                 _ => "<= ",
             };
             match c.values.first() {
-                Some(v) => leaf(c, cmp, Some(v.clone())),
+                Some(v) => leaf(c, vec![sql(cmp), Part::Bind(v.clone())]),
                 None => never(),
             }
         }
@@ -556,22 +562,42 @@ fn condition(c: &Cond) -> Expr {
 }
 
 fn never() -> Expr {
-    Box::new(sql::<Bool>("1 = 0"))
+    Box::new(Fragment(vec![sql("1 = 0")]))
 }
 
-/// `eq` and `in`: any of the values matches. Text compares as sent, except `email`, stored
-/// lower-cased.
+fn sql(s: &str) -> Part {
+    Part::Sql(s.to_string())
+}
+
+/// `eq` and `in`: any of the values matches, in ONE comparison (`= ?`, or `IN (?, ?, …)`
+/// for several), so the field's subquery runs once per contact whatever the number of
+/// values. Text compares as sent, except `email`, stored lower-cased.
 fn any_of(c: &Cond) -> Expr {
     let lower = c.sql.contains("LOWER(ce.email)");
-    let mut parts = c.values.iter().map(|v| {
-        let v = match v {
-            Bind::Text(t) if lower => Bind::Text(t.to_lowercase()),
-            other => other.clone(),
-        };
-        leaf(c, "= ", Some(v))
-    });
-    let first = parts.next().unwrap_or_else(never);
-    parts.fold(first, |a, b| Box::new(a.or(b)))
+    let values: Vec<Part> = c
+        .values
+        .iter()
+        .map(|v| match v {
+            Bind::Text(t) if lower => Part::Bind(Bind::Text(t.to_lowercase())),
+            other => Part::Bind(other.clone()),
+        })
+        .collect();
+    let cmp = match values.len() {
+        0 => return never(),
+        1 => std::iter::once(sql("= ")).chain(values).collect(),
+        _ => {
+            let mut cmp = vec![sql("IN (")];
+            for (i, v) in values.into_iter().enumerate() {
+                if i > 0 {
+                    cmp.push(sql(", "));
+                }
+                cmp.push(v);
+            }
+            cmp.push(sql(")"));
+            cmp
+        }
+    };
+    leaf(c, cmp)
 }
 
 /// `x.col {cmp}` becomes `LOWER(x.col) {cmp}`, for a case-insensitive `contains`.
@@ -589,34 +615,73 @@ fn lower_column(sql: &str) -> String {
     format!("{before}LOWER({column}) {{cmp}}{rest}")
 }
 
-/// One comparison, made two-valued. `cmp` goes where `{cmp}` is, followed by the bound value.
-fn leaf(c: &Cond, cmp: &str, value: Option<Bind>) -> Expr {
+/// One comparison, made two-valued: `cmp` (the operator and its bound values) goes where
+/// `{cmp}` is, a custom field's key is bound where `{key}` is.
+fn leaf(c: &Cond, cmp: Vec<Part>) -> Expr {
     let shape = format!("(CASE WHEN {} THEN 1 ELSE 0 END = 1)", c.sql);
     let (head, tail) = shape.split_once("{cmp}").unwrap_or((&shape, ""));
-    let head = format!("{head}{cmp}");
-    match &c.custom_key {
-        Some(key) => {
-            let (before_key, after_key) = head.split_once("{key}").unwrap_or((&head, ""));
-            let q = sql::<Bool>(before_key)
-                .bind::<Text, _>(key.clone())
-                .sql(after_key);
-            match value {
-                None => Box::new(q.sql(tail)),
-                Some(Bind::Text(t)) => Box::new(q.bind::<Text, _>(t).sql(tail)),
-                Some(Bind::Number(n)) => Box::new(q.bind::<Double, _>(n).sql(tail)),
+    let mut parts = vec![];
+    match (&c.custom_key, head.split_once("{key}")) {
+        (Some(key), Some((before, after))) => {
+            parts.push(sql(before));
+            parts.push(Part::Bind(Bind::Text(key.clone())));
+            parts.push(sql(after));
+        }
+        _ => parts.push(sql(head)),
+    }
+    parts.extend(cmp);
+    parts.push(sql(tail));
+    Box::new(Fragment(parts))
+}
+
+/// A piece of a condition's SQL: text from this module, or a value bound as a parameter.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Sql(String),
+    Bind(Bind),
+}
+
+/// One condition's SQL, its values bound. Marked unsafe to keep prepared: every criteria
+/// document is its own statement, and a connection would otherwise keep each one a client
+/// ever sent for as long as it lives.
+#[derive(Debug, Clone)]
+struct Fragment(Vec<Part>);
+
+impl Expression for Fragment {
+    type SqlType = Bool;
+}
+
+impl<QS> AppearsOnTable<QS> for Fragment {}
+
+impl<QS> SelectableExpression<QS> for Fragment {}
+
+impl<GB> ValidGrouping<GB> for Fragment {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl QueryId for Fragment {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<MultiBackend> for Fragment {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> diesel::QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        for part in &self.0 {
+            match part {
+                Part::Sql(s) => out.push_sql(s),
+                Part::Bind(Bind::Text(t)) => out.push_bind_param::<Text, String>(t)?,
+                Part::Bind(Bind::Number(n)) => out.push_bind_param::<Double, f64>(n)?,
             }
         }
-        None => match value {
-            None => Box::new(sql::<Bool>(&format!("{head}{tail}"))),
-            Some(Bind::Text(t)) => Box::new(sql::<Bool>(&head).bind::<Text, _>(t).sql(tail)),
-            Some(Bind::Number(n)) => Box::new(sql::<Bool>(&head).bind::<Double, _>(n).sql(tail)),
-        },
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::{QueryDsl, RunQueryDsl};
     use serde_json::json;
 
     fn now() -> chrono::DateTime<chrono::Utc> {
@@ -713,5 +778,81 @@ mod tests {
             lower_column("x AND LOWER(ce.email) {cmp})"),
             "x AND LOWER(ce.email) {cmp})"
         );
+    }
+
+    /// The SQL a criteria document runs on SQLite (its condition, after `WHERE`), and how
+    /// many values it binds: the query is run on an empty database and its text recorded.
+    fn compiled(doc: Value) -> (String, usize) {
+        use diesel::connection::{Connection, InstrumentationEvent};
+        use std::sync::{Arc, Mutex};
+        let node = parse(&doc, &custom, now()).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut conn =
+            crm_core::db::connect_once("sqlite://:memory:").unwrap_or_else(|e| panic!("{e}"));
+        crm_core::db::run_migrations(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let seen = Arc::new(Mutex::new(String::new()));
+        let into = seen.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event {
+                if let Ok(mut s) = into.lock() {
+                    *s = query.to_string();
+                }
+            }
+        });
+        contacts::table
+            .into_boxed::<MultiBackend>()
+            .filter(compile(&node))
+            .select(contacts::id)
+            .load::<String>(&mut conn)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let (sql, binds) = text.split_once(" -- binds: ").unwrap_or((&text, ""));
+        let condition = sql.split_once(" WHERE ").map_or(sql, |(_, c)| c);
+        let binds = binds.trim_matches(['[', ']']);
+        let n = if binds.is_empty() {
+            0
+        } else {
+            binds.matches(", ").count() + 1
+        };
+        (condition.to_string(), n)
+    }
+
+    #[test]
+    fn an_in_list_is_one_subquery_with_every_value_bound() {
+        let many: Vec<String> = (0..100).map(|i| format!("value-{i}")).collect();
+        let subqueries = |sql: &str| sql.matches("SELECT").count();
+        for (field, selects) in [
+            ("products_bought", 1),
+            // The product ids of the families are one uncorrelated subquery more, run once.
+            ("families_bought", 2),
+            ("tags", 1),
+            ("email", 1),
+            ("account.industry", 1),
+            ("custom.tier", 1),
+            ("job_title", 0),
+            ("lifecycle_stage", 0),
+        ] {
+            for op in ["in", "not_in"] {
+                let (sql, binds) = compiled(json!({"field": field, "op": op, "value": many}));
+                assert_eq!(subqueries(&sql), selects, "{field} {op}: {sql}");
+                let lists = sql.matches(" IN (?, ?").count();
+                assert_eq!(lists, 1, "{field} {op}: {sql}");
+                let key = usize::from(field.starts_with("custom."));
+                assert_eq!(binds, 100 + key, "{field} {op}: {sql}");
+                assert!(!sql.contains("value-"), "values are bound: {sql}");
+            }
+        }
+        let numbers: Vec<i64> = (0..100).collect();
+        let (sql, binds) = compiled(json!({"field": "total_spent", "op": "in", "value": numbers}));
+        assert_eq!((subqueries(&sql), binds), (1, 100), "{sql}");
+        // Five conditions of 100 values: five subqueries, not five hundred.
+        let five: Vec<Value> = (0..5)
+            .map(|_| json!({"field": "products_bought", "op": "in", "value": many}))
+            .collect();
+        let (sql, binds) = compiled(json!({"and": five}));
+        assert_eq!((subqueries(&sql), binds), (5, 500));
+        // One value stays a plain `=`.
+        let (sql, binds) = compiled(json!({"field": "tags", "op": "in", "value": ["vip"]}));
+        assert!(sql.contains("rt.tag = ") && !sql.contains(" IN ("), "{sql}");
+        assert_eq!(binds, 1);
     }
 }
