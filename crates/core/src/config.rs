@@ -84,6 +84,14 @@ pub struct Config {
     pub job_lease: Duration,
     /// Limits of every PostgreSQL session (statement, lock wait, idle in a transaction).
     pub pg_session_limits: SessionLimits,
+    /// How many segment criteria evaluations (previews, segment members, campaign adds from
+    /// a segment) run at once in this server; unset, a quarter of the pool (at least one).
+    /// Always fewer than the pool's connections.
+    pub criteria_concurrency: Option<usize>,
+    /// How long a criteria evaluation waits for its turn before a 503 with `Retry-After`.
+    pub criteria_wait: Duration,
+    /// How long one statement of a criteria evaluation may run (both databases).
+    pub criteria_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed; anyone else's is ignored.
     pub trusted_proxies: Vec<IpAddr>,
     /// Failed logins for one account (or from one address) before a temporary lockout.
@@ -184,6 +192,12 @@ impl Config {
                     60_000,
                 )?),
             },
+            criteria_concurrency: match var("CRM_CRITERIA_CONCURRENCY") {
+                None => None,
+                Some(_) => Some(number("CRM_CRITERIA_CONCURRENCY", 1)?),
+            },
+            criteria_wait: Duration::from_millis(number("CRM_CRITERIA_WAIT_MS", 1_000)?),
+            criteria_timeout: Duration::from_millis(number("CRM_CRITERIA_TIMEOUT_MS", 10_000)?),
             trusted_proxies: list("CRM_TRUSTED_PROXIES")
                 .iter()
                 .map(|p| {
@@ -236,6 +250,9 @@ impl Config {
             import_max_bytes: 200 * 1024 * 1024,
             job_lease: Duration::from_secs(60),
             pg_session_limits: SessionLimits::default(),
+            criteria_concurrency: None,
+            criteria_wait: Duration::from_millis(1_000),
+            criteria_timeout: Duration::from_millis(10_000),
             trusted_proxies: vec![],
             login_max_failures: 5,
             login_lockout: Duration::from_secs(900),
@@ -247,5 +264,16 @@ impl Config {
             public_url: "http://127.0.0.1:8080".into(),
             unresolved_notify_after: Duration::from_secs(72 * 3600),
         }
+    }
+}
+
+impl Config {
+    /// How many criteria evaluations run at once: the setting, or a quarter of the pool,
+    /// always at least one and fewer than the pool's connections (when it has two or more),
+    /// so that other requests and the health check always find one.
+    pub fn criteria_slots(&self) -> usize {
+        let pool = self.db_pool_size as usize;
+        let wanted = self.criteria_concurrency.unwrap_or(pool / 4);
+        wanted.clamp(1, pool.saturating_sub(1).max(1))
     }
 }

@@ -137,6 +137,8 @@ impl r2d2::ManageConnection for Manager {
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 c.batch_execute(SQLITE_PRAGMAS)
                     .map_err(diesel::r2d2::Error::QueryError)?;
+                crm_within_budget_utils::register_nondeterministic_impl(&c, allowance)
+                    .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(c))
             }
         }
@@ -410,13 +412,18 @@ pub fn take_captured() -> Vec<String> {
 pub fn count_queries() {
     fn counter() -> Option<Box<dyn diesel::connection::Instrumentation>> {
         Some(Box::new(
-            |event: diesel::connection::InstrumentationEvent<'_>| {
-                if let diesel::connection::InstrumentationEvent::StartQuery { query, .. } = event {
+            |event: diesel::connection::InstrumentationEvent<'_>| match event {
+                diesel::connection::InstrumentationEvent::StartQuery { query, .. } => {
                     QUERIES_HERE.with(|q| q.set(q.get() + 1));
+                    budget_statement_started();
                     if CAPTURING.load(std::sync::atomic::Ordering::Relaxed) {
                         capture(query.to_string());
                     }
                 }
+                diesel::connection::InstrumentationEvent::FinishQuery {
+                    error: Some(_), ..
+                } => budget_statement_failed(),
+                _ => {}
             },
         ))
     }
@@ -443,4 +450,170 @@ pub async fn counting_queries<F: std::future::Future>(request: F) -> (F::Output,
             (out, REQUEST_QUERIES.with(std::cell::Cell::get))
         })
         .await
+}
+
+// ---- Time budgets ----
+// Work whose cost a client shapes (segment criteria) runs under a budget per statement,
+// tighter than the session's `statement_timeout`, so that no request can hold a connection
+// for long. PostgreSQL: `SET LOCAL statement_timeout` inside a transaction (a savepoint when
+// one is open), and the server cancels the statement. SQLite has no statement timeout, and
+// diesel does not expose its progress handler or `sqlite3_interrupt`; instead the query
+// calls `crm_within_budget()` (`BudgetCheck`) on every row it reads from `contacts`, a
+// function of every SQLite connection that fails the statement once its deadline passed.
+
+thread_local! {
+    /// The budget of each statement this thread runs, while `within_budget` runs.
+    static BUDGET: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
+    /// When the running statement started, and when its budget ends.
+    static STATEMENT: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>> =
+        const { std::cell::Cell::new(None) };
+    /// Whether a statement was stopped for its budget.
+    static SPENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A statement starts (instrumentation): its budget starts.
+fn budget_statement_started() {
+    if let Some(budget) = BUDGET.with(std::cell::Cell::get) {
+        let now = std::time::Instant::now();
+        STATEMENT.with(|s| s.set(Some((now, now + budget))));
+    }
+}
+
+/// A statement failed (instrumentation): it was over budget if it ran the whole budget.
+fn budget_statement_failed() {
+    let over = STATEMENT
+        .with(std::cell::Cell::get)
+        .is_some_and(|(_, deadline)| std::time::Instant::now() >= deadline);
+    if over && BUDGET.with(std::cell::Cell::get).is_some() {
+        SPENT.with(|s| s.set(true));
+    }
+}
+
+#[diesel::expression::functions::declare_sql_function]
+extern "SQL" {
+    /// 1 while the running statement is within its budget; fails the statement after.
+    fn crm_within_budget() -> diesel::sql_types::Integer;
+}
+
+/// What `crm_within_budget()` answers: 1, or an error that stops the statement.
+#[derive(Debug)]
+struct Allowance(bool);
+
+const BUDGET_SPENT: &str = "the statement ran past its time budget";
+
+impl diesel::serialize::ToSql<diesel::sql_types::Integer, diesel::sqlite::Sqlite> for Allowance {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
+    ) -> diesel::serialize::Result {
+        const ONE: i32 = 1;
+        if self.0 {
+            <i32 as diesel::serialize::ToSql<diesel::sql_types::Integer, _>>::to_sql(&ONE, out)
+        } else {
+            Err(BUDGET_SPENT.into())
+        }
+    }
+}
+
+fn allowance() -> Allowance {
+    let within = STATEMENT
+        .with(std::cell::Cell::get)
+        .is_none_or(|(_, deadline)| std::time::Instant::now() < deadline);
+    if !within && BUDGET.with(std::cell::Cell::get).is_some() {
+        SPENT.with(|s| s.set(true));
+        return Allowance(false);
+    }
+    Allowance(true)
+}
+
+/// A condition to put in a query that `within_budget` bounds: on SQLite, the check of the
+/// statement's deadline on every row (`crm_within_budget() = 1`); on PostgreSQL, whose
+/// server enforces the budget, `TRUE`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BudgetCheck;
+
+impl diesel::expression::Expression for BudgetCheck {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for BudgetCheck {}
+
+impl<QS> diesel::expression::SelectableExpression<QS> for BudgetCheck {}
+
+impl<GB> diesel::expression::ValidGrouping<GB> for BudgetCheck {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl diesel::query_builder::QueryId for BudgetCheck {
+    type QueryId = BudgetCheck;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<MultiBackend> for BudgetCheck {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, MultiBackend>,
+    ) -> QueryResult<()> {
+        match out.backend() {
+            MultiBackend::Sqlite(_) => out.push_sql("crm_within_budget() = 1"),
+            MultiBackend::Pg(_) => out.push_sql("TRUE"),
+        }
+        Ok(())
+    }
+}
+
+/// The work ran past its budget (and was stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget;
+
+/// Run read work a client shapes with each of its statements bounded by `budget`: a
+/// statement that runs past it is stopped, and `Err(OverBudget)` says so (whatever error
+/// the work made of it). PostgreSQL: the work runs in a transaction (a savepoint inside an
+/// open one) with `SET LOCAL statement_timeout`, restored afterwards. SQLite: statements
+/// stop where their query has a `BudgetCheck`, at the first row read after the deadline.
+pub fn within_budget<T, E>(
+    conn: &mut DbConn,
+    budget: Duration,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<Result<T, E>, OverBudget>
+where
+    E: From<diesel::result::Error>,
+{
+    let outer = BUDGET.with(|b| b.replace(Some(budget)));
+    SPENT.with(|s| s.set(false));
+    // Until the first statement starts (or without the instrumentation): from now.
+    let now = std::time::Instant::now();
+    STATEMENT.with(|s| s.set(Some((now, now + budget))));
+    let out = match backend_of(conn) {
+        BackendKind::Sqlite => f(conn),
+        BackendKind::Postgres => conn.transaction(|c| {
+            use diesel::sql_types::Text;
+            let before: String = diesel::select(diesel::dsl::sql::<Text>(
+                "current_setting('statement_timeout')",
+            ))
+            .get_result(c)?;
+            set_statement_timeout(c, &budget.as_millis().max(1).to_string())?;
+            let out = f(c)?;
+            set_statement_timeout(c, &before)?;
+            Ok(out)
+        }),
+    };
+    let spent = SPENT.with(|s| s.replace(false));
+    BUDGET.with(|b| b.set(outer));
+    STATEMENT.with(|s| s.set(None));
+    match out {
+        Err(_) if spent => Err(OverBudget),
+        other => Ok(other),
+    }
+}
+
+/// `statement_timeout` until the end of the transaction (or of the savepoint, rolled back).
+fn set_statement_timeout(c: &mut DbConn, value: &str) -> QueryResult<()> {
+    diesel::select(
+        diesel::dsl::sql::<diesel::sql_types::Text>("set_config('statement_timeout', ")
+            .bind::<diesel::sql_types::Text, _>(value)
+            .sql(", true)"),
+    )
+    .execute(c)
+    .map(|_| ())
 }

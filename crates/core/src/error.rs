@@ -87,6 +87,10 @@ pub enum ApiError {
     TooManyRequests { detail: String, retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// The server runs as much of this kind of work as it allows at once: 503 with
+    /// `Retry-After`.
+    #[error("{detail}")]
+    Busy { detail: String, retry_after: u64 },
     /// Another problem with extra members for the client (which item failed, how to resync).
     #[error("{inner}")]
     Detailed {
@@ -179,7 +183,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Validation { .. } => "validation-failed",
             ApiError::TooManyRequests { .. } => "rate-limited",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -232,7 +236,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -255,7 +259,9 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allow } = self {
             res.insert_header((header::ALLOW, allow.as_str()));
         }
-        if let ApiError::TooManyRequests { retry_after, .. } = self {
+        if let ApiError::TooManyRequests { retry_after, .. } | ApiError::Busy { retry_after, .. } =
+            self
+        {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.body(serde_json::to_string(&self.problem()).unwrap_or_default())

@@ -122,7 +122,7 @@ pub fn build_state(
     );
     crm_sales::register_jobs(&mut registry);
     crm_service::register_jobs(&mut registry, config.unresolved_notify_after);
-    crm_marketing::register_jobs(&mut registry);
+    crm_marketing::register_jobs(&mut registry, config.criteria_timeout);
     crm_core::mail::register_jobs(&mut registry, &config)?;
     crm_core::sms::register_jobs(&mut registry, &config);
     crm_core::mail::templates::install(crm_service::TEMPLATES.to_vec());
@@ -138,6 +138,11 @@ pub fn build_state(
         config.login_lockout,
     ));
     let jwt = Arc::new(jwt_keys(&secret, &config));
+    let criteria_slots = Arc::new(crm_core::state::Slots::new(
+        "segment criteria evaluations",
+        config.criteria_slots(),
+        config.criteria_wait,
+    ));
     let state = AppState {
         pool,
         config,
@@ -145,6 +150,7 @@ pub fn build_state(
         jobs: Arc::new(registry),
         objects,
         logins,
+        criteria_slots,
     };
     Ok((state, Bootstrap { admin }))
 }

@@ -419,8 +419,9 @@ pub fn relay(c: &mut DbConn) -> ApiResult<usize> {
     })
 }
 
-/// The `automations.daily` task: enrol the contacts each daily trigger matches today.
-pub fn daily(c: &mut DbConn) -> JobResult {
+/// The `automations.daily` task: enrol the contacts each daily trigger matches today; each
+/// page of matches is a criteria query bounded by `budget` (`CRM_CRITERIA_TIMEOUT_MS`).
+pub fn daily(c: &mut DbConn, budget: std::time::Duration) -> JobResult {
     let fail = |e: ApiError| JobFailure::from(e.to_string());
     let autos = automations::active(c).map_err(fail)?;
     let key = format!("day:{}", chrono::Utc::now().format("%Y-%m-%d"));
@@ -434,12 +435,14 @@ pub fn daily(c: &mut DbConn) -> JobResult {
             // Pages of 500 by id, each enrolled in its own transaction.
             let page: Vec<String> = crate::segments::checked(c, &criteria)
                 .and_then(|node| {
-                    Ok(crate::segments::matching(&owner, &node)
-                        .filter(contacts::id.gt(after.clone()))
-                        .order(contacts::id)
-                        .limit(500)
-                        .select(contacts::id)
-                        .load(c)?)
+                    crate::segments::evaluate(c, budget, |c| {
+                        Ok(crate::segments::matching(&owner, &node)
+                            .filter(contacts::id.gt(after.clone()))
+                            .order(contacts::id)
+                            .limit(500)
+                            .select(contacts::id)
+                            .load(c)?)
+                    })
                 })
                 .map_err(fail)?;
             let Some(last) = page.last().cloned() else {

@@ -496,6 +496,7 @@ fn add_members(
     me: &Principal,
     id: &str,
     input: &AddCampaignMembers,
+    budget: std::time::Duration,
 ) -> ApiResult<crate::lists::Added> {
     if input.segment_id.is_none() && input.list_id.is_none() && input.contact_ids.is_none() {
         return Err(ApiError::field(
@@ -522,10 +523,13 @@ fn add_members(
                     ApiError::field("segment_id", "not_found", "no active segment has this id")
                 })?;
             let node = crate::segments::checked(c, &s.criteria)?;
-            offered += crate::segments::matching(me, &node)
-                .count()
-                .get_result::<i64>(c)?;
-            added += add_from(c, id, &|| crate::segments::matching(me, &node))?;
+            crate::segments::evaluate(c, budget, |c| {
+                offered += crate::segments::matching(me, &node)
+                    .count()
+                    .get_result::<i64>(c)?;
+                added += add_from(c, id, &|| crate::segments::matching(me, &node))?;
+                Ok(())
+            })?;
         }
         if let Some(lid) = &input.list_id {
             let l = ids::parse_id(lid)
@@ -569,12 +573,17 @@ fn add_members(
 ///
 /// Adds, as `targeted` members, the contacts a segment selects now, the contacts on a list,
 /// and contacts by id (any mix). A contact already in the campaign is not added again, so it
-/// is never mailed twice. 409 once the campaign is completed, aborted or archived. Marketers,
-/// managers and admins (`MarketingWrite`).
+/// is never mailed twice. 409 once the campaign is completed, aborted or archived. A
+/// segment's criteria take turns with the previews (503 with `Retry-After` when none frees
+/// up) and are a 422 `too_expensive` when a statement runs past `CRM_CRITERIA_TIMEOUT_MS`
+/// (nothing is added then). Marketers, managers and admins (`MarketingWrite`).
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/members", tag = "campaigns", operation_id = "add_campaign_members",
     params(("id" = String, Path, format = "uuid", description = "Campaign id")),
     request_body = AddCampaignMembers,
-    responses((status = 200, description = "How many were added", body = crate::lists::Added), WriteProblems))]
+    responses(
+        (status = 200, description = "How many were added", body = crate::lists::Added),
+        (status = 503, description = "As many criteria evaluations as the server allows are running; see Retry-After", body = crm_core::error::Problem, content_type = "application/problem+json"),
+        WriteProblems))]
 #[post("/campaigns/{id}/members")]
 pub async fn add_members_handler(
     state: web::Data<AppState>,
@@ -585,7 +594,18 @@ pub async fn add_members_handler(
     me.require(Permission::MarketingWrite)?;
     let id = path_id(&id)?;
     let input: AddCampaignMembers = crm_core::objects::input(&body.into_inner())?;
-    let out = state.db(move |c| add_members(c, &me, &id, &input)).await?;
+    // A segment's criteria take a turn with the previews (`CRM_CRITERIA_CONCURRENCY`).
+    let slot = match input.segment_id {
+        Some(_) => Some(state.criteria_slots.take().await?),
+        None => None,
+    };
+    let budget = state.config.criteria_timeout;
+    let out = state
+        .db(move |c| {
+            let _slot = slot;
+            add_members(c, &me, &id, &input, budget)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -71,7 +71,11 @@ crm_core::resources!(
 );
 
 /// The jobs this domain runs.
-pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
+/// `criteria_timeout` bounds each statement of the daily triggers' criteria queries.
+pub fn register_jobs(
+    registry: &mut crm_core::jobs::JobRegistry,
+    criteria_timeout: std::time::Duration,
+) {
     registry.register(sending::SEND, sending::run);
     registry.register(scoring::RECOMPUTE, scoring::recompute_all);
     registry.register_scheduled(
@@ -91,7 +95,7 @@ pub fn register_jobs(registry: &mut crm_core::jobs::JobRegistry) {
         automation_runs::DAILY_TASK,
         "Enrol the contacts that daily automation triggers match today",
         std::time::Duration::from_secs(24 * 3600),
-        |c, _| automation_runs::daily(c),
+        move |c, _| automation_runs::daily(c, criteria_timeout),
     );
 }
 

@@ -196,15 +196,40 @@ fn update(
     })
 }
 
-/// Live contacts the caller may see that match the criteria.
+/// Live contacts the caller may see that match the criteria. Run it inside `evaluate`, which
+/// bounds its time (the query carries the row-by-row deadline check SQLite needs for that).
 pub fn matching(me: &Principal, node: &Node) -> contacts::BoxedQuery<'static, MultiBackend> {
     let q = contacts::table
         .into_boxed::<MultiBackend>()
         .filter(contacts::archived_at.is_null())
         .filter(contacts::merged_into.is_null())
         .filter(contacts::erased_at.is_null())
+        .filter(db::BudgetCheck)
         .filter(criteria::compile(node));
     crm_core::visible!(q, me, contacts::id)
+}
+
+/// Run criteria queries with each statement bounded by `budget` (`CRM_CRITERIA_TIMEOUT_MS`):
+/// one that runs past it is stopped, and the criteria are a 422 `too_expensive` instead of a
+/// connection held for as long as the query would take.
+pub fn evaluate<T>(
+    c: &mut DbConn,
+    budget: std::time::Duration,
+    f: impl FnOnce(&mut DbConn) -> ApiResult<T>,
+) -> ApiResult<T> {
+    db::within_budget(c, budget, f).unwrap_or_else(|_| Err(too_expensive(budget)))
+}
+
+fn too_expensive(budget: std::time::Duration) -> ApiError {
+    ApiError::field(
+        "criteria",
+        "too_expensive",
+        format!(
+            "evaluating these criteria took longer than the {} ms allowed; narrow them \
+             (fewer conditions or values) and try again",
+            budget.as_millis()
+        ),
+    )
 }
 
 pub const MEMBER_LIST: ListSpec = ListSpec {
@@ -240,6 +265,9 @@ pub fn member_page(
 ///
 /// Evaluates the segment's criteria now, in the database, and returns a page of the
 /// matching live contacts the caller may see, oldest first unless `sort` says otherwise.
+/// Criteria evaluations take turns (`CRM_CRITERIA_CONCURRENCY` at once; a 503 with
+/// `Retry-After` when none frees up within `CRM_CRITERIA_WAIT_MS`), and a statement of one
+/// that runs past `CRM_CRITERIA_TIMEOUT_MS` is stopped: a 422 `too_expensive` on `criteria`.
 /// Everyone inside the company (`MarketingRead`).
 #[utoipa::path(get, path = "/api/v1/segments/{id}/members", tag = "segments", operation_id = "list_segment_members",
     params(
@@ -247,7 +275,11 @@ pub fn member_page(
         PageParams,
         ("sort" = Option<String>, Query, nullable = false, pattern = r"^-?(created_at|last_name)(,-?(created_at|last_name))*$", description = "created_at (default), last_name; `-` for descending"),
     ),
-    responses((status = 200, description = "A page of matching contacts", body = Page<MemberContact>), ReadProblems))]
+    responses(
+        (status = 200, description = "A page of matching contacts", body = Page<MemberContact>),
+        (status = 422, description = "The segment's criteria took longer than allowed (`too_expensive`)", body = crm_core::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many criteria evaluations as the server allows are running; see Retry-After", body = crm_core::error::Problem, content_type = "application/problem+json"),
+        ReadProblems))]
 #[get("/segments/{id}/members")]
 pub async fn members(
     state: web::Data<AppState>,
@@ -258,11 +290,14 @@ pub async fn members(
     me.require(Permission::MarketingRead)?;
     let id = path_id(&id)?;
     let p = list::parse(query.into_inner(), &MEMBER_LIST)?;
+    let slot = state.criteria_slots.take().await?;
+    let budget = state.config.criteria_timeout;
     let page = state
         .db(move |c| {
+            let _slot = slot;
             let s = find(c, &id)?;
             let node = checked(c, &s.criteria)?;
-            member_page(c, matching(&me, &node), &p)
+            evaluate(c, budget, |c| member_page(c, matching(&me, &node), &p))
         })
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -288,10 +323,16 @@ pub struct Preview {
 ///
 /// Counts the live contacts the caller may see that the criteria select, with a sample of
 /// ten, without saving anything. Bad criteria are a 422 naming each problem's path
-/// (`criteria.and[1].field`). Everyone inside the company (`MarketingRead`).
+/// (`criteria.and[1].field`), and so are criteria a statement of which runs past
+/// `CRM_CRITERIA_TIMEOUT_MS` (`too_expensive` on `criteria`). Criteria evaluations take
+/// turns: `CRM_CRITERIA_CONCURRENCY` at once, then a 503 with `Retry-After` when none frees
+/// up within `CRM_CRITERIA_WAIT_MS`. Everyone inside the company (`MarketingRead`).
 #[utoipa::path(post, path = "/api/v1/segments/preview", tag = "segments", operation_id = "preview_segment",
     request_body = PreviewInput,
-    responses((status = 200, description = "The count and a sample", body = Preview), WriteProblems))]
+    responses(
+        (status = 200, description = "The count and a sample", body = Preview),
+        (status = 503, description = "As many criteria evaluations as the server allows are running; see Retry-After", body = crm_core::error::Problem, content_type = "application/problem+json"),
+        WriteProblems))]
 #[post("/segments/preview")]
 pub async fn preview(
     state: web::Data<AppState>,
@@ -300,18 +341,24 @@ pub async fn preview(
 ) -> ApiResult<HttpResponse> {
     me.require(Permission::MarketingRead)?;
     let input: PreviewInput = crm_core::objects::input(&body.into_inner())?;
+    let slot = state.criteria_slots.take().await?;
+    let budget = state.config.criteria_timeout;
     let out = state
         .db(move |c| {
+            // The slot is given back when the database work ends, even if the client left.
+            let _slot = slot;
             let node = checked(c, &input.criteria)?;
-            let count: i64 = matching(&me, &node).count().get_result(c)?;
-            let rows = matching(&me, &node)
-                .order((contacts::created_at, contacts::id))
-                .limit(10)
-                .select(common::SUMMARY)
-                .load(c)?;
-            Ok(Preview {
-                count,
-                sample: common::summaries(c, rows)?,
+            evaluate(c, budget, |c| {
+                let count: i64 = matching(&me, &node).count().get_result(c)?;
+                let rows = matching(&me, &node)
+                    .order((contacts::created_at, contacts::id))
+                    .limit(10)
+                    .select(common::SUMMARY)
+                    .load(c)?;
+                Ok(Preview {
+                    count,
+                    sample: common::summaries(c, rows)?,
+                })
             })
         })
         .await?;

@@ -1471,3 +1471,351 @@ fn scores_add_up_decay_hand_hot_leads_to_sales_and_keep_their_history() {
     );
     assert_eq!(archived.status, 204, "{}", archived.text);
 }
+
+// ---- Criteria that cost: `in` lists, time budgets, turns ----
+
+/// Create records through `/{collection}/batch`, 200 at a time; their ids in order.
+fn create_many(app: &TestApp, collection: &str, bodies: Vec<Value>) -> Vec<String> {
+    let mut ids = vec![];
+    for chunk in bodies.chunks(200) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .map(|b| json!({"op": "create", "body": b}))
+            .collect();
+        let res = app.post(
+            &format!("/api/v1/{collection}/batch"),
+            &app.admin_token,
+            &json!({"items": items}),
+        );
+        assert_eq!(res.status, 200, "{}", res.text);
+        let body = res.json();
+        assert_eq!(body["failed"], 0, "{}", res.text);
+        for r in body["results"].as_array().into_iter().flatten() {
+            ids.push(r["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(ids.len(), bodies.len());
+    ids
+}
+
+/// A customer base for heavy criteria: `contacts` contacts over 400 accounts, 200 products
+/// in 20 families, one order of two products for four accounts in five. Contact `j` works at
+/// account `j % 400` as `title-{j % 150}`, is tagged `t{j % 120}` and has tier `tier-{j % 130}`;
+/// account `a` bought products `a % 200` and `(7a + 3) % 200` unless `a % 5 == 4`.
+struct Base {
+    contacts: Vec<String>,
+    products: Vec<String>,
+}
+
+fn bought(account: usize) -> Vec<usize> {
+    if account % 5 == 4 {
+        vec![]
+    } else {
+        vec![account % 200, (7 * account + 3) % 200]
+    }
+}
+
+fn customer_base(app: &TestApp, contacts: usize) -> Base {
+    created(
+        app,
+        "/api/v1/meta/objects/contact/fields",
+        json!({"key": "tier", "label": "Tier", "field_type": "text"}),
+    );
+    let products = create_many(
+        app,
+        "products",
+        (0..200)
+            .map(|k| json!({"sku": format!("P{k}"), "name": format!("Product {k}"), "family": format!("fam-{}", k % 20)}))
+            .collect(),
+    );
+    let accounts = create_many(
+        app,
+        "accounts",
+        (0..400)
+            .map(|a| json!({"name": format!("Account {a}"), "industry": format!("ind-{}", a % 30)}))
+            .collect(),
+    );
+    let orders: Vec<Value> = (0..400)
+        .filter(|a| !bought(*a).is_empty())
+        .map(|a| {
+            let lines: Vec<Value> = bought(a)
+                .into_iter()
+                .map(|k| json!({"product_id": products[k], "quantity": 1, "unit_price": 1000}))
+                .collect();
+            json!({"account_id": accounts[a], "currency": "EUR", "ordered_on": "2026-11-20", "lines": lines})
+        })
+        .collect();
+    create_many(app, "orders", orders);
+    let contacts = create_many(
+        app,
+        "contacts",
+        (0..contacts)
+            .map(|j| {
+                json!({"first_name": format!("C{j}"), "last_name": "Base",
+                    "job_title": format!("title-{}", j % 150), "tags": [format!("t{}", j % 120)],
+                    "custom": {"tier": format!("tier-{}", j % 130)},
+                    "accounts": [{"account_id": accounts[j % 400], "role": "buyer"}]})
+            })
+            .collect(),
+    );
+    Base { contacts, products }
+}
+
+/// Every member of a saved segment, 200 a page.
+fn segment_members(app: &TestApp, criteria: &Value) -> BTreeSet<String> {
+    let seg = created(
+        app,
+        "/api/v1/segments",
+        json!({"name": "Heavy", "criteria": criteria}),
+    );
+    let path = format!("/api/v1/segments/{seg}/members");
+    let mut out = BTreeSet::new();
+    let mut url = format!("{path}?limit=200");
+    loop {
+        let page = app.get(&url, &app.admin_token);
+        assert_eq!(page.status, 200, "{}", page.text);
+        let page = page.json();
+        for m in page["data"].as_array().into_iter().flatten() {
+            out.insert(m["id"].as_str().unwrap_or_default().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{path}?limit=200&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+/// Five conditions of 100 values each over 2,000 contacts: one subquery per condition, so
+/// the preview and the members are the exact contacts the conditions describe (and the
+/// server answers them in a moment, where it used to take minutes).
+#[test]
+fn in_lists_of_a_hundred_values_select_exactly_their_contacts() {
+    let app = TestApp::start();
+    let base = customer_base(&app, 2000);
+    let hundred = |f: &dyn Fn(usize) -> String| (0..100).map(f).collect::<Vec<String>>();
+    let products: Vec<String> = base.products.iter().take(100).cloned().collect();
+    // Ten real families, ninety that no product has.
+    let families = hundred(&|i| {
+        if i < 10 {
+            format!("fam-{i}")
+        } else {
+            format!("none-{i}")
+        }
+    });
+    let criteria = json!({"and": [
+        {"field": "products_bought", "op": "in", "value": products},
+        {"field": "families_bought", "op": "in", "value": families},
+        {"field": "job_title", "op": "in", "value": hundred(&|i| format!("title-{i}"))},
+        {"field": "tags", "op": "in", "value": hundred(&|i| format!("t{i}"))},
+        {"field": "custom.tier", "op": "not_in", "value": hundred(&|i| format!("tier-{}", i + 30))},
+    ]});
+    let expected: BTreeSet<String> = (0..2000)
+        .filter(|j| {
+            let got = bought(j % 400);
+            got.iter().any(|k| *k < 100)
+                && got.iter().any(|k| k % 20 < 10)
+                && j % 150 < 100
+                && j % 120 < 100
+                && !(30..130).contains(&(j % 130))
+        })
+        .map(|j| base.contacts[j].clone())
+        .collect();
+    assert!(
+        expected.len() > 50 && expected.len() < 1000,
+        "a discriminating test: {}",
+        expected.len()
+    );
+
+    let started = Instant::now();
+    let res = app.post(
+        "/api/v1/segments/preview",
+        &app.admin_token,
+        &json!({"criteria": criteria}),
+    );
+    eprintln!("heavy preview: {:?}", started.elapsed());
+    assert_eq!(res.status, 200, "{}", res.text);
+    let preview = res.json();
+    assert_eq!(preview["count"], expected.len() as i64);
+    let sample: Vec<String> = preview["sample"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(sample.len(), 10);
+    assert!(sample.iter().all(|id| expected.contains(id)), "{sample:?}");
+    assert_eq!(segment_members(&app, &criteria), expected);
+
+    // `not_in` over purchase history keeps the contacts without any purchase.
+    let none_of =
+        json!({"field": "products_bought", "op": "not_in", "value": base.products[..100]});
+    let expected: BTreeSet<String> = (0..2000)
+        .filter(|j| bought(j % 400).iter().all(|k| *k >= 100))
+        .map(|j| base.contacts[j].clone())
+        .collect();
+    assert_eq!(segment_members(&app, &none_of), expected);
+}
+
+/// Criteria past their time budget stop: a 422 naming the criteria as too expensive, the
+/// connection back in the pool, nothing half-written by a campaign add.
+#[test]
+fn criteria_past_their_time_budget_are_a_422_and_hold_nothing() {
+    // No time at all: the first contact read is past the deadline (PostgreSQL: 1 ms).
+    let app = TestApp::start_with(JobRegistry::default(), |c| {
+        c.criteria_timeout = Duration::ZERO;
+    });
+    customer_base(&app, 600);
+    let everything: Vec<String> = (0..100).map(|i| format!("title-{i}")).collect();
+    let criteria = json!({"or": [
+        {"field": "job_title", "op": "in", "value": everything},
+        {"field": "families_bought", "op": "in", "value": ["fam-1", "fam-2"]},
+        {"field": "total_spent", "op": "gte", "value": 0},
+    ]});
+    let p = app
+        .post(
+            "/api/v1/segments/preview",
+            &app.admin_token,
+            &json!({"criteria": criteria}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "criteria", "{p}");
+    assert_eq!(p["errors"][0]["code"], "too_expensive", "{p}");
+    let seg = created(
+        &app,
+        "/api/v1/segments",
+        json!({"name": "Costly", "criteria": criteria}),
+    );
+    app.get(&format!("/api/v1/segments/{seg}/members"), &app.admin_token)
+        .problem(422);
+    let k = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Costly", "channel": "email"}),
+    );
+    app.post(
+        &format!("/api/v1/campaigns/{k}/members"),
+        &app.admin_token,
+        &json!({"segment_id": seg}),
+    )
+    .problem(422);
+    assert_eq!(app.count("campaign_members"), 0);
+    // Every connection is usable again, by every kind of request, many times over the pool.
+    for _ in 0..12 {
+        assert_eq!(app.get("/health/ready", "").status, 200);
+        let list = app.get("/api/v1/contacts?limit=5", &app.admin_token);
+        assert_eq!(list.status, 200, "{}", list.text);
+        let added = app.post(
+            &format!("/api/v1/campaigns/{k}/members"),
+            &app.admin_token,
+            &json!({"contact_ids": [list.json()["data"][0]["id"]]}),
+        );
+        assert_eq!(added.status, 200, "{}", added.text);
+    }
+}
+
+/// Criteria evaluations take turns (`CRM_CRITERIA_CONCURRENCY`, fewer than the pool's
+/// connections): beyond them a preview waits a moment, then gets a 503 with Retry-After,
+/// while the health check and every other request go on.
+#[test]
+fn criteria_evaluations_beyond_their_turns_get_503_while_the_rest_answers() {
+    let app = TestApp::start_with(JobRegistry::default(), |c| {
+        c.criteria_concurrency = Some(2);
+        c.criteria_wait = Duration::from_millis(300);
+    });
+    assert_eq!(app.state.criteria_slots.size(), 2);
+    let base = customer_base(&app, 400);
+    let criteria = json!({"and": [
+        {"field": "products_bought", "op": "in", "value": base.products[..100]},
+        {"field": "tags", "op": "in", "value": (0..100).map(|i| format!("t{i}")).collect::<Vec<_>>()},
+    ]});
+    let body = json!({"criteria": criteria});
+    let preview = || app.post("/api/v1/segments/preview", &app.admin_token, &body);
+    let expected = preview();
+    assert_eq!(expected.status, 200, "{}", expected.text);
+
+    // Both turns taken (as by two long previews): twelve more previews at once get a 503,
+    // and meanwhile the health check, a list and a write answer.
+    let held: Vec<_> = (0..2)
+        .filter_map(|_| app.state.criteria_slots.try_take())
+        .collect();
+    assert_eq!(held.len(), 2);
+    let (refused, others) = std::thread::scope(|s| {
+        let previews: Vec<_> = (0..12).map(|_| s.spawn(preview)).collect();
+        let others = s.spawn(|| {
+            vec![
+                app.get("/health/ready", "").status,
+                app.get("/health/live", "").status,
+                app.get("/api/v1/contacts?limit=50", &app.admin_token)
+                    .status,
+                app.post(
+                    "/api/v1/contacts",
+                    &app.admin_token,
+                    &json!({"first_name": "During", "last_name": "Previews"}),
+                )
+                .status,
+            ]
+        });
+        let refused: Vec<Resp> = previews.into_iter().filter_map(|h| h.join().ok()).collect();
+        (refused, others.join().unwrap_or_default())
+    });
+    assert_eq!(others, [200, 200, 200, 201]);
+    assert_eq!(refused.len(), 12);
+    for r in &refused {
+        let p = r.problem(503);
+        assert_eq!(p["code"], "unavailable");
+        assert!(r
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    }
+    // Saved segments' members and campaign adds from a segment take the same turns.
+    let seg = created(
+        &app,
+        "/api/v1/segments",
+        json!({"name": "S", "criteria": criteria}),
+    );
+    app.get(&format!("/api/v1/segments/{seg}/members"), &app.admin_token)
+        .problem(503);
+    let k = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "K", "channel": "email"}),
+    );
+    let add = |_: ()| {
+        app.post(
+            &format!("/api/v1/campaigns/{k}/members"),
+            &app.admin_token,
+            &json!({"segment_id": seg}),
+        )
+    };
+    add(()).problem(503);
+    drop(held);
+    assert_eq!(preview().json(), expected.json());
+    assert_eq!(add(()).status, 200);
+
+    // Real previews at once: each is answered (200, or 503 when no turn freed up in time),
+    // never the pool running dry, and the health check answers all along.
+    let (answers, health) = std::thread::scope(|s| {
+        let previews: Vec<_> = (0..12).map(|_| s.spawn(preview)).collect();
+        let health = s.spawn(|| {
+            (0..10)
+                .map(|_| app.get("/health/ready", "").status)
+                .collect::<Vec<u16>>()
+        });
+        let answers: Vec<Resp> = previews.into_iter().filter_map(|h| h.join().ok()).collect();
+        (answers, health.join().unwrap_or_default())
+    });
+    assert_eq!(health, vec![200; 10]);
+    assert_eq!(answers.len(), 12);
+    for r in &answers {
+        match r.status {
+            200 => assert_eq!(r.json(), expected.json()),
+            _ => {
+                let p = r.problem(503);
+                assert!(
+                    p["detail"].as_str().unwrap_or("").contains("at once"),
+                    "a turn refused, not the pool: {p}"
+                );
+            }
+        }
+    }
+}
