@@ -45,6 +45,7 @@ bench_one() {
     CRM_ADMIN_EMAIL=bench@example.com CRM_ADMIN_PASSWORD="$password" \
     CRM_ACCESS_TOKEN_TTL_SECS=7200 \
     CRM_RATE_LIMIT_PER_MINUTE=100000000 CRM_ANONYMOUS_RATE_LIMIT_PER_MINUTE=100000000 \
+    CRM_CRITERIA_WAIT_MS=60000 \
     "$bin" serve >"$tmp/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 200); do curl -sf "$base/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -108,6 +109,22 @@ bench_one() {
   local criteria campaign
   criteria='{"criteria":{"and":[{"field":"lifecycle_stage","op":"eq","value":"customer"},{"field":"account.industry","op":"in","value":["software","retail"]},{"field":"consent.email","op":"eq","value":"granted"}]}}'
   run "segment preview, three conditions" POST "/api/v1/segments/preview" "$criteria"
+  # Purchase history and industry, each an `in` of 100 values (the seeded products and
+  # families, padded with ids nobody bought): one subquery per condition and contact.
+  # Previews take turns (CRM_CRITERIA_CONCURRENCY, a quarter of the pool); the server above
+  # lets them wait for a turn (CRM_CRITERIA_WAIT_MS), so p50/p99 include that wait.
+  local heavy
+  heavy=$(curl -sf "$base/api/v1/products?limit=100" -H "$H" | python3 -c '
+import json, sys
+products = [p["id"] for p in json.load(sys.stdin)["data"]]
+pad = lambda xs, f: (xs + [f(i) for i in range(100)])[:100]
+families = ["licences", "services", "hardware", "support", "training"]
+print(json.dumps({"criteria": {"and": [
+    {"field": "products_bought", "op": "in", "value": pad(products, lambda i: "0190b3b4-1d7c-7e54-9d7e-%012d" % i)},
+    {"field": "families_bought", "op": "in", "value": pad(families, lambda i: "family-%d" % i)},
+    {"field": "account.industry", "op": "in", "value": pad(["software", "retail"], lambda i: "industry-%d" % i)},
+]}}))')
+  run "segment preview, three in-lists of 100" POST "/api/v1/segments/preview" "$heavy"
   campaign=$(curl -sf "$base/api/v1/campaigns?limit=1" -H "$H" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
   run "campaign metrics" GET "/api/v1/campaigns/$campaign/metrics"
   run "campaign members page" GET "/api/v1/campaigns/$campaign/members?limit=50"
