@@ -55,6 +55,8 @@ mod queries;
 mod quotes;
 #[path = "api/readme.rs"]
 mod readme;
+#[path = "api/readonly.rs"]
+mod readonly;
 #[path = "api/recommendations.rs"]
 mod recommendations;
 #[path = "api/sales.rs"]

@@ -152,7 +152,7 @@ pub struct Lead {
     pub status: LeadStatus,
     /// Why it was disqualified (set with `status: disqualified`).
     pub disqualified_reason: Option<String>,
-    /// Fit and interest, 0–1000; marketing's scoring writes it, so may a rep.
+    /// Fit and interest, 0–1000, given by the scoring models (`/scoring-models`); read-only.
     pub score: i32,
     pub owner_id: Option<String>,
     /// Set once the lead is converted.
@@ -281,9 +281,6 @@ pub struct LeadInput {
     #[validate(length(min = 1, max = 500))]
     #[schema(min_length = 1, max_length = 500)]
     pub disqualified_reason: Option<String>,
-    #[validate(range(min = 0, max = 1000))]
-    #[schema(minimum = 0, maximum = 1000)]
-    pub score: Option<i32>,
     /// When not given on create, the lead assignment rules choose (falling back to the
     /// creator when none matches).
     #[schema(format = "uuid")]
@@ -419,7 +416,8 @@ pub fn create_lead(conn: &mut DbConn, me: &Principal, input: &LeadInput) -> ApiR
             campaign_id: input.campaign_id.clone(),
             status: input.status.unwrap_or(LeadStatus::New).as_str().to_string(),
             disqualified_reason: input.disqualified_reason.clone(),
-            score: input.score.unwrap_or(0),
+            // Scores are the scoring models' to give (read-only to clients).
+            score: 0,
             owner_id: owner,
             converted_at: None,
             converted_account_id: None,
@@ -578,7 +576,7 @@ pub fn update_lead(
                 None
             },
             status,
-            score: input.score.unwrap_or(row.score),
+            score: row.score,
             owner_id: owner,
             custom: match &input.custom {
                 Some(sent) => custom_fields::apply(c, "lead", id, &row.custom, Some(sent))?,
