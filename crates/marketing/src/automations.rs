@@ -56,7 +56,9 @@ pub struct Match {
     pub field: String,
     /// eq, ne, gt, gte, lt, lte, in, contains, exists, not_exists. Text compares without case.
     pub op: String,
-    #[schema(value_type = Object)]
+    /// What the field is compared with: a string, number or boolean, a list for `in`;
+    /// nothing for `exists` and `not_exists`.
+    #[schema(schema_with = crate::common::test_value)]
     pub value: Option<Value>,
 }
 
@@ -118,7 +120,8 @@ pub struct Step {
     pub list_id: Option<String>,
     /// set_field: a field of the contact or lead.
     pub field: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    /// set_field: the value written to it (a string such as `customer`).
+    #[schema(schema_with = crate::common::field_value)]
     pub value: Option<Value>,
     /// create_task: the task's subject; it is due this many days later (default 1).
     pub subject: Option<String>,
@@ -347,6 +350,17 @@ impl Checker<'_> {
                 );
             } else if !matches!(m.op.as_str(), "exists" | "not_exists") && m.value.is_none() {
                 self.push(&format!("{at}[{i}].value"), "required", "is required");
+            }
+            if m.value
+                .as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.len() > crate::common::MAX_IN_VALUES)
+            {
+                self.push(
+                    &format!("{at}[{i}].value"),
+                    "length",
+                    format!("at most {} values", crate::common::MAX_IN_VALUES),
+                );
             }
         }
     }

@@ -1471,3 +1471,80 @@ fn scores_add_up_decay_hand_hot_leads_to_sales_and_keep_their_history() {
     );
     assert_eq!(archived.status, 204, "{}", archived.text);
 }
+
+#[test]
+fn rule_and_test_values_are_typed_in_the_spec_as_the_server_takes_them() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    // Strings, numbers and lists, as README's examples send them: never a JSON object.
+    let spec = app.send("GET", "/openapi.json", None, &[], None).json();
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "ScoringRuleInput",
+        "AutomationMatchInput",
+        "AutomationStepInput",
+    ] {
+        let value = &schemas[name]["properties"]["value"];
+        let types: Vec<&str> = value["oneOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["type"].as_str())
+            .collect();
+        assert!(
+            types.contains(&"string") && types.contains(&"number") && !types.contains(&"object"),
+            "{name}.value: {value}"
+        );
+    }
+    assert!(!schemas["AutomationMatchInput"]["required"]
+        .as_array()
+        .is_some_and(|r| r.contains(&json!("value"))));
+    let model = app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Fit", "applies_to": "lead", "rules": [
+            {"kind": "attribute", "field": "industry", "op": "eq", "value": "retail", "points": 5},
+            {"kind": "attribute", "field": "employee_count", "op": "gte", "value": 50, "points": 5},
+            {"kind": "attribute", "field": "country", "op": "in", "value": ["NO", "SE"], "points": 5}]}),
+    );
+    assert_eq!(model.status, 201, "{}", model.text);
+    let automation = app.post(
+        "/api/v1/automations",
+        t,
+        &json!({"name": "Typed", "trigger": {"event": "lead.created", "when": [
+                {"field": "country", "op": "in", "value": ["NO", "SE"]},
+                {"field": "employee_count", "op": "gte", "value": 50},
+                {"field": "email", "op": "exists"}]},
+            "steps": [{"type": "set_field", "field": "job_title", "value": "Buyer"}]}),
+    );
+    assert_eq!(automation.status, 201, "{}", automation.text);
+    // A list for `in` holds at most 200 values, as the spec says.
+    let many: Vec<String> = (0..201).map(|i| format!("C{i}")).collect();
+    let res = app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Wide", "applies_to": "lead", "rules": [
+            {"kind": "attribute", "field": "country", "op": "in", "value": many, "points": 1}]}),
+    );
+    assert_eq!(first_error(&res).0, "rules[0].value");
+    let res = app.post(
+        "/api/v1/automations",
+        t,
+        &json!({"name": "Wide", "trigger": {"event": "lead.created", "when": [
+                {"field": "country", "op": "in", "value": many}]},
+            "steps": [{"type": "wait", "days": 1}]}),
+    );
+    assert_eq!(first_error(&res).0, "trigger.when[0].value");
+}
+
+/// The first error of a 422: its field and message.
+fn first_error(res: &Resp) -> (String, String) {
+    let p = res.problem(422);
+    (
+        p["errors"][0]["field"].as_str().unwrap_or("-").to_string(),
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("-")
+            .to_string(),
+    )
+}
