@@ -62,6 +62,9 @@ pub struct Match {
     pub value: Option<Value>,
 }
 
+/// Tests in one `when`, and events in `exit.events`.
+const MAX_TESTS: usize = 20;
+
 const MATCH_OPS: &[&str] = &[
     "eq",
     "ne",
@@ -82,8 +85,9 @@ const MATCH_OPS: &[&str] = &[
 pub struct Trigger {
     /// An event type (`order.created`) or `<entity>.*`.
     pub event: Option<String>,
-    /// Conditions on the event's record, all of which must hold.
+    /// Conditions on the event's record, all of which must hold (at most 20).
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub when: Vec<Match>,
     /// Order events only: the order has a line of a product of this family.
     pub product_family: Option<String>,
@@ -109,7 +113,9 @@ pub struct Step {
     /// condition (contacts): segment criteria the contact must match to go on.
     #[schema(value_type = Option<Object>)]
     pub criteria: Option<Value>,
-    /// condition: tests on the subject's current record that must all hold to go on.
+    /// condition: tests on the subject's current record that must all hold to go on (at
+    /// most 20).
+    #[schema(max_items = 20)]
     pub when: Option<Vec<Match>>,
     /// send_email: the email or newsletter campaign whose subject and text are mailed;
     /// send_sms: the sms campaign whose text is texted.
@@ -164,8 +170,9 @@ pub struct Enrolment {
 #[serde(deny_unknown_fields)]
 #[schema(as = AutomationExit)]
 pub struct Exit {
-    /// Event types (or `<entity>.*`) of the subject that end its run.
+    /// Event types (or `<entity>.*`) of the subject that end its run (at most 20).
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub events: Vec<String>,
     /// Segment criteria checked before each step: a contact matching them leaves.
     #[schema(value_type = Option<Object>)]
@@ -338,6 +345,10 @@ impl Checker<'_> {
     }
 
     fn matches(&mut self, at: &str, list: &[Match]) {
+        if list.len() > MAX_TESTS {
+            self.push(at, "length", format!("at most {MAX_TESTS} tests"));
+            return;
+        }
         for (i, m) in list.iter().enumerate() {
             if m.field.is_empty() || m.field.len() > 100 {
                 self.push(&format!("{at}[{i}].field"), "invalid", "a field name");
@@ -518,7 +529,14 @@ fn check(c: &mut DbConn, a: &Automation) -> ApiResult<()> {
     if let Some(doc) = &a.exit.criteria {
         ck.criteria("exit.criteria", doc)?;
     }
-    for (i, e) in a.exit.events.iter().enumerate() {
+    if a.exit.events.len() > MAX_TESTS {
+        ck.push(
+            "exit.events",
+            "length",
+            format!("at most {MAX_TESTS} events"),
+        );
+    }
+    for (i, e) in a.exit.events.iter().enumerate().take(MAX_TESTS) {
         if !event_pattern_ok(e) {
             ck.push(&format!("exit.events[{i}]"), "invalid", "an event type");
         }

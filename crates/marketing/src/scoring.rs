@@ -155,6 +155,7 @@ pub struct ScoringModelInput {
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub applies_to: Option<AppliesTo>,
+    #[validate(length(max = 100, message = "at most 100 rules"))]
     #[schema(max_items = 100)]
     pub rules: Option<Vec<Rule>>,
     #[validate(range(min = 1, max = 3650))]

@@ -1548,3 +1548,54 @@ fn first_error(res: &Resp) -> (String, String) {
             .to_string(),
     )
 }
+
+#[test]
+fn scoring_models_and_forms_refuse_longer_lists_than_the_spec_allows() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let rule = json!({"kind": "behaviour", "event": "form_submitted", "points": 1});
+    for n in [101, 10_000] {
+        let res = app.post(
+            "/api/v1/scoring-models",
+            t,
+            &json!({"name": "Huge", "applies_to": "lead", "rules": vec![rule.clone(); n]}),
+        );
+        assert_eq!(
+            first_error(&res),
+            ("rules".into(), "at most 100 rules".into()),
+            "{n} rules"
+        );
+    }
+    assert_eq!(app.count("scoring_models"), 0);
+    let ok = app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Full", "applies_to": "lead", "rules": vec![rule; 100]}),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text);
+
+    let fields: Vec<Value> = (0..51)
+        .map(|i| json!({"name": format!("f{i}"), "maps_to": "company"}))
+        .collect();
+    let res = app.post(
+        "/api/v1/forms",
+        t,
+        &json!({"name": "Long", "fields": fields}),
+    );
+    assert_eq!(
+        first_error(&res),
+        ("fields".into(), "at most 50 fields".into())
+    );
+    let origins: Vec<String> = (0..21).map(|i| format!("https://s{i}.example")).collect();
+    let res = app.post(
+        "/api/v1/forms",
+        t,
+        &json!({"name": "Everywhere", "fields": [{"name": "mail", "maps_to": "email"}],
+            "allowed_origins": origins}),
+    );
+    assert_eq!(
+        first_error(&res),
+        ("allowed_origins".into(), "at most 20 origins".into())
+    );
+    assert_eq!(app.count("forms"), 0);
+}

@@ -65,6 +65,32 @@ fn minutes_between(a: &Value, b: &Value) -> i64 {
 }
 
 #[test]
+fn routing_rules_and_queue_members_refuse_longer_lists_than_the_spec_allows() {
+    let app = TestApp::start();
+    let (agent, _) = app.user("agent");
+    let billing = queue(&app, "round_robin", &[&agent], None);
+    let many: Vec<String> = (0..51).map(|i| format!("c{i}")).collect();
+    let p = app
+        .post(
+            "/api/v1/routing-rules",
+            &app.admin_token,
+            &json!({"name": "Wide", "conditions": {"categories": many}, "queue_id": billing}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "conditions.categories", "{p}");
+    assert_eq!(p["errors"][0]["message"], "at most 50 values", "{p}");
+    let p = app
+        .post(
+            "/api/v1/queues",
+            &app.admin_token,
+            &json!({"name": "Skilled", "members": [{"user_id": agent, "skills": many}]}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "members[0].skills", "{p}");
+    assert_eq!(p["errors"][0]["message"], "at most 50 skills", "{p}");
+}
+
+#[test]
 fn routed_tickets_go_round_robin_and_are_acknowledged_over_smtp() {
     let (app, smtp) = with_smtp();
     let (a1, _) = app.user("agent");
