@@ -145,8 +145,11 @@ fn list(name: &str) -> Vec<String> {
 
 impl Config {
     pub fn from_env() -> Result<Self, String> {
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/crm.db".into());
+        // A scheme this server does not speak is refused here, before any command runs.
+        crate::db::classify_url(&database_url).map_err(|e| e.to_string())?;
         Ok(Config {
-            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/crm.db".into()),
+            database_url,
             listen: var("CRM_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
             jwt_secret: var("CRM_JWT_SECRET").map(Secret),
             secrets_key: var("CRM_SECRETS_KEY").map(Secret),

@@ -24,15 +24,28 @@ pub enum BackendKind {
     Sqlite,
 }
 
-/// Which backend a `DATABASE_URL` names, and the connection string to hand to it.
-pub fn classify_url(url: &str) -> (BackendKind, String) {
+/// Which backend a `DATABASE_URL` names, and the connection string to hand to it:
+/// `postgres://…` or `postgresql://…`, `sqlite://PATH` or `sqlite:PATH`, or a plain file
+/// path. Any other `scheme://` (`mysql://…`) is an error rather than a file of that name.
+pub fn classify_url(url: &str) -> Result<(BackendKind, String), DbSetupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        (BackendKind::Postgres, url.to_string())
-    } else {
-        let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        let path = path.strip_prefix("sqlite:").unwrap_or(path);
-        (BackendKind::Sqlite, path.to_string())
+        return Ok((BackendKind::Postgres, url.to_string()));
     }
+    if let Some((scheme, _)) = url.split_once("://") {
+        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if is_scheme && scheme != "sqlite" {
+            return Err(DbSetupError::Url(scheme.to_string()));
+        }
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    let path = path.strip_prefix("sqlite:").unwrap_or(path);
+    if path.is_empty() {
+        return Err(DbSetupError::EmptyPath);
+    }
+    Ok((BackendKind::Sqlite, path.to_string()))
 }
 
 /// Limits every PostgreSQL session gets, so a stuck query, a lock wait or a transaction a
@@ -102,13 +115,13 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
-    pub fn new(url: &str, limits: SessionLimits) -> Self {
-        let (kind, target) = classify_url(url);
-        Manager {
+    pub fn new(url: &str, limits: SessionLimits) -> Result<Self, DbSetupError> {
+        let (kind, target) = classify_url(url)?;
+        Ok(Manager {
             kind,
             target,
             limits,
-        }
+        })
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -160,6 +173,13 @@ impl r2d2::ManageConnection for Manager {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbSetupError {
+    #[error(
+        "DATABASE_URL names the unsupported scheme {0}://; use postgres://… (or \
+         postgresql://…) for PostgreSQL, or sqlite://PATH (or a plain file path) for SQLite"
+    )]
+    Url(String),
+    #[error("DATABASE_URL names no SQLite file; use sqlite://PATH or a plain file path")]
+    EmptyPath,
     #[error("cannot create the database folder {0}: {1}")]
     Folder(String, std::io::Error),
     #[error("cannot connect to the database: {0}")]
@@ -175,7 +195,7 @@ pub fn connect_and_migrate(
     limits: SessionLimits,
 ) -> Result<DbPool, DbSetupError> {
     count_queries();
-    let manager = Manager::new(url, limits);
+    let manager = Manager::new(url, limits)?;
     if manager.kind == BackendKind::Sqlite {
         if let Some(dir) = std::path::Path::new(&manager.target).parent() {
             if !dir.as_os_str().is_empty() {
@@ -196,7 +216,7 @@ pub fn connect_and_migrate(
 
 /// One connection outside any pool: what a separate reader of the database sees.
 pub fn connect_once(url: &str) -> Result<DbConn, DbSetupError> {
-    r2d2::ManageConnection::connect(&Manager::new(url, SessionLimits::default()))
+    r2d2::ManageConnection::connect(&Manager::new(url, SessionLimits::default())?)
         .map_err(|e| DbSetupError::Connect(e.to_string()))
 }
 
@@ -351,7 +371,7 @@ mod tests {
     fn printed_urls_and_managers_carry_no_password() {
         let url = "postgres://crm:s3cret-pw@db.internal:5432/crm";
         assert_eq!(redact_url(url), "postgres://crm:***@db.internal:5432/crm");
-        let shown = format!("{:?}", Manager::new(url, SessionLimits::default()));
+        let shown = format!("{:?}", Manager::new(url, SessionLimits::default()).ok());
         assert!(!shown.contains("s3cret-pw"), "{shown}");
         assert_eq!(redact_url("postgres://crm@h/db"), "postgres://crm@h/db");
         assert_eq!(redact_url("sqlite://data/crm.db"), "sqlite://data/crm.db");
@@ -359,16 +379,43 @@ mod tests {
 
     #[test]
     fn url_scheme_picks_the_backend() {
-        assert_eq!(classify_url("postgres://u@h/db").0, BackendKind::Postgres);
-        assert_eq!(classify_url("postgresql://u@h/db").0, BackendKind::Postgres);
+        let kind = |url: &str| classify_url(url).ok().map(|(k, _)| k);
+        assert_eq!(kind("postgres://u@h/db"), Some(BackendKind::Postgres));
+        assert_eq!(kind("postgresql://u@h/db"), Some(BackendKind::Postgres));
         assert_eq!(
-            classify_url("sqlite://data/crm.db"),
-            (BackendKind::Sqlite, "data/crm.db".into())
+            classify_url("sqlite://data/crm.db").ok(),
+            Some((BackendKind::Sqlite, "data/crm.db".into()))
         );
         assert_eq!(
-            classify_url("/tmp/x.db"),
-            (BackendKind::Sqlite, "/tmp/x.db".into())
+            classify_url("sqlite:data/crm.db").ok(),
+            Some((BackendKind::Sqlite, "data/crm.db".into()))
         );
+        assert_eq!(
+            classify_url("/tmp/x.db").ok(),
+            Some((BackendKind::Sqlite, "/tmp/x.db".into()))
+        );
+        assert_eq!(
+            classify_url("data/odd://name.db").ok(),
+            Some((BackendKind::Sqlite, "data/odd://name.db".into()))
+        );
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_an_error_not_a_file_name() {
+        for url in [
+            "mysql://x/y",
+            "mariadb://u:pw@h/db",
+            "Postgres://u@h/db",
+            "sqlite://",
+        ] {
+            assert!(classify_url(url).is_err(), "{url}");
+        }
+        let said = classify_url("mysql://u:s3cret@h/db")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(said.contains("mysql://"), "{said}");
+        assert!(!said.contains("s3cret"), "{said}");
     }
 }
 

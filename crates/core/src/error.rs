@@ -217,6 +217,9 @@ impl ApiError {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Seconds a 503 asks the client to wait before retrying (`Retry-After`).
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -264,6 +267,9 @@ impl ResponseError for ApiError {
         {
             res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
+        if let ApiError::Unavailable(_) = self {
+            res.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER.to_string()));
+        }
         res.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }
 }
@@ -293,6 +299,25 @@ impl From<diesel::result::Error> for ApiError {
             {
                 concurrent_write()
             }
+            // SQLite: another writer held the database past the busy timeout (SQLITE_BUSY,
+            // SQLITE_LOCKED). PostgreSQL: the statement ran past `statement_timeout`. The
+            // database is overloaded, not broken: nothing was written, and a retry a little
+            // later may well succeed.
+            E::DatabaseError(K::Unknown, info)
+                if info.message().contains("database is locked")
+                    || info.message().contains("database table is locked")
+                    || info.message().contains("statement timeout") =>
+            {
+                tracing::warn!(error = %info.message(), "database busy");
+                ApiError::Unavailable(
+                    "the database is busy right now and this request was not carried out; \
+                     retry shortly"
+                        .into(),
+                )
+            }
+            // A commit that failed and could not be rolled back either: the commit's error
+            // says what happened.
+            E::RollbackErrorOnCommit { commit_error, .. } => ApiError::from(*commit_error),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -386,6 +411,57 @@ mod tests {
         email: String,
         #[validate(length(min = 1, message = "must not be empty"))]
         name: String,
+    }
+
+    #[test]
+    fn a_busy_database_is_a_503_with_retry_after() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        struct Info(&'static str);
+        impl diesel::result::DatabaseErrorInformation for Info {
+            fn message(&self) -> &str {
+                self.0
+            }
+            fn details(&self) -> Option<&str> {
+                None
+            }
+            fn hint(&self) -> Option<&str> {
+                None
+            }
+            fn table_name(&self) -> Option<&str> {
+                None
+            }
+            fn column_name(&self) -> Option<&str> {
+                None
+            }
+            fn constraint_name(&self) -> Option<&str> {
+                None
+            }
+            fn statement_position(&self) -> Option<i32> {
+                None
+            }
+        }
+        for message in [
+            "database is locked",
+            "database table is locked",
+            "canceling statement due to statement timeout",
+        ] {
+            let e = ApiError::from(Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(Info(message)),
+            ));
+            assert_eq!(
+                e.status_code(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{message}"
+            );
+            let res = e.error_response();
+            assert_eq!(
+                res.headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+                Some("2")
+            );
+        }
     }
 
     #[test]

@@ -37,8 +37,15 @@ fn json_error(err: JsonPayloadError) -> ApiError {
 }
 
 /// Syntax errors are malformed JSON (400); well-formed JSON of the wrong shape is a
-/// validation problem (422) naming the field where serde says which one.
+/// validation problem (422). Without the path to the value (actix's own `web::Json`), the
+/// field is the one a missing or unknown field's message names, if any.
 pub fn serde_error(e: &serde_json::Error) -> ApiError {
+    shape_error(e, "")
+}
+
+/// A shape error at `path` (`lines[0]`, empty at the top): the field is the path, or for a
+/// missing or unknown field the path to it.
+fn shape_error(e: &serde_json::Error, path: &str) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
@@ -46,17 +53,46 @@ pub fn serde_error(e: &serde_json::Error) -> ApiError {
         }
         Category::Data => {
             let message = e.to_string();
-            let field = backticked(&message).unwrap_or_default();
-            let code = if message.starts_with("missing field") {
-                "required"
+            let (code, named) = if message.starts_with("missing field") {
+                ("required", backticked(&message))
             } else if message.starts_with("unknown field") {
-                "unknown_field"
+                ("unknown_field", backticked(&message))
             } else {
-                "invalid_type"
+                // The message quotes the value (`integer `5``), never the field.
+                ("invalid_type", None)
+            };
+            // The path ends at the map holding a missing field, but may already name an
+            // unknown one (it is read before it is refused).
+            let field = match named {
+                Some(name) if path.is_empty() => name,
+                Some(name) if path == name || path.ends_with(&format!(".{name}")) => {
+                    path.to_string()
+                }
+                Some(name) => format!("{path}.{name}"),
+                None => path.to_string(),
             };
             ApiError::validation(vec![FieldError::new(&field, code, message)])
         }
     }
+}
+
+/// A path to a value as the problem's `field` writes it: `lines[0].quantity`.
+fn json_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
 }
 
 fn backticked(message: &str) -> Option<String> {
@@ -171,7 +207,8 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
 /// never takes a JSON array (serde's derive accepts `["token"]` as `{"refresh_token":
 /// "token"}` and `[]` as an object of optional fields): a wrong shape is a 422.
 pub fn from_body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    T::deserialize(strict::Strict(value)).map_err(|e| serde_error(&e))
+    serde_path_to_error::deserialize(strict::Strict(value))
+        .map_err(|e| shape_error(e.inner(), &json_path(e.path())))
 }
 
 mod strict {
@@ -360,6 +397,58 @@ mod tests {
         assert!(from_body::<Body>(json!({"token": "t", "address": null})).is_ok());
         // serde_json alone takes both: this is what `from_body` exists for.
         assert!(serde_json::from_value::<Body>(json!(["t", null, null])).is_ok());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Line {
+        quantity: i64,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        first_name: Option<String>,
+        lines: Vec<Line>,
+        address: Option<Address>,
+    }
+
+    fn field_of(v: serde_json::Value) -> (String, String) {
+        match from_body::<Order>(v) {
+            Err(ApiError::Validation { errors, .. }) => {
+                (errors[0].field.clone(), errors[0].code.clone())
+            }
+            other => panic!("expected a validation problem, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_path_to_the_field_not_the_value() {
+        use serde_json::json;
+        let pair = |f: &str, c: &str| (f.to_string(), c.to_string());
+        assert_eq!(
+            field_of(json!({"first_name": 5, "lines": []})),
+            pair("first_name", "invalid_type")
+        );
+        assert_eq!(
+            field_of(json!({"lines": [{"quantity": 1}, {"quantity": "many"}]})),
+            pair("lines[1].quantity", "invalid_type")
+        );
+        assert_eq!(
+            field_of(json!({"lines": [{}]})),
+            pair("lines[0].quantity", "required")
+        );
+        assert_eq!(
+            field_of(json!({"lines": [{"quantity": 1, "qty": 2}]})),
+            pair("lines[0].qty", "unknown_field")
+        );
+        assert_eq!(
+            field_of(json!({"lines": [], "address": {"city": ["Oslo"]}})),
+            pair("address.city", "invalid_type")
+        );
+        assert_eq!(field_of(json!({})), pair("lines", "required"));
     }
 
     #[test]

@@ -130,20 +130,14 @@ impl ListParams {
             .transpose()
     }
 
-    /// A timestamp filter, normalised to the stored format.
     /// An ISO 4217 currency code filter (`EUR`); anything else is a 400.
     pub fn currency_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.filter(name) {
-            None => Ok(None),
-            Some(v) if v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase()) => {
-                Ok(Some(v.to_string()))
-            }
-            Some(v) => Err(ApiError::BadRequest(format!(
-                "{name} must be an ISO 4217 code such as EUR, not {v:?}"
-            ))),
-        }
+        self.filter(name)
+            .map(|v| currency_param(name, v))
+            .transpose()
     }
 
+    /// A timestamp filter, normalised to the stored format.
     pub fn time_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
         self.filter(name)
             .map(|v| {
@@ -152,6 +146,17 @@ impl ListParams {
                 })
             })
             .transpose()
+    }
+}
+
+/// A query parameter holding an ISO 4217 code (`^[A-Z]{3}$`, `EUR`); anything else is a 400.
+pub fn currency_param(name: &str, v: &str) -> Result<String, ApiError> {
+    if v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(v.to_string())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name} must be an ISO 4217 code such as EUR, not {v:?}"
+        )))
     }
 }
 

@@ -172,10 +172,27 @@ pub fn default_region() -> phonenumber::country::Id {
 
 /// A phone number in E.164 (`+442079460958`), or None when it is not a valid number.
 pub fn to_e164(raw: &str) -> Option<String> {
-    let parsed = phonenumber::parse(Some(default_region()), raw.trim()).ok()?;
-    if !phonenumber::is_valid(&parsed) {
-        return None;
-    }
+    to_e164_in(raw, default_region())
+}
+
+/// A phone number in E.164, read in `region` when it has no country code. Besides `+` and
+/// the region's own international prefix (`011` in North America), `00` — the international
+/// prefix of most of the world, which people and phone systems write anywhere — introduces
+/// a country code: `0047 98 76 54 32` is `+4798765432` whatever the region. A reading as
+/// a number of the region comes first (no valid national number starts with `00` in any
+/// case).
+pub fn to_e164_in(raw: &str, region: phonenumber::country::Id) -> Option<String> {
+    let raw = raw.trim();
+    let valid = |text: &str| {
+        phonenumber::parse(Some(region), text)
+            .ok()
+            .filter(phonenumber::is_valid)
+    };
+    let parsed = valid(raw).or_else(|| {
+        raw.strip_prefix("00")
+            .filter(|rest| !rest.trim_start().starts_with('0'))
+            .and_then(|rest| valid(&format!("+{rest}")))
+    })?;
     Some(parsed.format().mode(phonenumber::Mode::E164).to_string())
 }
 
@@ -208,6 +225,20 @@ mod tests {
         assert_eq!(to_e164("(415) 555-2671").as_deref(), Some("+14155552671"));
         assert_eq!(to_e164("+1 415.555.2671").as_deref(), Some("+14155552671"));
         assert_eq!(to_e164("12"), None);
+        let us = phonenumber::country::Id::US;
+        assert_eq!(
+            to_e164_in("0047 98 76 54 32", us).as_deref(),
+            Some("+4798765432")
+        );
+        assert_eq!(
+            to_e164_in("011 47 98 76 54 32", us).as_deref(),
+            Some("+4798765432")
+        );
+        assert_eq!(
+            to_e164_in("0047 98 76 54 32", phonenumber::country::Id::NO).as_deref(),
+            Some("+4798765432")
+        );
+        assert_eq!(to_e164_in("000 47 98 76 54 32", us), None);
     }
 
     #[test]

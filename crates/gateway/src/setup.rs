@@ -15,8 +15,8 @@ pub struct Bootstrap {
 }
 
 /// Where a development secret lives: beside the SQLite file, or under ./data.
-fn secret_file(config: &Config, name: &str) -> PathBuf {
-    let (kind, target) = db::classify_url(&config.database_url);
+fn secret_file(config: &Config, name: &str) -> Result<PathBuf, String> {
+    let (kind, target) = db::classify_url(&config.database_url).map_err(|e| e.to_string())?;
     let dir = match kind {
         BackendKind::Sqlite => PathBuf::from(target)
             .parent()
@@ -24,7 +24,7 @@ fn secret_file(config: &Config, name: &str) -> PathBuf {
             .unwrap_or_default(),
         BackendKind::Postgres => PathBuf::from("data"),
     };
-    dir.join(name)
+    Ok(dir.join(name))
 }
 
 /// A secret from its setting, or else from (or newly into) its development file.
@@ -40,7 +40,7 @@ fn persistent_secret(
         }
         return Ok(s.expose().to_string());
     }
-    let path = secret_file(config, file);
+    let path = secret_file(config, file)?;
     if let Ok(s) = std::fs::read_to_string(&path) {
         if s.trim().len() >= 32 {
             return Ok(s.trim().to_string());

@@ -56,9 +56,14 @@ pub struct Match {
     pub field: String,
     /// eq, ne, gt, gte, lt, lte, in, contains, exists, not_exists. Text compares without case.
     pub op: String,
-    #[schema(value_type = Object)]
+    /// What the field is compared with: a string, number or boolean, a list for `in`;
+    /// nothing for `exists` and `not_exists`.
+    #[schema(schema_with = crate::common::test_value)]
     pub value: Option<Value>,
 }
+
+/// Tests in one `when`, and events in `exit.events`.
+const MAX_TESTS: usize = 20;
 
 const MATCH_OPS: &[&str] = &[
     "eq",
@@ -80,8 +85,9 @@ const MATCH_OPS: &[&str] = &[
 pub struct Trigger {
     /// An event type (`order.created`) or `<entity>.*`.
     pub event: Option<String>,
-    /// Conditions on the event's record, all of which must hold.
+    /// Conditions on the event's record, all of which must hold (at most 20).
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub when: Vec<Match>,
     /// Order events only: the order has a line of a product of this family.
     pub product_family: Option<String>,
@@ -107,7 +113,9 @@ pub struct Step {
     /// condition (contacts): segment criteria the contact must match to go on.
     #[schema(value_type = Option<Object>)]
     pub criteria: Option<Value>,
-    /// condition: tests on the subject's current record that must all hold to go on.
+    /// condition: tests on the subject's current record that must all hold to go on (at
+    /// most 20).
+    #[schema(max_items = 20)]
     pub when: Option<Vec<Match>>,
     /// send_email: the email or newsletter campaign whose subject and text are mailed;
     /// send_sms: the sms campaign whose text is texted.
@@ -118,7 +126,8 @@ pub struct Step {
     pub list_id: Option<String>,
     /// set_field: a field of the contact or lead.
     pub field: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    /// set_field: the value written to it (a string such as `customer`).
+    #[schema(schema_with = crate::common::field_value)]
     pub value: Option<Value>,
     /// create_task: the task's subject; it is due this many days later (default 1).
     pub subject: Option<String>,
@@ -161,8 +170,9 @@ pub struct Enrolment {
 #[serde(deny_unknown_fields)]
 #[schema(as = AutomationExit)]
 pub struct Exit {
-    /// Event types (or `<entity>.*`) of the subject that end its run.
+    /// Event types (or `<entity>.*`) of the subject that end its run (at most 20).
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub events: Vec<String>,
     /// Segment criteria checked before each step: a contact matching them leaves.
     #[schema(value_type = Option<Object>)]
@@ -335,6 +345,10 @@ impl Checker<'_> {
     }
 
     fn matches(&mut self, at: &str, list: &[Match]) {
+        if list.len() > MAX_TESTS {
+            self.push(at, "length", format!("at most {MAX_TESTS} tests"));
+            return;
+        }
         for (i, m) in list.iter().enumerate() {
             if m.field.is_empty() || m.field.len() > 100 {
                 self.push(&format!("{at}[{i}].field"), "invalid", "a field name");
@@ -347,6 +361,17 @@ impl Checker<'_> {
                 );
             } else if !matches!(m.op.as_str(), "exists" | "not_exists") && m.value.is_none() {
                 self.push(&format!("{at}[{i}].value"), "required", "is required");
+            }
+            if m.value
+                .as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.len() > crate::common::MAX_IN_VALUES)
+            {
+                self.push(
+                    &format!("{at}[{i}].value"),
+                    "length",
+                    format!("at most {} values", crate::common::MAX_IN_VALUES),
+                );
             }
         }
     }
@@ -504,7 +529,14 @@ fn check(c: &mut DbConn, a: &Automation) -> ApiResult<()> {
     if let Some(doc) = &a.exit.criteria {
         ck.criteria("exit.criteria", doc)?;
     }
-    for (i, e) in a.exit.events.iter().enumerate() {
+    if a.exit.events.len() > MAX_TESTS {
+        ck.push(
+            "exit.events",
+            "length",
+            format!("at most {MAX_TESTS} events"),
+        );
+    }
+    for (i, e) in a.exit.events.iter().enumerate().take(MAX_TESTS) {
         if !event_pattern_ok(e) {
             ck.push(&format!("exit.events[{i}]"), "invalid", "an event type");
         }

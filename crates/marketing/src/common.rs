@@ -91,3 +91,70 @@ pub const SUMMARY: SummaryColumns = (
     contacts::lifecycle_stage,
     contacts::created_at,
 );
+
+/// Values an `in` test lists, at most.
+pub const MAX_IN_VALUES: usize = 200;
+
+/// What an automation's test compares a field with (`AutomationMatch.value`) in the spec: a
+/// string, number or boolean, a list of them for `in`, or nothing (`exists`).
+pub fn test_value() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let scalar = || {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+    };
+    OneOfBuilder::new()
+        .description(Some(
+            "A string, number or boolean; a list of them (at most 200) for `in`; null or left \
+             out where the op takes no value.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(
+            ArrayBuilder::new()
+                .items(scalar())
+                .max_items(Some(MAX_IN_VALUES)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
+/// A value a `set_field` step writes, in the spec: a string, number or boolean, or null.
+pub fn field_value() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .description(Some(
+            "The value written (`customer` for `lifecycle_stage`); null clears the field.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
+/// What a scoring rule compares an attribute with, in the spec: a string, a number (`gte`,
+/// `lte`, `eq`), or a list of strings for `in`.
+pub fn rule_value() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .description(Some(
+            "For attributes: a number for `gte` and `lte` (and `eq` on numbers), a list of \
+             strings (at most 200) for `in`, a string otherwise.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .max_items(Some(MAX_IN_VALUES)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}

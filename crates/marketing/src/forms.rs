@@ -123,11 +123,13 @@ pub struct FormInput {
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[validate(length(max = 50, message = "at most 50 fields"))]
     #[schema(max_items = 50)]
     pub fields: Option<Vec<Field>>,
     #[validate(length(max = 2000))]
     #[schema(max_length = 2000)]
     pub consent_text: Option<String>,
+    #[validate(length(max = 20, message = "at most 20 origins"))]
     #[schema(max_items = 20)]
     pub allowed_origins: Option<Vec<String>>,
     #[schema(format = "uuid")]

@@ -169,10 +169,13 @@ pub struct LoyaltyProgramInput {
     /// ISO 4217 code such as EUR.
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    #[validate(length(max = 50, message = "at most 50 earn rules"))]
     #[schema(max_items = 50)]
     pub earn_rules: Option<Vec<EarnRule>>,
+    #[validate(length(max = 20, message = "at most 20 tiers"))]
     #[schema(max_items = 20)]
     pub tiers: Option<Vec<Tier>>,
+    #[validate(length(max = 200, message = "at most 200 rewards"))]
     #[schema(max_items = 200)]
     pub rewards: Option<Vec<Reward>>,
 }

@@ -58,7 +58,9 @@ pub struct Rule {
     pub field: Option<String>,
     /// For attributes: `eq`, `contains`, `gte`, `lte`, `in`.
     pub op: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    /// For attributes: a number for `gte` and `lte` (and `eq` on numbers), a list of strings
+    /// for `in` (at most 200), a string otherwise.
+    #[schema(schema_with = crate::common::rule_value)]
     pub value: Option<Value>,
     /// For behaviours: `form_submitted`, `email_opened`, `email_clicked`,
     /// `campaign_responded`, `activity_logged`.
@@ -153,6 +155,7 @@ pub struct ScoringModelInput {
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub applies_to: Option<AppliesTo>,
+    #[validate(length(max = 100, message = "at most 100 rules"))]
     #[schema(max_items = 100)]
     pub rules: Option<Vec<Rule>>,
     #[validate(range(min = 1, max = 3650))]
@@ -217,7 +220,9 @@ fn check_rules(applies: AppliesTo, rules: &[Rule]) -> ApiResult<()> {
                     Some(Value::Number(_)) => numeric || r.op.as_deref() == Some("eq"),
                     Some(Value::String(_)) => !numeric,
                     Some(Value::Array(a)) => {
-                        r.op.as_deref() == Some("in") && a.iter().all(Value::is_string)
+                        r.op.as_deref() == Some("in")
+                            && a.len() <= crate::common::MAX_IN_VALUES
+                            && a.iter().all(Value::is_string)
                     }
                     _ => false,
                 };
@@ -225,7 +230,7 @@ fn check_rules(applies: AppliesTo, rules: &[Rule]) -> ApiResult<()> {
                     errors.push(FieldError::new(
                         &at("value"),
                         "invalid",
-                        "a number for gte and lte, strings for in, a string otherwise",
+                        "a number for gte and lte, at most 200 strings for in, a string otherwise",
                     ));
                 }
             }

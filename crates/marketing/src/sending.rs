@@ -10,10 +10,12 @@
 //! Every mail carries a per-member token (only its digest is stored) in a one-click
 //! unsubscribe link (RFC 8058 `List-Unsubscribe` and `List-Unsubscribe-Post` headers), an
 //! open pixel and click links. Click links redirect only to URLs written in the campaign's own
-//! text, so they can't be turned into an open redirect; a wrong token is a 403.
+//! text, so they can't be turned into an open redirect; a wrong token is a 403, checked before
+//! anything else. Opening the unsubscribe link (GET) changes nothing: mail scanners and link
+//! previews fetch links. It shows a page whose button POSTs, as RFC 8058 mail programs do.
 
 use crate::campaigns::{self, Campaign, Status};
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use crm_core::access::Permission;
 use crm_core::auth::{self, Principal};
 use crm_core::db::{self, DbConn};
@@ -537,40 +539,22 @@ fn unsubscribe_member(c: &mut DbConn, campaign: &str, p: &LinkParams) -> ApiResu
 /// Unsubscribe (one click)
 ///
 /// The link in every campaign mail and its `List-Unsubscribe` header (RFC 8058: mail
-/// programs POST `List-Unsubscribe=One-Click` here). Withdraws the contact's email consent,
-/// puts their addresses on the suppression list and marks the member `unsubscribed` (for an
-/// sms campaign's opt-out link: withdraws the sms consent); doing it again changes nothing. No login: the token from the mail is the credential (403 when it
-/// isn't this member's). Public.
+/// programs POST `List-Unsubscribe=One-Click` here), and the button of the page the link
+/// shows. Withdraws the contact's email consent, puts their addresses on the suppression list
+/// and marks the member `unsubscribed` (for an sms campaign's opt-out link: withdraws the sms
+/// consent); doing it again changes nothing. Answers JSON, or a short page when the client
+/// asks for `text/html` (a browser sending the form). No login: the token from the mail is the
+/// credential (403 when it isn't this member's). Public.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/unsubscribe", tag = "campaigns", operation_id = "unsubscribe",
     params(("id" = String, Path, format = "uuid", description = "Campaign id"), LinkParams),
     security(()),
-    responses((status = 200, description = "Unsubscribed", body = Object), WriteProblems))]
+    responses((status = 200, description = "Unsubscribed", content(
+        (Object = "application/json"),
+        (String = "text/html"),
+    )), WriteProblems))]
 #[post("/campaigns/{id}/unsubscribe")]
 pub async fn unsubscribe_post(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-    q: web::Query<LinkParams>,
-) -> ApiResult<HttpResponse> {
-    unsubscribe(state, id, q).await
-}
-
-/// Unsubscribe (link)
-///
-/// The same as the POST, for the link in the mail's text. Public.
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}/unsubscribe", tag = "campaigns", operation_id = "unsubscribe_link",
-    params(("id" = String, Path, format = "uuid", description = "Campaign id"), LinkParams),
-    security(()),
-    responses((status = 200, description = "Unsubscribed", body = Object), WriteProblems))]
-#[get("/campaigns/{id}/unsubscribe")]
-pub async fn unsubscribe_get(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-    q: web::Query<LinkParams>,
-) -> ApiResult<HttpResponse> {
-    unsubscribe(state, id, q).await
-}
-
-async fn unsubscribe(
+    req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
     q: web::Query<LinkParams>,
@@ -578,7 +562,92 @@ async fn unsubscribe(
     let id = path_id(&id)?;
     let p = q.into_inner();
     state.db(move |c| unsubscribe_member(c, &id, &p)).await?;
+    if wants_html(&req) {
+        return Ok(page(
+            "Unsubscribed",
+            "<p>You are unsubscribed: you will get no more of these messages.</p>",
+        ));
+    }
     Ok(HttpResponse::Ok().json(json!({"unsubscribed": true})))
+}
+
+/// Unsubscribe (link)
+///
+/// What opening the link in a mail or text shows: a page asking to confirm, whose button
+/// POSTs to the same link (the one-click unsubscribe). Opening it changes nothing, so a mail
+/// scanner or a link preview that fetches it unsubscribes nobody. A token that isn't the
+/// member's is a 403. Public.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/unsubscribe", tag = "campaigns", operation_id = "unsubscribe_link",
+    params(("id" = String, Path, format = "uuid", description = "Campaign id"), LinkParams),
+    security(()),
+    responses((status = 200, description = "A page with the button that unsubscribes", content_type = "text/html", body = String), crm_core::respond::ReadProblems))]
+#[get("/campaigns/{id}/unsubscribe")]
+pub async fn unsubscribe_get(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<LinkParams>,
+) -> ApiResult<HttpResponse> {
+    let id = path_id(&id)?;
+    let p = q.into_inner();
+    let action = format!(
+        "unsubscribe?contact={}&amp;token={}",
+        encode(&p.contact),
+        encode(&p.token)
+    );
+    let (name, status) = state
+        .db(move |c| {
+            let (_, status) = member_by_token(c, &id, &p.contact, &p.token)?;
+            Ok::<_, ApiError>((campaigns::find(c, &id)?.name, status))
+        })
+        .await?;
+    if status == "unsubscribed" {
+        return Ok(page(
+            "Unsubscribed",
+            "<p>You are already unsubscribed: you will get no more of these messages.</p>",
+        ));
+    }
+    Ok(page(
+        "Unsubscribe",
+        &format!(
+            "<p>Stop receiving {}?</p>\n<form method=\"post\" action=\"{action}\">\n\
+             <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n\
+             <button type=\"submit\">Unsubscribe</button>\n</form>",
+            escape_html(&name)
+        ),
+    ))
+}
+
+/// Whether the client would rather read a page (a browser) than JSON.
+fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// A small self-contained page (no scripts, styles or other assets).
+fn page(title: &str, body: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"robots\" content=\"noindex\">\n<title>{title}</title>\n</head>\n\
+             <body>\n<h1>{title}</h1>\n{body}\n</body>\n</html>\n"
+        ))
+}
+
+fn escape_html(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            other => other.to_string(),
+        })
+        .collect()
 }
 
 /// Stamp an engagement (`opened_at`, `clicked_at`) once, moving the status forward.
@@ -675,7 +744,8 @@ pub struct ClickParams {
 ///
 /// Records the click (and the open it implies) and redirects (302) to `url`, which must be a
 /// URL written in the campaign's own text: any other is a 403, so the link can't send people
-/// elsewhere. A token that isn't the member's is a 403. Public.
+/// elsewhere. A token that isn't the member's is a 403 whatever the URL (it is checked
+/// first). Public.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/click", tag = "campaigns", operation_id = "track_click",
     params(("id" = String, Path, format = "uuid", description = "Campaign id"), ClickParams),
     security(()),
@@ -690,6 +760,9 @@ pub async fn click(
     let p = q.into_inner();
     let target = state
         .db(move |c| {
+            // The token first: a link that isn't the member's learns nothing, not even
+            // whether the URL is one of the campaign's.
+            member_by_token(c, &id, &p.contact, &p.token)?;
             let campaign = campaigns::find(c, &id)?;
             let body = campaign.body_text.unwrap_or_default();
             if !urls(&body).contains(&p.url.as_str()) {

@@ -99,6 +99,9 @@ pub struct Condition {
     pub value: Value,
 }
 
+/// Values an `in` test lists.
+const MAX_IN_VALUES: usize = 200;
+
 /// `Condition::value` in the spec: a scalar, a list of scalars, or a boolean.
 fn condition_value() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
@@ -109,12 +112,17 @@ fn condition_value() -> utoipa::openapi::schema::Schema {
     };
     OneOfBuilder::new()
         .description(Some(
-            "A string or number; a non-empty array of them for `in`; a boolean for `exists`.",
+            "A string or number; a non-empty array of them (at most 200) for `in`; a boolean for `exists`.",
         ))
         .item(ObjectBuilder::new().schema_type(Type::String))
         .item(ObjectBuilder::new().schema_type(Type::Number))
         .item(ObjectBuilder::new().schema_type(Type::Boolean))
-        .item(ArrayBuilder::new().items(scalar()).min_items(Some(1)))
+        .item(
+            ArrayBuilder::new()
+                .items(scalar())
+                .min_items(Some(1))
+                .max_items(Some(MAX_IN_VALUES)),
+        )
         .build()
         .into()
 }
@@ -290,13 +298,13 @@ fn check_conditions(conn: &mut DbConn, conditions: &[Condition]) -> ApiResult<Ve
         let (ok, wants) = match c.op {
             Op::Exists => (c.value.is_boolean(), "true or false"),
             Op::In => (
-                c.value
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty() && a.iter().all(scalar_ok)),
+                c.value.as_array().is_some_and(|a| {
+                    !a.is_empty() && a.len() <= MAX_IN_VALUES && a.iter().all(scalar_ok)
+                }),
                 if numeric {
-                    "a non-empty array of numbers"
+                    "a non-empty array of at most 200 numbers"
                 } else {
-                    "a non-empty array of strings"
+                    "a non-empty array of at most 200 strings"
                 },
             ),
             Op::Gte | Op::Lte => (

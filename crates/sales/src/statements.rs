@@ -378,7 +378,8 @@ pub struct StatementParams {
 /// The user's commission for the period from won deals' orders, line by line: each line's net,
 /// the user's split, the credited amount, the attainment before it, the parts paid at each tier
 /// or family rate and accelerator, and the line's commission; the response states the method.
-/// Reps see their own; managers anyone's (403 otherwise). A malformed period is a 400. Needs
+/// Reps see their own; managers anyone's (403 otherwise). A malformed period or currency is a
+/// 400. Needs
 /// `SalesRead`.
 #[utoipa::path(get, path = "/api/v1/commissions", tag = "commissions",
     params(StatementParams),
@@ -398,6 +399,9 @@ pub async fn get_statement(
     };
     may_see(&me, &user)?;
     period_bounds(&p.period)?;
+    if let Some(code) = &p.currency {
+        crm_core::list::currency_param("currency", code)?;
+    }
     let out = state
         .db(move |c| {
             visibility::check_sees(&me, "commission")?;

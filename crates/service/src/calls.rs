@@ -25,15 +25,13 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
-/// A number in E.164, read in `region` when it has no country code (and with that region's
-/// international prefix, `00` or `011`, understood).
+/// A number in E.164, read in `region` when it has no country code (with that region's
+/// international prefix, `011` say, and `00` understood: see `common::to_e164_in`).
 pub fn normalise(raw: &str, region: Option<&str>) -> Option<String> {
     let region = region
         .and_then(|r| r.trim().to_uppercase().parse().ok())
         .unwrap_or_else(crm_customers::common::default_region);
-    let parsed = phonenumber::parse(Some(region), raw.trim()).ok()?;
-    phonenumber::is_valid(&parsed)
-        .then(|| parsed.format().mode(phonenumber::Mode::E164).to_string())
+    crm_customers::common::to_e164_in(raw, region)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

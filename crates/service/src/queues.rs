@@ -36,13 +36,15 @@ pub enum Assignment {
 }
 
 /// A queue member and what they are good at.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
     #[schema(format = "uuid")]
     pub user_id: String,
     /// Free-form skills (`norwegian`, `billing`); routing rules may require one.
     #[serde(default)]
+    #[validate(length(max = 50, message = "at most 50 skills"))]
+    #[schema(max_items = 50)]
     pub skills: Vec<String>,
 }
 
@@ -110,7 +112,7 @@ pub struct QueueInput {
     #[schema(max_length = 2000)]
     pub description: Option<String>,
     pub assignment: Option<Assignment>,
-    #[validate(length(max = 500))]
+    #[validate(length(max = 500), nested)]
     #[schema(max_items = 500)]
     pub members: Option<Vec<Member>>,
     #[schema(format = "uuid")]

@@ -19,21 +19,31 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use validator::Validate;
 
-/// What a ticket must be for a rule to route it; each list is "any of".
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+/// What a ticket must be for a rule to route it; each list is "any of" (at most 50).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Conditions {
     #[serde(default)]
+    #[validate(length(max = 50, message = "at most 50 values"))]
+    #[schema(max_items = 50)]
     pub categories: Vec<String>,
     #[serde(default)]
+    #[validate(length(max = 50, message = "at most 50 values"))]
+    #[schema(max_items = 50)]
     pub product_ids: Vec<String>,
     /// The account's `tier` custom field.
     #[serde(default)]
+    #[validate(length(max = 50, message = "at most 50 values"))]
+    #[schema(max_items = 50)]
     pub customer_tiers: Vec<String>,
     #[serde(default)]
+    #[validate(length(max = 50, message = "at most 50 values"))]
+    #[schema(max_items = 50)]
     pub languages: Vec<String>,
     /// `email`, `web`, `phone`, `chat`, `social`, `api`.
     #[serde(default)]
+    #[validate(length(max = 50, message = "at most 50 values"))]
+    #[schema(max_items = 50)]
     pub channels: Vec<String>,
 }
 
@@ -114,6 +124,7 @@ pub struct RoutingRuleInput {
     #[validate(range(min = 0, max = 1000000))]
     #[schema(minimum = 0, maximum = 1000000)]
     pub position: Option<i32>,
+    #[validate(nested)]
     pub conditions: Option<Conditions>,
     #[schema(format = "uuid")]
     pub queue_id: Option<String>,

@@ -346,3 +346,28 @@ fn rules_test_lead_custom_fields_which_leads_take_and_filter_on() {
         .json();
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
 }
+
+#[test]
+fn an_in_test_lists_at_most_200_values() {
+    let app = TestApp::start();
+    let (rep, _) = app.user("sales_rep");
+    let rule = |n: usize| {
+        let countries: Vec<String> = (0..n).map(|i| format!("C{i}")).collect();
+        app.post(
+            "/api/v1/lead-assignment-rules",
+            &app.admin_token,
+            &json!({"name": "Everywhere", "assign_to": "user", "user_id": rep,
+                "conditions": [{"field": "country", "op": "in", "value": countries}]}),
+        )
+    };
+    let p = rule(201).problem(422);
+    assert_eq!(p["errors"][0]["field"], "conditions[0].value", "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 200"),
+        "{p}"
+    );
+    assert_eq!(rule(200).status, 201);
+}

@@ -127,6 +127,41 @@ fn a_purchase_mails_the_offer_after_the_wait_once_and_exit_rules_end_runs() {
     );
     assert_eq!(app.count("automations"), 0);
 
+    // Lists are bounded: at most 20 `when` tests in a trigger or a condition step, and 20
+    // exit events.
+    let test = json!({"field": "total", "op": "gte", "value": 1});
+    let wait = json!({"type": "wait", "days": 1});
+    for (body, field) in [
+        (
+            json!({"name": "Long", "trigger": {"event": "order.created", "when": vec![test.clone(); 10_000]},
+                "steps": [wait]}),
+            "trigger.when",
+        ),
+        (
+            json!({"name": "Long", "trigger": {"event": "order.created"},
+                "steps": [{"type": "condition", "when": vec![test.clone(); 21]}]}),
+            "steps[0].when",
+        ),
+        (
+            json!({"name": "Long", "trigger": {"event": "order.created"}, "steps": [wait],
+                "exit": {"events": vec!["order.created"; 21]}}),
+            "exit.events",
+        ),
+    ] {
+        let p = app
+            .post("/api/v1/automations", &app.admin_token, &body)
+            .problem(422);
+        assert_eq!(fields(&p), [field], "{p}");
+        assert!(
+            p["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("at most 20"),
+            "{p}"
+        );
+    }
+    assert_eq!(app.count("automations"), 0);
+
     let care = created(
         &app,
         "/api/v1/automations",

@@ -310,3 +310,18 @@ fn the_forecast_projects_open_deals_from_stage_win_rates_and_cycle_lengths() {
     assert_eq!(fc["rows"][0]["projected"], 0, "{fc}");
     assert_eq!(fc["rows"][0]["pipeline"], 300_000);
 }
+
+#[test]
+fn a_statement_for_a_currency_that_is_no_iso_code_is_a_400() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    for bad in ["W", "eur", "EURO", "E1R"] {
+        app.get(
+            &format!("/api/v1/commissions?period=2027&currency={bad}"),
+            t,
+        )
+        .problem(400);
+    }
+    let ok = app.get("/api/v1/commissions?period=2027&currency=EUR", t);
+    assert_eq!(ok.status, 200, "{}", ok.text);
+}

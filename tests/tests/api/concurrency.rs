@@ -453,3 +453,36 @@ fn accounts_changed_while_a_realignment_runs_are_placed_once_and_fail_nothing() 
         );
     }
 }
+
+#[test]
+fn a_database_busy_past_its_timeout_answers_503_with_retry_after_never_500() {
+    use crm_core::db::{self, BackendKind};
+    use diesel::connection::SimpleConnection;
+    // PostgreSQL: statements give up after 1.5 s (before the 10 s lock timeout); SQLite waits
+    // out its 10 s busy timeout.
+    let app = TestApp::start_with(Default::default(), |c| {
+        c.pg_session_limits.statement_timeout = std::time::Duration::from_millis(1500)
+    });
+    let t = &app.admin_token;
+    // Another program holds the write lock meanwhile.
+    let mut holder = db::connect_once(&app.state.config.database_url)
+        .unwrap_or_else(|e| panic!("separate connection: {e}"));
+    let hold = match db::backend_of(&holder) {
+        BackendKind::Sqlite => "BEGIN IMMEDIATE",
+        BackendKind::Postgres => "BEGIN; LOCK TABLE accounts IN EXCLUSIVE MODE",
+    };
+    holder
+        .batch_execute(hold)
+        .unwrap_or_else(|e| panic!("{hold}: {e}"));
+    let busy = app.post("/api/v1/accounts", t, &json!({"name": "Busy"}));
+    holder
+        .batch_execute("ROLLBACK")
+        .unwrap_or_else(|e| panic!("rollback: {e}"));
+    let p = busy.problem(503);
+    assert_eq!(p["code"], "unavailable", "{p}");
+    assert_eq!(busy.header("retry-after"), Some("2"));
+    // Nothing was written, and once the lock is gone the retry goes through.
+    assert_eq!(app.count("accounts"), 0);
+    let retry = app.post("/api/v1/accounts", t, &json!({"name": "Busy"}));
+    assert_eq!(retry.status, 201, "{}", retry.text);
+}

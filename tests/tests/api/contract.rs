@@ -240,6 +240,77 @@ fn every_kind_of_bad_input_gets_the_right_problem_on_every_operation() {
     );
 }
 
+/// Every list a client sends is bounded in the spec (`maxItems`), so neither the server nor
+/// a client generated from the spec takes an unbounded one. (Each bound is enforced by the
+/// input's validator; the tests of each area send one item too many.)
+#[test]
+fn every_list_in_a_request_body_has_a_max_items() {
+    fn arrays(v: &Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                let is_array = match map.get("type") {
+                    Some(Value::String(t)) => t == "array",
+                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "array"),
+                    _ => false,
+                };
+                if is_array && !map.contains_key("maxItems") {
+                    out.push(at.to_string());
+                }
+                for (k, c) in map {
+                    if !matches!(k.as_str(), "example" | "examples" | "default" | "enum") {
+                        arrays(c, &format!("{at}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, c) in items.iter().enumerate() {
+                    arrays(c, &format!("{at}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn refs(v: &Value, schemas: &Value, seen: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    if seen.insert(name.to_string()) {
+                        refs(&schemas[name], schemas, seen);
+                    }
+                }
+                map.values().for_each(|c| refs(c, schemas, seen));
+            }
+            Value::Array(items) => items.iter().for_each(|c| refs(c, schemas, seen)),
+            _ => {}
+        }
+    }
+    let app = TestApp::start();
+    let spec = spec(&app);
+    let schemas = &spec["components"]["schemas"];
+    let mut sent = std::collections::BTreeSet::new();
+    let mut unbounded = vec![];
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if let Some(body) = op.get("requestBody") {
+                refs(body, schemas, &mut sent);
+                arrays(body, &format!("{method} {path}"), &mut unbounded);
+            }
+        }
+    }
+    for name in &sent {
+        arrays(&schemas[name.as_str()], name, &mut unbounded);
+    }
+    assert!(
+        unbounded.is_empty(),
+        "lists a client sends with no maxItems:\n{}",
+        unbounded.join("\n")
+    );
+}
+
 /// Generated clients name a method after each operationId; two operations sharing one
 /// give `POST /contacts` the account's types.
 #[test]

@@ -11,6 +11,67 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 #[test]
+fn a_wrong_type_names_the_path_to_the_field_on_every_kind_of_write() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let field = |res: crm_tests::Resp| -> (String, String) {
+        let p = res.problem(422);
+        (
+            p["errors"][0]["field"].as_str().unwrap_or("-").to_string(),
+            p["errors"][0]["code"].as_str().unwrap_or("-").to_string(),
+        )
+    };
+    let pair = |f: &str, c: &str| (f.to_string(), c.to_string());
+    assert_eq!(
+        field(app.post("/api/v1/contacts", t, &json!({"first_name": 5}))),
+        pair("first_name", "invalid_type"),
+        "the field, not the value 5"
+    );
+    assert_eq!(
+        field(app.post(
+            "/api/v1/contacts",
+            t,
+            &json!({"first_name": "A", "emails": [{"email": "a@example.com"}, {"email": true}]})
+        )),
+        pair("emails[1].email", "invalid_type")
+    );
+    assert_eq!(
+        field(app.post(
+            "/api/v1/contacts",
+            t,
+            &json!({"first_name": "A", "emails": [{"email": "a@example.com", "colour": "red"}]})
+        )),
+        pair("emails[0].colour", "unknown_field")
+    );
+    assert_eq!(
+        field(app.post(
+            "/api/v1/orders",
+            t,
+            &json!({"lines": [{"product_id": "01900000-0000-7000-8000-000000000001", "quantity": "many"}]})
+        )),
+        pair("lines[0].quantity", "invalid_type")
+    );
+    // Bodies read from JSON already parsed (upserts, batch items) say the same.
+    assert_eq!(
+        field(app.put(
+            "/api/v1/contacts/external/erp/c-1",
+            t,
+            &json!({"first_name": 5})
+        )),
+        pair("first_name", "invalid_type")
+    );
+    let batch = app.post(
+        "/api/v1/contacts/batch",
+        t,
+        &json!({"items": [{"op": "create", "body": {"first_name": "A", "last_name": 7}}]}),
+    );
+    assert_eq!(batch.status, 200, "{}", batch.text);
+    let error = &batch.json()["results"][0]["error"];
+    assert_eq!(error["errors"][0]["field"], "last_name", "{error}");
+    assert_eq!(app.count("contacts"), 0);
+}
+
+#[test]
 fn malformed_json_wrong_types_and_missing_fields_are_problems_and_write_nothing() {
     let app = TestApp::start();
     let t = &app.admin_token;

@@ -158,3 +158,33 @@ fn a_replayed_api_key_creation_says_the_secret_was_shown_once() {
         "the secret is stored nowhere"
     );
 }
+
+#[test]
+fn the_spec_describes_the_replay_of_an_api_key_creation_as_it_is_answered() {
+    // The secret is shown once and never stored: a replay answers `secret: null` with a
+    // `secret_note`, and the response schema must say both may come.
+    let app = TestApp::start();
+    let spec = app.send("GET", "/openapi.json", None, &[], None).json();
+    let created = &spec["components"]["schemas"]["CreatedApiKey"];
+    let own = created["allOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|part| part["properties"]["secret"].is_object())
+        .unwrap_or_else(|| panic!("no secret in {created}"));
+    let secret = &own["properties"]["secret"];
+    assert!(
+        secret["type"]
+            .as_array()
+            .is_some_and(|types| types.contains(&json!("null")) && types.contains(&json!("string"))),
+        "a replay answers secret: null, so the schema must allow it: {secret}"
+    );
+    assert!(
+        own["properties"]["secret_note"]["type"]
+            .as_array()
+            .is_some_and(|types| types.contains(&json!("string"))),
+        "{own}"
+    );
+    let required = own["required"].as_array().cloned().unwrap_or_default();
+    assert!(!required.contains(&json!("secret_note")), "{own}");
+}

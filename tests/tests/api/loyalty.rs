@@ -327,3 +327,25 @@ fn bad_programmes_and_members_are_refused_naming_the_fields() {
     let res = s.app.get("/api/v1/loyalty-programs", &partner);
     assert_eq!(res.status, 403);
 }
+
+#[test]
+fn a_programme_refuses_longer_lists_than_the_spec_allows() {
+    let app = TestApp::start();
+    let rule = json!({"points": 1, "per_amount": 100});
+    let res = app.post(
+        "/api/v1/loyalty-programs",
+        &app.admin_token,
+        &json!({"name": "Greedy", "currency": "EUR", "earn_rules": vec![rule; 51]}),
+    );
+    let p = res.problem(422);
+    assert_eq!(p["errors"][0]["field"], "earn_rules", "{p}");
+    assert_eq!(p["errors"][0]["message"], "at most 50 earn rules", "{p}");
+    let reward = |i: usize| json!({"code": format!("R{i}"), "name": "R", "points": 1});
+    let res = app.post(
+        "/api/v1/loyalty-programs",
+        &app.admin_token,
+        &json!({"name": "Generous", "currency": "EUR", "rewards": (0..201).map(reward).collect::<Vec<_>>()}),
+    );
+    assert_eq!(res.problem(422)["errors"][0]["field"], "rewards");
+    assert_eq!(app.count("loyalty_programs"), 0);
+}

@@ -566,6 +566,126 @@ fn a_campaign_mails_each_consenting_member_once_and_counts_what_followed() {
 }
 
 #[test]
+fn opening_the_unsubscribe_link_changes_nothing_and_a_bad_click_token_reveals_nothing() {
+    let smtp = SmtpServer::start();
+    let url = smtp.url();
+    let app = TestApp::start_with(JobRegistry::default(), |c| c.smtp_url = Some(url.into()));
+    let ann = created(
+        &app,
+        "/api/v1/contacts",
+        json!({"first_name": "Ann", "last_name": "Test", "emails": [{"email": "ann@example.com"}],
+            "consents": {"email": {"status": "granted", "source": "web_form"}}}),
+    );
+    let campaign = created(
+        &app,
+        "/api/v1/campaigns",
+        json!({"name": "Spring <offer>", "channel": "email", "subject": "Hello",
+            "body_text": "See https://shop.example/spring today."}),
+    );
+    let added = app.post(
+        &format!("/api/v1/campaigns/{campaign}/members"),
+        &app.admin_token,
+        &json!({"contact_ids": [ann]}),
+    );
+    assert_eq!(added.status, 200, "{}", added.text);
+    let send = app.post(
+        &format!("/api/v1/campaigns/{campaign}/send"),
+        &app.admin_token,
+        &json!({}),
+    );
+    assert_eq!(send.status, 202, "{}", send.text);
+    let mail = smtp
+        .wait_for(1)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no mail"));
+    let body = mail.body();
+    let link = |prefix: &str| {
+        body.split_whitespace()
+            .find(|w| w.contains(prefix))
+            .map(|w| path_of(w.trim_end_matches(['.', ','])))
+            .unwrap_or_else(|| panic!("no {prefix} link in {body}"))
+    };
+    let (click, unsubscribe) = (link("/click?"), link("/unsubscribe?"));
+
+    // A click link with a wrong token is answered the same whether or not its URL is one of
+    // the campaign's: the token is checked first.
+    let forged = click.replace("token=", "token=x");
+    let theirs = app.send("GET", &forged, None, &[], None).problem(403);
+    let elsewhere = app
+        .send(
+            "GET",
+            &forged.replace("shop.example", "evil.example"),
+            None,
+            &[],
+            None,
+        )
+        .problem(403);
+    assert_eq!(theirs, elsewhere);
+
+    // Opening the unsubscribe link (what a mail scanner does) shows a page and changes nothing.
+    let status = |app: &TestApp| {
+        app.get(&format!("/api/v1/contacts/{ann}"), &app.admin_token)
+            .json()["consents"]["email"]["status"]
+            .clone()
+    };
+    for _ in 0..2 {
+        let page = app.send("GET", &unsubscribe, None, &[], None);
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(page.text.contains("<form method=\"post\""), "{}", page.text);
+        assert!(page.text.contains("Spring &lt;offer&gt;"), "{}", page.text);
+        assert!(!page.text.contains("<offer>"), "the name is escaped");
+    }
+    assert_eq!(status(&app), "granted");
+    assert_eq!(metrics_of(&app, &campaign)["unsubscribed"], 0);
+    assert_eq!(app.count("suppressions"), 0);
+    // A wrong token shows no page.
+    app.send(
+        "GET",
+        &unsubscribe.replace("token=", "token=0"),
+        None,
+        &[],
+        None,
+    )
+    .problem(403);
+
+    // The page's button: a form POST from a browser, answered with a page.
+    let action = {
+        let page = app.send("GET", &unsubscribe, None, &[], None).text;
+        let (_, rest) = page.split_once("action=\"").unwrap_or(("", ""));
+        let (action, _) = rest.split_once('"').unwrap_or(("", ""));
+        action.replace("&amp;", "&")
+    };
+    let (path, _) = unsubscribe.split_once('?').unwrap_or_default();
+    let target = format!("{}{}", path.trim_end_matches("unsubscribe"), action);
+    assert_eq!(target, unsubscribe, "the form posts back to the link");
+    let done = app.send(
+        "POST",
+        &target,
+        None,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "text/html,application/xhtml+xml"),
+        ],
+        Some("List-Unsubscribe=One-Click"),
+    );
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.text.contains("unsubscribed"), "{}", done.text);
+    assert_eq!(status(&app), "withdrawn");
+    assert_eq!(metrics_of(&app, &campaign)["unsubscribed"], 1);
+    let again = app.send("GET", &unsubscribe, None, &[], None);
+    assert!(
+        again.text.contains("already unsubscribed"),
+        "{}",
+        again.text
+    );
+}
+
+#[test]
 fn an_sms_campaign_texts_each_consenting_member_once_through_the_gateway() {
     // The operator's SMS gateway, on loopback: it fails the first message once.
     let gateway = Receiver::start(&[(503, None)]);
@@ -662,7 +782,9 @@ fn an_sms_campaign_texts_each_consenting_member_once_through_the_gateway() {
         .unwrap_or_else(|| panic!("no opt-out link in {to_ann}"));
     let forged = opt_out.replace("token=", "token=0");
     assert_eq!(app.send("GET", &forged, None, &[], None).status, 403);
+    // Opening the link shows the page; its button (a POST) opts out.
     assert_eq!(app.send("GET", &opt_out, None, &[], None).status, 200);
+    assert_eq!(app.send("POST", &opt_out, None, &[], None).status, 200);
     let consents = app
         .get(&format!("/api/v1/contacts/{ann}"), &app.admin_token)
         .json()["consents"]
@@ -1818,4 +1940,132 @@ fn criteria_evaluations_beyond_their_turns_get_503_while_the_rest_answers() {
             }
         }
     }
+}
+
+#[test]
+fn rule_and_test_values_are_typed_in_the_spec_as_the_server_takes_them() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    // Strings, numbers and lists, as README's examples send them: never a JSON object.
+    let spec = app.send("GET", "/openapi.json", None, &[], None).json();
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "ScoringRuleInput",
+        "AutomationMatchInput",
+        "AutomationStepInput",
+    ] {
+        let value = &schemas[name]["properties"]["value"];
+        let types: Vec<&str> = value["oneOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["type"].as_str())
+            .collect();
+        assert!(
+            types.contains(&"string") && types.contains(&"number") && !types.contains(&"object"),
+            "{name}.value: {value}"
+        );
+    }
+    assert!(!schemas["AutomationMatchInput"]["required"]
+        .as_array()
+        .is_some_and(|r| r.contains(&json!("value"))));
+    let model = app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Fit", "applies_to": "lead", "rules": [
+            {"kind": "attribute", "field": "industry", "op": "eq", "value": "retail", "points": 5},
+            {"kind": "attribute", "field": "employee_count", "op": "gte", "value": 50, "points": 5},
+            {"kind": "attribute", "field": "country", "op": "in", "value": ["NO", "SE"], "points": 5}]}),
+    );
+    assert_eq!(model.status, 201, "{}", model.text);
+    let automation = app.post(
+        "/api/v1/automations",
+        t,
+        &json!({"name": "Typed", "trigger": {"event": "lead.created", "when": [
+                {"field": "country", "op": "in", "value": ["NO", "SE"]},
+                {"field": "employee_count", "op": "gte", "value": 50},
+                {"field": "email", "op": "exists"}]},
+            "steps": [{"type": "set_field", "field": "job_title", "value": "Buyer"}]}),
+    );
+    assert_eq!(automation.status, 201, "{}", automation.text);
+    // A list for `in` holds at most 200 values, as the spec says.
+    let many: Vec<String> = (0..201).map(|i| format!("C{i}")).collect();
+    let res = app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Wide", "applies_to": "lead", "rules": [
+            {"kind": "attribute", "field": "country", "op": "in", "value": many, "points": 1}]}),
+    );
+    assert_eq!(first_error(&res).0, "rules[0].value");
+    let res = app.post(
+        "/api/v1/automations",
+        t,
+        &json!({"name": "Wide", "trigger": {"event": "lead.created", "when": [
+                {"field": "country", "op": "in", "value": many}]},
+            "steps": [{"type": "wait", "days": 1}]}),
+    );
+    assert_eq!(first_error(&res).0, "trigger.when[0].value");
+}
+
+/// The first error of a 422: its field and message.
+fn first_error(res: &Resp) -> (String, String) {
+    let p = res.problem(422);
+    (
+        p["errors"][0]["field"].as_str().unwrap_or("-").to_string(),
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("-")
+            .to_string(),
+    )
+}
+
+#[test]
+fn scoring_models_and_forms_refuse_longer_lists_than_the_spec_allows() {
+    let app = TestApp::start();
+    let t = &app.admin_token;
+    let rule = json!({"kind": "behaviour", "event": "form_submitted", "points": 1});
+    for n in [101, 10_000] {
+        let res = app.post(
+            "/api/v1/scoring-models",
+            t,
+            &json!({"name": "Huge", "applies_to": "lead", "rules": vec![rule.clone(); n]}),
+        );
+        assert_eq!(
+            first_error(&res),
+            ("rules".into(), "at most 100 rules".into()),
+            "{n} rules"
+        );
+    }
+    assert_eq!(app.count("scoring_models"), 0);
+    let ok = app.post(
+        "/api/v1/scoring-models",
+        t,
+        &json!({"name": "Full", "applies_to": "lead", "rules": vec![rule; 100]}),
+    );
+    assert_eq!(ok.status, 201, "{}", ok.text);
+
+    let fields: Vec<Value> = (0..51)
+        .map(|i| json!({"name": format!("f{i}"), "maps_to": "company"}))
+        .collect();
+    let res = app.post(
+        "/api/v1/forms",
+        t,
+        &json!({"name": "Long", "fields": fields}),
+    );
+    assert_eq!(
+        first_error(&res),
+        ("fields".into(), "at most 50 fields".into())
+    );
+    let origins: Vec<String> = (0..21).map(|i| format!("https://s{i}.example")).collect();
+    let res = app.post(
+        "/api/v1/forms",
+        t,
+        &json!({"name": "Everywhere", "fields": [{"name": "mail", "maps_to": "email"}],
+            "allowed_origins": origins}),
+    );
+    assert_eq!(
+        first_error(&res),
+        ("allowed_origins".into(), "at most 20 origins".into())
+    );
+    assert_eq!(app.count("forms"), 0);
 }

@@ -138,3 +138,37 @@ fn rate_limits_count_per_caller_and_answer_429_with_retry_after() {
     app.send("POST", "/api/v1/auth/login", None, &[], Some(&body))
         .problem(429);
 }
+
+#[test]
+fn an_unknown_database_url_scheme_is_an_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    for command in ["migrate", "serve"] {
+        let out = std::process::Command::new(crate::imports::crm_binary())
+            .arg(command)
+            .current_dir(dir.path())
+            .env("DATABASE_URL", "mysql://x/y")
+            .env("CRM_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("run crm {command}: {e}"));
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            !out.status.success(),
+            "crm {command} succeeded: {stdout} {stderr}"
+        );
+        assert!(
+            stderr.contains("mysql://") && stderr.contains("postgres://"),
+            "the error names the scheme and what is accepted: {stderr}"
+        );
+        assert!(!stdout.contains("migrations applied"), "{stdout}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing is created: {left:?}");
+}

@@ -65,6 +65,32 @@ fn minutes_between(a: &Value, b: &Value) -> i64 {
 }
 
 #[test]
+fn routing_rules_and_queue_members_refuse_longer_lists_than_the_spec_allows() {
+    let app = TestApp::start();
+    let (agent, _) = app.user("agent");
+    let billing = queue(&app, "round_robin", &[&agent], None);
+    let many: Vec<String> = (0..51).map(|i| format!("c{i}")).collect();
+    let p = app
+        .post(
+            "/api/v1/routing-rules",
+            &app.admin_token,
+            &json!({"name": "Wide", "conditions": {"categories": many}, "queue_id": billing}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "conditions.categories", "{p}");
+    assert_eq!(p["errors"][0]["message"], "at most 50 values", "{p}");
+    let p = app
+        .post(
+            "/api/v1/queues",
+            &app.admin_token,
+            &json!({"name": "Skilled", "members": [{"user_id": agent, "skills": many}]}),
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "members[0].skills", "{p}");
+    assert_eq!(p["errors"][0]["message"], "at most 50 skills", "{p}");
+}
+
+#[test]
 fn routed_tickets_go_round_robin_and_are_acknowledged_over_smtp() {
     let (app, smtp) = with_smtp();
     let (a1, _) = app.user("agent");
@@ -1031,6 +1057,47 @@ fn caller_lookup_finds_the_caller_in_any_format_and_calls_open_tickets() {
         .json();
     assert_eq!(f["recent_activities"][0]["subject"], "Router down");
     assert_eq!(f["open_tickets"].as_array().map_or(0, Vec::len), 2);
+}
+
+#[test]
+fn numbers_written_with_the_00_international_prefix_are_accepted_in_the_default_region() {
+    // The default region (US) dials out with 011, but `00…` is how most of the world writes
+    // an international number, and how README and spec say a number may come.
+    let app = TestApp::start();
+    let contact = app.post(
+        "/api/v1/contacts",
+        &app.admin_token,
+        &json!({"first_name": "Ola", "last_name": "Nordmann",
+                "phones": [{"number": "0047 98 76 54 32"}]}),
+    );
+    assert_eq!(contact.status, 201, "{}", contact.text);
+    assert_eq!(contact.json()["phones"][0]["e164"], "+4798765432");
+    let ola = id_of(&contact);
+
+    for phone in [
+        "0047%2098%2076%2054%2032",
+        "004798765432",
+        "011%2047%2098765432",
+    ] {
+        let found = app.get(
+            &format!("/api/v1/caller-lookup?phone={phone}"),
+            &app.admin_token,
+        );
+        assert_eq!(found.status, 200, "{phone}: {}", found.text);
+        assert_eq!(found.json()["e164"], "+4798765432", "{phone}");
+        assert_eq!(found.json()["contacts"][0]["id"], ola.as_str(), "{phone}");
+    }
+    let (_, agent) = app.user("agent");
+    let call = app.post(
+        "/api/v1/calls",
+        &agent,
+        &json!({"phone": "0047 98 76 54 32", "subject": "Billing question"}),
+    );
+    assert_eq!(call.status, 201, "{}", call.text);
+    assert_eq!(call.json()["activity"]["kind"], "call");
+    // Still no number: `00` and then nothing a country code can be.
+    app.get("/api/v1/caller-lookup?phone=000%2012", &app.admin_token)
+        .problem(422);
 }
 
 #[test]

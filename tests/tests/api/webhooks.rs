@@ -265,6 +265,48 @@ fn webhooks_to_private_addresses_are_refused_unless_allowed() {
 }
 
 #[test]
+fn other_spellings_of_private_hosts_are_refused_like_the_plain_ones() {
+    let app = TestApp::start_with(Default::default(), |c| c.webhook_allow_private_urls = false);
+    let t = &app.admin_token;
+    // What an HTTP client (WHATWG URL parsing) connects to for each is a private address.
+    for url in [
+        "http://127.1/hook",
+        "http://2130706433/hook",
+        "http://0x7f000001/hook",
+        "http://0177.0.0.1/hook",
+        "http://0/hook",
+        "http://127.0.0.1./hook",
+        "http://localhost./hook",
+        "http://LOCALHOST/hook",
+        "http://api.localhost./hook",
+        "http://0xa9.0xfe.0xa9.0xfe/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]:8080/hook",
+        "http://[::ffff:a9fe:a9fe]/hook",
+    ] {
+        let p = app
+            .post(
+                "/api/v1/webhooks",
+                t,
+                &json!({"url": url, "event_types": ["*"]}),
+            )
+            .problem(422);
+        assert_eq!(p["errors"][0]["code"], "private_address", "{url}: {p}");
+    }
+    assert_eq!(app.count("webhooks"), 0);
+    // Other addresses written as IPv6 or as a number are still taken (inactive: nothing is
+    // ever sent to them).
+    for url in ["http://[2001:db8::1]:8443/hook", "http://3405803783/hook"] {
+        let res = app.post(
+            "/api/v1/webhooks",
+            t,
+            &json!({"url": url, "event_types": ["contact.merged"], "active": false}),
+        );
+        assert_eq!(res.status, 201, "{url}: {}", res.text);
+    }
+}
+
+#[test]
 fn signing_secrets_are_sealed_at_rest_and_older_plaintext_ones_are_sealed_at_start_up() {
     let app = TestApp::start();
     let t = &app.admin_token;

@@ -38,9 +38,14 @@ pub struct ApiKey {
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub key: ApiKey,
-    /// Send as `Authorization: Bearer <key>`.
-    #[schema(example = "crm_Zm9vYmFy…")]
+    /// Send as `Authorization: Bearer <key>`. Only the response that created the key has
+    /// it: the secret is not stored, so an `Idempotency-Key` replay of the request answers
+    /// `null` here, and says so in `secret_note`.
+    #[schema(example = "crm_Zm9vYmFy…", value_type = Option<String>)]
     pub secret: String,
+    /// On a replay only: why `secret` is `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_note: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -162,7 +167,11 @@ pub async fn create(
                         record: json,
                     },
                 )?;
-                Ok(CreatedApiKey { key, secret })
+                Ok(CreatedApiKey {
+                    key,
+                    secret,
+                    secret_note: None,
+                })
             })
         })
         .await?;

@@ -290,8 +290,11 @@ fn typed_bodies(op: &mut Map<String, Value>, record: &str, batches: &mut Vec<Str
     }
 }
 
-/// `<Record>BatchRequest` and `<Record>BatchItem`: the generic batch schemas with each
-/// item's `body` typed as the object's patch.
+/// `<Record>BatchRequest` and `<Record>BatchItem`: the generic batch schemas, each item's
+/// `body` described by the object's create and patch schemas. It is an open object in the
+/// schema because the server checks each body as a write of its own: one that does not fit
+/// (a wrong type, a too-short name) fails that item alone, with a 422 in its result, while
+/// the others go in — the request itself is not refused for it.
 fn batch_schemas(schemas: &mut Map<String, Value>, records: &[String]) {
     let (Some(request), Some(item)) = (
         schemas.get("BatchRequest").cloned(),
@@ -307,8 +310,12 @@ fn batch_schemas(schemas: &mut Map<String, Value>, records: &[String]) {
     for record in records {
         let mut typed_item = item.clone();
         if let Some(body) = typed_item.pointer_mut("/properties/body") {
-            let about = body.get("description").cloned().unwrap_or(Value::Null);
-            *body = json!({"oneOf": [schema_ref(&format!("{record}Patch")), {"type": "null"}],
+            let about = format!(
+                "The fields, for `create` (as `{record}Create`), `update` and `upsert` (as \
+                 `{record}Patch`). Checked per item: a body that does not fit fails its item \
+                 with a 422 in the item's result (with `all_or_none`, the whole call)."
+            );
+            *body = json!({"type": ["object", "null"], "additionalProperties": true,
                 "description": about});
         }
         let mut typed_request = request.clone();

@@ -282,28 +282,27 @@ pub fn delivery_agent(config: &Config, resolver: PinnedResolver) -> ureq::Agent 
         .build()
 }
 
-/// The URL's host and port.
-fn host_and_port(url: &str) -> Option<(String, u16)> {
-    let lower = url.to_ascii_lowercase();
-    let (default_port, rest) = match lower.strip_prefix("https://") {
-        Some(r) => (443, r),
-        None => (80, lower.strip_prefix("http://")?),
-    };
-    let authority = rest.split(['/', '?']).next()?;
-    match authority.split_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None => Some((authority.to_string(), default_port)),
-    }
-}
-
-/// A private address the URL names without asking DNS: an IP literal or `localhost`.
-/// (Subscribing must not wait on DNS; the delivery resolves and checks again.)
+/// A private address the URL names without asking DNS: an IP literal in any spelling a
+/// browser or HTTP client accepts (`127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`, `0`,
+/// `[::ffff:127.0.0.1]`), or `localhost` with or without a trailing dot. The host is read
+/// the way the delivery client reads it (the WHATWG URL parser of the `url` crate, which
+/// ureq uses), so what is checked here is what would be connected to. (Subscribing must not
+/// wait on DNS; the delivery resolves and checks again.)
 fn private_literal(url: &str) -> Option<std::net::IpAddr> {
-    let (host, _) = host_and_port(url)?;
-    if host == "localhost" || host.ends_with(".localhost") {
-        return Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-    }
-    host.parse().ok().filter(|ip| is_private(*ip))
+    use std::net::IpAddr;
+    let parsed = url::Url::parse(url).ok()?;
+    let ip = match parsed.host()? {
+        url::Host::Ipv4(v4) => IpAddr::V4(v4),
+        url::Host::Ipv6(v6) => IpAddr::V6(v6),
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                return Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+            }
+            return None;
+        }
+    };
+    is_private(ip).then_some(ip)
 }
 
 fn check_destination(url: &str, allow_private: bool) -> ApiResult<()> {
@@ -328,7 +327,17 @@ fn check_url(url: &str) -> ApiResult<()> {
         .ok_or_else(bad)?;
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(split);
-    let (host, port) = authority.split_once(':').unwrap_or((authority, "1"));
+    // An IPv6 literal is written in brackets: `[2001:db8::1]:8443`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, rest)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => match rest {
+                "" => ("v6", "1"),
+                _ => ("v6", rest.strip_prefix(':').unwrap_or("")),
+            },
+            _ => ("", "1"),
+        },
+        None => authority.split_once(':').unwrap_or((authority, "1")),
+    };
     let host_ok = !host.is_empty()
         && host
             .chars()

@@ -31,6 +31,7 @@ const SOMETIMES_SENT: &[(&str, &str)] = &[
     ("Problem", "errors"),
     ("FieldDescription", "options"),
     ("Webhook", "secret"),
+    ("CreatedApiKey", "secret_note"),
     ("MailGateway", "key"),
 ];
 
