@@ -173,16 +173,25 @@ pub async fn middleware(
 }
 
 /// What is kept for replay: the body, except that a once-shown secret (a new API key's or
-/// webhook's `secret`) is never stored; the replay says it was shown once instead.
+/// webhook's `secret`, a mail gateway's `key` beside its `key_prefix`) is never stored; the
+/// replay says it was shown once instead.
 fn without_secrets(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes).to_string();
     let Ok(serde_json::Value::Object(mut body)) = serde_json::from_str(&text) else {
         return text;
     };
-    if !body.get("secret").is_some_and(serde_json::Value::is_string) {
+    let shown_once = if body.contains_key("key_prefix") {
+        "key"
+    } else {
+        "secret"
+    };
+    if !body
+        .get(shown_once)
+        .is_some_and(serde_json::Value::is_string)
+    {
         return text;
     }
-    body.insert("secret".into(), serde_json::Value::Null);
+    body.insert(shown_once.into(), serde_json::Value::Null);
     body.insert(
         "secret_note".into(),
         "the secret was shown once, in the first response to this request; it is not stored".into(),

@@ -188,3 +188,32 @@ fn the_spec_describes_the_replay_of_an_api_key_creation_as_it_is_answered() {
     let required = own["required"].as_array().cloned().unwrap_or_default();
     assert!(!required.contains(&json!("secret_note")), "{own}");
 }
+
+/// A mail gateway's key is shown once too: a replayed create does not store or show it.
+#[test]
+fn a_replayed_mail_gateway_create_neither_stores_nor_shows_its_key() {
+    let app = TestApp::start();
+    let key = [("Idempotency-Key", "gateway-1")];
+    let body = json!({"name": "Postfix"}).to_string();
+    let send = || {
+        app.send(
+            "POST",
+            "/api/v1/mail-gateways",
+            Some(&app.admin_token),
+            &key,
+            Some(&body),
+        )
+    };
+    let first = send();
+    assert_eq!(first.status, 201, "{}", first.text);
+    let secret = first.json()["key"].as_str().unwrap_or_default().to_string();
+    assert!(secret.starts_with("crm_mgw_"), "{}", first.text);
+    let again = send();
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["id"], first.json()["id"]);
+    assert!(again.json()["key"].is_null(), "{}", again.text);
+    assert!(
+        !app.all_stored_text().contains(&secret),
+        "the gateway key is stored nowhere in plaintext"
+    );
+}
