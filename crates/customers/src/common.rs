@@ -170,6 +170,15 @@ pub fn default_region() -> phonenumber::country::Id {
         .unwrap_or(phonenumber::country::Id::US)
 }
 
+/// Whether `region` names a country the phone rules know (an ISO 3166 code, any case).
+pub fn known_region(region: &str) -> bool {
+    region
+        .trim()
+        .to_uppercase()
+        .parse::<phonenumber::country::Id>()
+        .is_ok()
+}
+
 /// A phone number in E.164 (`+442079460958`), or None when it is not a valid number.
 pub fn to_e164(raw: &str) -> Option<String> {
     to_e164_in(raw, default_region())

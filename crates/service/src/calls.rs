@@ -192,6 +192,16 @@ fn lookup(c: &mut DbConn, me: &Principal, e164: &str) -> ApiResult<CallerLookup>
 }
 
 fn e164_or_422(phone: &str, region: Option<&str>) -> ApiResult<String> {
+    // A region that names no country is refused, not read as the default region.
+    if let Some(r) = region {
+        if !crm_customers::common::known_region(r) {
+            return Err(ApiError::field(
+                "region",
+                "invalid",
+                format!("{r:?} is not an ISO 3166 region code"),
+            ));
+        }
+    }
     normalise(phone, region).ok_or_else(|| {
         ApiError::field(
             "phone",

@@ -1074,6 +1074,14 @@ fn numbers_written_with_the_00_international_prefix_are_accepted_in_the_default_
     assert_eq!(contact.json()["phones"][0]["e164"], "+4798765432");
     let ola = id_of(&contact);
 
+    // A region that is no country is refused, not read as the default.
+    let p = app
+        .get(
+            "/api/v1/caller-lookup?phone=98765432&region=ZZ",
+            &app.admin_token,
+        )
+        .problem(422);
+    assert_eq!(p["errors"][0]["field"], "region", "{p}");
     for phone in [
         "0047%2098%2076%2054%2032",
         "004798765432",
