@@ -141,4 +141,11 @@ pub enum WriteProblems {
         content_type = "application/problem+json"
     )]
     TooManyRequests(Problem),
+    #[response(
+        status = 503,
+        description = "The database is busy (the write waited past its turn) or unreachable; \
+            nothing was written: retry after Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
 }
