@@ -423,6 +423,73 @@ fn fixtures() -> HashMap<&'static str, Fixture> {
     f
 }
 
+/// A record that belongs to another is refused to another owner's caller on the object
+/// paths too — batch, composite and (for a create) an upsert by a new external key — by
+/// the same rule as its own route.
+fn refused_on_every_object_path(
+    app: &TestApp,
+    op: &Operation,
+    url: &str,
+    body: Option<&str>,
+    caller: &str,
+) {
+    let collection = op
+        .path
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let body: Value = body
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(json!({}));
+    let id = url.rsplit('/').next().unwrap_or_default();
+    let on_record = op.path.contains("{id}");
+    let item = match (op.method, on_record, op.path.ends_with("{id}")) {
+        ("POST", false, _) => json!({"op": "create", "body": body}),
+        ("PATCH", _, true) => json!({"op": "update", "id": id, "body": body}),
+        ("DELETE", _, true) => json!({"op": "delete", "id": id}),
+        // Actions (status, revise, restore) have no object path.
+        _ => return,
+    };
+    let batch = app.post(
+        &format!("/api/v1/{collection}/batch"),
+        caller,
+        &json!({"items": [item]}),
+    );
+    assert_eq!(batch.status, 200, "{collection} batch: {}", batch.text);
+    assert_eq!(
+        batch.json()["results"][0]["status"],
+        403,
+        "{} {} by batch: {}",
+        op.method,
+        op.path,
+        batch.text
+    );
+    let mut sub = json!({"reference_id": "it", "method": op.method, "path": url});
+    if op.method != "DELETE" {
+        sub["body"] = body.clone();
+    }
+    let composite = app.post("/api/v1/composite", caller, &json!({"requests": [sub]}));
+    assert_eq!(
+        composite.status, 403,
+        "{} {} by composite: {}",
+        op.method, op.path, composite.text
+    );
+    if !on_record {
+        let key = uuid::Uuid::now_v7().simple().to_string();
+        let upsert = app.put(
+            &format!("/api/v1/{collection}/external/probe/{key}"),
+            caller,
+            &body,
+        );
+        assert_eq!(
+            upsert.status, 403,
+            "{collection} upsert of a new key: {}",
+            upsert.text
+        );
+    }
+}
+
 /// A product and a price book of the admin's, for quotes and orders.
 fn priced_product(app: &TestApp) -> (String, String) {
     let t = &app.admin_token;
@@ -526,6 +593,9 @@ fn object_level_rules_hold_for_every_owned_operation() {
             "{} {} on another owner's record: {}",
             op.method, op.path, foreign.text
         );
+        if matches!(op.ownership, Ownership::FollowsParent(..)) {
+            refused_on_every_object_path(&app, op, &url, body, &other);
+        }
         let own = app.send(op.method, &url, Some(&owner), &[], body);
         assert!(
             own.status < 300,
