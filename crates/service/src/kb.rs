@@ -559,6 +559,9 @@ pub async fn link(
     let out = state
         .db(move |c| {
             db::write_tx(c, |c| {
+                // Links to one ticket take turns: the re-link below deletes, then inserts,
+                // and two at once (a double click) would otherwise collide on the key.
+                db::lock_row(c, "tickets", &id)?;
                 tickets::find(c, &me, &id)?;
                 let article = ids::parse_id(&link.article_id)
                     .ok_or_else(|| ApiError::field("article_id", "invalid", "must be an id"))?;

@@ -1244,3 +1244,23 @@ fn work_orders_make_a_technicians_day_and_warranty_claims_are_checked() {
         "{timeline}"
     );
 }
+
+/// Linking the same article to a ticket several times at once (a double click) links it
+/// once and answers every request, with no spurious conflict.
+#[test]
+fn linking_one_article_to_a_ticket_several_times_at_once_links_it_once() {
+    let app = TestApp::start();
+    let t = ticket(&app, json!({"subject": "Printer jammed"}));
+    let tid = t["id"].as_str().unwrap_or_default().to_string();
+    let printer = article(&app, "Printer jams", "Open the tray.", "published");
+    let url = format!("/api/v1/tickets/{tid}/articles");
+    let body = json!({"article_id": printer});
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| app.post(&url, &app.admin_token, &body).status))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap_or(0)).collect()
+    });
+    assert_eq!(statuses, vec![200; 4]);
+    assert_eq!(app.count("ticket_articles"), 1);
+}
