@@ -357,6 +357,28 @@ impl TestApp {
         res.json()["id"].as_str().unwrap_or_default().to_string()
     }
 
+    /// A product and a price book listing it at `unit_price` EUR (minor units), made by the
+    /// admin; returns (product id, price book id). `sku` must be unique in the test.
+    #[track_caller]
+    pub fn priced_product(&self, sku: &str, unit_price: i64) -> (String, String) {
+        let t = &self.admin_token;
+        let product = self.post("/api/v1/products", t, &json!({"sku": sku, "name": sku}));
+        assert_eq!(product.status, 201, "create product: {}", product.text);
+        let product = product.json()["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let book = self.post(
+            "/api/v1/price-books",
+            t,
+            &json!({"name": format!("List {sku}"),
+                "prices": [{"product_id": product, "currency": "EUR", "unit_price": unit_price}]}),
+        );
+        assert_eq!(book.status, 201, "create price book: {}", book.text);
+        let book = book.json()["id"].as_str().unwrap_or_default().to_string();
+        (product, book)
+    }
+
     /// Count rows of a table straight from the database (to prove nothing was written).
     pub fn count(&self, table: &str) -> i64 {
         #[derive(diesel::QueryableByName)]

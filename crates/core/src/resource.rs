@@ -207,14 +207,21 @@ pub fn require_edit_by_rule<R: Resource>(
     if !R::PARENTS.is_empty() {
         return require_parent_edit::<R>(c, me, &objects::json(r));
     }
-    match R::EDITS {
-        Ownership::OwnerOrTeamEdits(manage) => crate::visibility::require_edit(
-            c,
-            me,
-            R::meta(r).owner_id,
-            (R::WRITE, manage),
-            R::ENTITY,
-        ),
+    apply_edit_rule::<R>(c, me, R::EDITS, R::meta(r).owner_id, R::ENTITY)
+}
+
+/// 403 unless `rule` lets the caller change a record of `owner` (`what` names it).
+fn apply_edit_rule<R: Resource>(
+    c: &mut DbConn,
+    me: &Principal,
+    rule: Ownership,
+    owner: Option<&str>,
+    what: &str,
+) -> ApiResult<()> {
+    match rule {
+        Ownership::OwnerOrTeamEdits(manage) => {
+            crate::visibility::require_edit(c, me, owner, (R::WRITE, manage), what)
+        }
         _ => Ok(()),
     }
 }
@@ -240,16 +247,7 @@ pub fn require_parent_edit<R: Resource>(
     let Some(owner) = (parent.owner)(c, &id)? else {
         return Ok(());
     };
-    match parent.edits {
-        Ownership::OwnerOrTeamEdits(manage) => crate::visibility::require_edit(
-            c,
-            me,
-            owner.as_deref(),
-            (R::WRITE, manage),
-            parent.entity,
-        ),
-        _ => Ok(()),
-    }
+    apply_edit_rule::<R>(c, me, parent.edits, owner.as_deref(), parent.entity)
 }
 
 /// Create a record from a JSON body, on every path (the API, batch, composite, upserts,

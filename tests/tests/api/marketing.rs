@@ -28,10 +28,15 @@ pub(crate) fn errors(problem: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Every id on every page of a member list.
+/// Every id on every page of a member list (two a page, so paging is exercised).
 fn all_ids(app: &TestApp, path: &str) -> BTreeSet<String> {
+    ids_paged(app, path, 2)
+}
+
+/// Every id on every page of a member list, `limit` a page.
+fn ids_paged(app: &TestApp, path: &str, limit: usize) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut url = format!("{path}?limit=2");
+    let mut url = format!("{path}?limit={limit}");
     loop {
         let page = app.get(&url, &app.admin_token);
         assert_eq!(page.status, 200, "{}", page.text);
@@ -40,7 +45,7 @@ fn all_ids(app: &TestApp, path: &str) -> BTreeSet<String> {
             out.insert(m["id"].as_str().unwrap_or_default().to_string());
         }
         match page["next_cursor"].as_str() {
-            Some(c) => url = format!("{path}?limit=2&cursor={c}"),
+            Some(c) => url = format!("{path}?limit={limit}&cursor={c}"),
             None => return out,
         }
     }
@@ -1690,21 +1695,7 @@ fn segment_members(app: &TestApp, criteria: &Value) -> BTreeSet<String> {
         "/api/v1/segments",
         json!({"name": "Heavy", "criteria": criteria}),
     );
-    let path = format!("/api/v1/segments/{seg}/members");
-    let mut out = BTreeSet::new();
-    let mut url = format!("{path}?limit=200");
-    loop {
-        let page = app.get(&url, &app.admin_token);
-        assert_eq!(page.status, 200, "{}", page.text);
-        let page = page.json();
-        for m in page["data"].as_array().into_iter().flatten() {
-            out.insert(m["id"].as_str().unwrap_or_default().to_string());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => url = format!("{path}?limit=200&cursor={c}"),
-            None => return out,
-        }
-    }
+    ids_paged(app, &format!("/api/v1/segments/{seg}/members"), 200)
 }
 
 /// Five conditions of 100 values each over 2,000 contacts: one subquery per condition, so

@@ -492,21 +492,7 @@ fn refused_on_every_object_path(
 
 /// A product and a price book of the admin's, for quotes and orders.
 fn priced_product(app: &TestApp) -> (String, String) {
-    let t = &app.admin_token;
-    let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple());
-    let product = app.post("/api/v1/products", t, &json!({"sku": sku, "name": "Seat"}));
-    let product = product.json()["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let book = app.post(
-        "/api/v1/price-books",
-        t,
-        &json!({"name": format!("Book {sku}"),
-            "prices": [{"product_id": product, "currency": "EUR", "unit_price": 10000}]}),
-    );
-    let book = book.json()["id"].as_str().unwrap_or_default().to_string();
-    (product, book)
+    app.priced_product(&format!("SKU-{}", uuid::Uuid::now_v7().simple()), 10000)
 }
 
 fn quote_body(app: &TestApp, opportunity: &str) -> Value {

@@ -303,21 +303,7 @@ struct ForeignDeal {
 }
 
 fn foreign_deal(app: &TestApp, owner: &str) -> ForeignDeal {
-    let t = &app.admin_token;
-    let seat = id(&app
-        .post(
-            "/api/v1/products",
-            t,
-            &json!({"sku": "SEAT", "name": "Seat"}),
-        )
-        .json());
-    let book = id(&app
-        .post(
-            "/api/v1/price-books",
-            t,
-            &json!({"name": "List", "prices": [{"product_id": seat, "currency": "EUR", "unit_price": 10000}]}),
-        )
-        .json());
+    let (seat, book) = app.priced_product("SEAT", 10000);
     let acme = id(&app
         .post("/api/v1/accounts", owner, &json!({"name": "Acme"}))
         .json());

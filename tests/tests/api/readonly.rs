@@ -153,11 +153,7 @@ fn bodies(app: &TestApp) -> Vec<(&'static str, Value)> {
         res.json()["id"].as_str().unwrap_or_default().to_string()
     };
     let account = made("/api/v1/accounts", json!({"name": "Acme"}));
-    let product = made("/api/v1/products", json!({"sku": "RO-1", "name": "Seat"}));
-    let book = made(
-        "/api/v1/price-books",
-        json!({"name": "List", "prices": [{"product_id": product, "currency": "EUR", "unit_price": 1000}]}),
-    );
+    let (product, book) = app.priced_product("RO-1", 1000);
     let deal = made(
         "/api/v1/opportunities",
         json!({"name": "Deal", "account_id": account, "pipeline_id": app.simple_pipeline(), "currency": "EUR"}),
